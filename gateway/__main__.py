@@ -1,0 +1,7 @@
+"""python -m gateway -> cli.main()."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""Request authentication: which app a gateway key belongs to, kept fresh from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import structlog
+
+from .db import Database
+from .errors import AuthenticationError
+from .keys import hash_key, key_owners, record_last_used
+from .store import now_rfc3339
+
+log = structlog.get_logger("gateway.auth")
+
+BEARER = "bearer "
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key an app sent: `x-api-key` (what the SDK sends), else `Authorization: Bearer`."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    authorization = headers.get("authorization")
+    if authorization and authorization[:7].lower() == BEARER:
+        return authorization[7:].strip() or None
+    return None
+
+
+class KeyRing:
+    """Key hashes in memory, reloaded from SQLite so CLI changes apply without a restart."""
+
+    def __init__(self, owners: dict[str, tuple[str, bool]] | None = None) -> None:
+        self._owners = owners or {}
+        self._used: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def authenticate(self, headers: Mapping[str, str]) -> str:
+        """Return the app name for the request's key, or raise AuthenticationError."""
+        key = presented_key(headers)
+        if key is None:
+            raise AuthenticationError(
+                "Unauthorized: missing gateway key; send it in the x-api-key header."
+            )
+        owner = self._owners.get(hash_key(key))
+        if owner is None:
+            raise AuthenticationError("Unauthorized: invalid gateway key.")
+        name, revoked = owner
+        if revoked:
+            raise AuthenticationError("Unauthorized: this gateway key has been revoked.")
+        self._used.add(name)
+        return name
+
+    async def refresh(self, db: Database) -> None:
+        """Reload keys, and record which apps were seen since the last refresh."""
+        used, self._used = self._used, set()
+        if used:
+            await record_last_used(db, used, now_rfc3339())
+        self._owners = await key_owners(db)
+
+    async def start(self, db: Database, interval: float) -> None:
+        """Load the keys, then refresh them every `interval` seconds until `stop`."""
+        await self.refresh(db)
+        self._task = asyncio.create_task(self._refresh_forever(db, interval), name="key-refresh")
+
+    async def stop(self, db: Database) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.refresh(db)  # keep the last_used_at of the final seconds
+
+    async def _refresh_forever(self, db: Database, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh(db)
+            except Exception:
+                # Keep serving with the keys we have; the next refresh tries again.
+                log.exception("keys.refresh_failed")

@@ -1,0 +1,123 @@
+"""Run-input cache: a bounded memory LRU in front of the store, and single-flight on misses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from .policy import CACHE_HIT, Storability, cache_status, storability
+from .store import RunInputStore, StoredInput, now_rfc3339
+from .upstream import UpstreamResponse
+
+log = structlog.get_logger("gateway.cache")
+
+Fetch = Callable[[str], Awaitable[UpstreamResponse]]
+
+
+class MemoryLRU:
+    """Run-input bodies by run_id, bounded by entry count and total bytes."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, run_id: str) -> bytes | None:
+        body = self._entries.get(run_id)
+        if body is not None:
+            self._entries.move_to_end(run_id)
+        return body
+
+    def put(self, run_id: str, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        self.discard(run_id)
+        self._entries[run_id] = body
+        self.bytes += len(body)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= len(evicted)
+
+    def discard(self, run_id: str) -> None:
+        body = self._entries.pop(run_id, None)
+        if body is not None:
+            self.bytes -= len(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the cache answers for one run: upstream's status and body, and how it was served."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    stored: bool = False
+    fetched: bool = False  # False when the store already had it
+
+    def cache_status(self, collapsed: bool) -> str:
+        if not self.fetched:
+            return CACHE_HIT
+        return cache_status(stored=self.stored, collapsed=collapsed, fwd_status=self.status)
+
+
+class RunInputCache:
+    """Memory, then the store, then upstream, with at most one upstream fetch per run at a time."""
+
+    def __init__(
+        self, memory: MemoryLRU, store: RunInputStore, fetch: Fetch, max_body_bytes: int
+    ) -> None:
+        self.memory = memory
+        self._store = store
+        self._fetch = fetch
+        self._max_body_bytes = max_body_bytes
+        self._inflight: dict[str, asyncio.Task[Lookup]] = {}
+
+    async def lookup(self, run_id: str) -> tuple[Lookup, bool]:
+        """Answer a run whose body is not in memory (callers try `memory.get` first).
+
+        Returns the answer and whether this request waited on another request's fetch.
+        """
+        task = self._inflight.get(run_id)
+        if task is not None:
+            return await asyncio.shield(task), True
+        task = asyncio.create_task(self._load(run_id), name=f"load-{run_id}")
+        self._inflight[run_id] = task
+        task.add_done_callback(self._forget)
+        # Shielded: a client that goes away must not cancel the fetch others are waiting on.
+        return await asyncio.shield(task), False
+
+    def _forget(self, task: asyncio.Task[Lookup]) -> None:
+        run_id = task.get_name().removeprefix("load-")
+        self._inflight.pop(run_id, None)
+        if not task.cancelled():
+            task.exception()  # every waiter has it; mark it retrieved even if none are left
+
+    async def _load(self, run_id: str) -> Lookup:
+        stored = await self._store.get(run_id)
+        if stored is not None:
+            self.memory.put(run_id, stored.body)
+            return Lookup(200, stored.body, {})
+        response = await self._fetch(run_id)
+        decision = storability(response.status, response.body, self._max_body_bytes)
+        if decision is Storability.STORE:
+            try:
+                await self._store.put(StoredInput(run_id, response.body, now_rfc3339()))
+            except Exception:
+                # The app still gets its input; only the promise "stored" is withheld.
+                log.exception("cache.store_failed", run_id=run_id)
+                return Lookup(200, response.body, {}, fetched=True)
+            self.memory.put(run_id, response.body)
+            return Lookup(200, response.body, {}, stored=True, fetched=True)
+        if decision is not Storability.NOT_OK:
+            log.warning(
+                "cache.not_stored", run_id=run_id, reason=decision.value, size=len(response.body)
+            )
+        return Lookup(response.status, response.body, dict(response.headers), fetched=True)

@@ -1,0 +1,144 @@
+"""The parallel-gateway command: parse arguments and call into the package."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import orjson
+import structlog
+from aiohttp import web
+
+from .app import create_app, team_key_from
+from .config import ConfigError, Settings, load_settings, replace_server
+from .db import Database
+from .keys import AppKeyError, create_key, list_keys, revoke_key
+from .log import configure_logging
+
+T = TypeVar("T")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML config file (default: $PARALLEL_GATEWAY_CONFIG, else built-in defaults)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="parallel-gateway",
+        description="A caching, key-isolating gateway for Parallel's Task API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host", help="address to listen on (overrides server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = commands.add_parser("migrate", parents=[common], help="apply database migrations")
+    migrate.set_defaults(run=cmd_migrate)
+
+    keys = commands.add_parser("keys", help="manage app keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    create = key_commands.add_parser(
+        "create", parents=[common], help="create a key for an app and print it"
+    )
+    create.add_argument("name", help="the app's unique name")
+    create.set_defaults(run=cmd_keys_create)
+    listing = key_commands.add_parser("list", parents=[common], help="list app keys")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(run=cmd_keys_list)
+    revoke = key_commands.add_parser("revoke", parents=[common], help="revoke an app's key")
+    revoke.add_argument("name", help="the app whose key to revoke")
+    revoke.set_defaults(run=cmd_keys_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        code: int = args.run(args, settings)
+    except ConfigError as e:
+        print(f"parallel-gateway: {e}", file=sys.stderr)
+        return 2
+    except AppKeyError as e:
+        print(f"parallel-gateway: {e}", file=sys.stderr)
+        return 1
+    return code
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings = replace_server(settings, args.host, args.port)
+    team_key = team_key_from(settings, os.environ)
+    configure_logging(settings.log.level, secrets=[team_key] if team_key else [])
+    log = structlog.get_logger("gateway")
+    log.info(
+        "gateway.starting",
+        host=settings.server.host,
+        port=settings.server.port,
+        database=settings.storage.database,
+        upstream=settings.upstream.base_url,
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    _with_db(settings, _applied)
+    print(f"Database {settings.storage.database} is at the latest schema.")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    print(_with_db(settings, lambda db: create_key(db, args.name)))
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    keys = _with_db(settings, list_keys)
+    if args.json:
+        for key in keys:
+            print(orjson.dumps({**dataclasses.asdict(key), "status": key.status}).decode())
+        return 0
+    rows = [("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS")]
+    rows += [(k.name, k.prefix, k.created_at, k.last_used_at or "never", k.status) for k in keys]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    _with_db(settings, lambda db: revoke_key(db, args.name))
+    print(f"Revoked the key of app {args.name!r}.", file=sys.stderr)
+    return 0
+
+
+async def _applied(db: Database) -> None:
+    """Nothing to do: Database.open applies pending migrations."""
+
+
+def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = await Database.open(settings.storage)
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())

@@ -1,0 +1,187 @@
+"""Settings: frozen dataclasses loaded from TOML, with clear errors naming the bad key."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
+SYNCHRONOUS_MODES = ("normal", "full", "extra")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be read or holds a bad value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    base_url: str = "https://api.parallel.ai"
+    api_key_env: str = "PARALLEL_API_KEY"
+    connect_timeout: float = 5.0
+    timeout: float = 30.0
+    deadline: float = 60.0
+    max_attempts: int = 4
+    backoff_initial: float = 0.25
+    backoff_max: float = 4.0
+    retry_after_cap: float = 10.0
+    max_connections: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    database: str = "parallel-gateway.db"
+    busy_timeout_ms: int = 5000
+    synchronous: str = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    memory_entries: int = 10_000
+    memory_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class KeysSettings:
+    refresh_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    keys: KeysSettings = field(default_factory=KeysSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `path`, else from $PARALLEL_GATEWAY_CONFIG, else use the defaults."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get(CONFIG_ENV) or None
+    if path is None:
+        return Settings()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file '{path}' does not exist.") from None
+    except OSError as e:
+        raise ConfigError(f"Config file '{path}' cannot be read: {e.strerror}.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"Config file '{path}' is not valid TOML: {e}.") from None
+    return settings_from_dict(data)
+
+
+def settings_from_dict(data: Mapping[str, Any]) -> Settings:
+    """Build Settings from parsed TOML, rejecting unknown keys and bad values."""
+    sections: dict[str, Any] = {}
+    section_types = get_type_hints(Settings)
+    for name, value in data.items():
+        if name not in section_types:
+            raise ConfigError(f"Config has unknown section '[{name}]'.")
+        if not isinstance(value, dict):
+            raise ConfigError(f"Config '{name}' must be a table ([{name}]).")
+        sections[name] = _build_section(name, section_types[name], value)
+    settings = Settings(**sections)
+    _check(settings)
+    return settings
+
+
+def replace_server(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """Apply `serve --host/--port` overrides."""
+    server = settings.server
+    if host is not None:
+        server = dataclasses.replace(server, host=host)
+    if port is not None:
+        server = dataclasses.replace(server, port=port)
+    _check_port(server.port, "--port")
+    return dataclasses.replace(settings, server=server)
+
+
+def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"Config has unknown key '{section}.{key}'.")
+        kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, expected: type, value: Any) -> Any:
+    # TOML distinguishes ints, floats, strings and booleans; bool is a subclass of int in Python.
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"Config '{name}' has value {value!r}. Not a valid {expected.__name__}.")
+    return value
+
+
+def _check(s: Settings) -> None:
+    _check_port(s.server.port, "server.port")
+    if not s.upstream.base_url.startswith(("http://", "https://")):
+        _bad("upstream.base_url", s.upstream.base_url, "Must start with http:// or https://")
+    if not s.upstream.api_key_env:
+        _bad("upstream.api_key_env", s.upstream.api_key_env, "Must name an environment variable")
+    positive = {
+        "upstream.connect_timeout": s.upstream.connect_timeout,
+        "upstream.timeout": s.upstream.timeout,
+        "upstream.deadline": s.upstream.deadline,
+        "upstream.max_attempts": s.upstream.max_attempts,
+        "upstream.backoff_initial": s.upstream.backoff_initial,
+        "upstream.backoff_max": s.upstream.backoff_max,
+        "upstream.max_connections": s.upstream.max_connections,
+        "storage.busy_timeout_ms": s.storage.busy_timeout_ms,
+        "cache.memory_entries": s.cache.memory_entries,
+        "cache.memory_bytes": s.cache.memory_bytes,
+        "cache.max_body_bytes": s.cache.max_body_bytes,
+        "keys.refresh_interval": s.keys.refresh_interval,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            _bad(name, value, "Must be greater than 0")
+    if s.upstream.retry_after_cap < 0:
+        _bad("upstream.retry_after_cap", s.upstream.retry_after_cap, "Must be 0 or more")
+    if not s.storage.database:
+        _bad("storage.database", s.storage.database, "Must be a file path")
+    if s.storage.synchronous not in SYNCHRONOUS_MODES:
+        _bad("storage.synchronous", s.storage.synchronous, f"Must be one of {SYNCHRONOUS_MODES}")
+    if s.log.level not in LOG_LEVELS:
+        _bad("log.level", s.log.level, f"Must be one of {LOG_LEVELS}")
+
+
+def _check_port(port: int, name: str) -> None:
+    if not 0 <= port <= 65535:
+        _bad(name, port, "Must be a port number from 0 to 65535")
+
+
+def _bad(name: str, value: object, why: str) -> None:
+    raise ConfigError(f"Config '{name}' has value {value!r}. {why}.")

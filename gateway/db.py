@@ -1,0 +1,142 @@
+"""SQLite connections: PRAGMAs, one reader, and the one writer that batches commits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .config import StorageSettings
+from .migrate import apply_migrations
+
+Params = Sequence[Any]
+WRITE_BATCH = 256
+
+
+def database_path(settings: StorageSettings) -> Path:
+    """The database file, with its directory created if need be."""
+    path = Path(settings.database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def connect(settings: StorageSettings) -> aiosqlite.Connection:
+    """Open the database with the PRAGMAs every connection needs; autocommit mode."""
+    conn = await aiosqlite.connect(
+        database_path(settings), isolation_level=None, check_same_thread=False
+    )
+    # busy_timeout first: switching to WAL itself needs a lock another process may hold.
+    await conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    # In WAL mode, NORMAL already survives a process crash (kill -9); FULL also a power loss.
+    await conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
+    return conn
+
+
+class Database:
+    """A reader connection, and a writer connection fed by one task.
+
+    SQLite allows one writer at a time, so every write goes through `write`, which queues it;
+    the writer task commits whatever has queued up in one transaction (group commit), and
+    `write` returns only once its statements are committed.
+    """
+
+    def __init__(self, reader: aiosqlite.Connection, writer: aiosqlite.Connection) -> None:
+        self.reader = reader
+        self._writer = writer
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, settings: StorageSettings) -> Database:
+        """Connect, apply pending migrations, and return the database."""
+        writer = await connect(settings)
+        try:
+            await apply_migrations(writer)
+            reader = await connect(settings)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(reader, writer)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self.reader.execute(sql, params) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self.reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def write(self, sql: str, params: Params = ()) -> None:
+        """Run one write statement; return once it is committed."""
+        await self.write_many(sql, [params])
+
+    async def write_many(self, sql: str, rows: Sequence[Params]) -> None:
+        """Run one statement over many rows in one transaction; return once committed."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
+        write = _Write(sql, rows, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(write)
+        await write.done
+
+    async def _run_writer(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            batch = [item]
+            while len(batch) < WRITE_BATCH and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    await self._commit(batch)
+                    return
+                batch.append(nxt)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                await self._writer.executemany(write.sql, write.rows)
+            await self._writer.execute("COMMIT")
+        except Exception as e:  # any failure is handed to the waiters, never lost
+            with contextlib.suppress(sqlite3.Error):
+                await self._writer.execute("ROLLBACK")
+            if len(batch) > 1:
+                # One bad write must not fail its neighbours: retry them one by one.
+                for write in batch:
+                    await self._commit([write])
+                return
+            _settle(batch[0].done, e)
+            return
+        for write in batch:
+            _settle(write.done, None)
+
+    async def close(self) -> None:
+        """Commit what is queued, then close both connections."""
+        if self._task is not None:
+            self._queue.put_nowait(None)
+            await self._task
+        await self.reader.close()
+        await self._writer.close()
+
+
+class _Write:
+    __slots__ = ("done", "rows", "sql")
+
+    def __init__(self, sql: str, rows: Sequence[Params], done: asyncio.Future[None]) -> None:
+        self.sql = sql
+        self.rows = rows
+        self.done = done
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # the waiter was cancelled; the write still happened (or failed) for good
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

@@ -1,0 +1,90 @@
+"""Errors the gateway makes, in the ErrorResponse shape Parallel's clients parse."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error answered by the gateway itself, with its own ref_id."""
+
+    status = 500
+    reason = "internal"
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ref_id = str(uuid.uuid4())
+        self.headers = dict(headers or {})
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.ref_id)
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    reason = "unauthenticated"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    reason = "not_found"
+
+
+class MethodNotAllowedError(GatewayError):
+    status = 405
+    reason = "method_not_allowed"
+
+
+class InvalidRunIdError(GatewayError):
+    status = 422
+    reason = "invalid_run_id"
+
+
+class UpstreamUnavailableError(GatewayError):
+    """Upstream could not be reached, or sent something that is not HTTP."""
+
+    status = 502
+    reason = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(GatewayError):
+    status = 504
+    reason = "upstream_timeout"
+
+
+class NoTeamKeyError(GatewayError):
+    status = 503
+    reason = "no_team_key"
+
+    def __init__(self, message: str) -> None:
+        # Retrying cannot help until the gateway is restarted with a key (x-should-retry is
+        # the SDK's override of its own retry decision).
+        super().__init__(message, headers={"x-should-retry": "false"})
+
+
+def error_body(message: str, ref_id: str, detail: Mapping[str, Any] | None = None) -> bytes:
+    """Serialise Parallel's ErrorResponse: {"type": "error", "error": {ref_id, message, detail}}."""
+    return orjson.dumps(
+        {"type": "error", "error": {"ref_id": ref_id, "message": message, "detail": detail}}
+    )
+
+
+def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
+    """Return (ref_id, message) from an upstream error body, tolerating any shape."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    ref_id, message = error.get("ref_id"), error.get("message")
+    return (
+        ref_id if isinstance(ref_id, str) else None,
+        message if isinstance(message, str) else None,
+    )

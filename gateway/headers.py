@@ -1,0 +1,52 @@
+"""Which headers cross the gateway, in each direction: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from multidict import CIMultiDict
+
+# Hop-by-hop headers (RFC 9110 section 7.6.1) belong to one connection and are never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+# The app's own credentials stay here; the client sets host, length and encoding itself.
+NOT_FORWARDED = HOP_BY_HOP | {
+    "x-api-key",
+    "authorization",
+    "host",
+    "content-length",
+    "accept-encoding",
+    "cookie",
+}
+# What an app needs back from an upstream answer to act on it (and the SDK to retry right).
+PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry")
+
+
+def request_headers(incoming: Mapping[str, str], team_key: str) -> CIMultiDict[str]:
+    """Headers to send upstream: the app's, less hop-by-hop and credentials, plus the team key."""
+    named_by_connection = {
+        token.strip().lower() for token in incoming.get("connection", "").split(",")
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        lower = name.lower()
+        if lower not in NOT_FORWARDED and lower not in named_by_connection:
+            out.add(name, value)
+    out["x-api-key"] = team_key
+    return out
+
+
+def response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    """The upstream response headers passed back to the app."""
+    return {name: upstream[name] for name in PASSED_BACK if name in upstream}

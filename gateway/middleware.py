@@ -1,0 +1,108 @@
+"""Per-request observation: request id, errors in the ErrorResponse shape, the access line."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from .errors import GatewayError, error_body
+from .policy import CACHE_NAME
+from .state import APP_NAME, REQUEST_ID
+
+log = structlog.get_logger("gateway.access")
+CACHE_PREFIX = CACHE_NAME + "; "
+
+# Request ids: a random per-process prefix and a counter, unique and cheap on the hot path.
+_PROCESS_PREFIX = secrets.token_hex(4)
+_counter = itertools.count(1)
+
+
+def next_request_id() -> str:
+    return f"{_PROCESS_PREFIX}-{next(_counter):x}"
+
+
+def gateway_error_response(error: GatewayError, request: web.Request) -> web.Response:
+    log.warning(
+        "gateway.error",
+        status=error.status,
+        reason=error.reason,
+        ref_id=error.ref_id,
+        message=error.message,
+        request_id=request[REQUEST_ID],
+        app=request.get(APP_NAME),
+    )
+    return web.Response(
+        status=error.status,
+        body=error.body(),
+        content_type="application/json",
+        headers=error.headers,
+    )
+
+
+def http_exception_response(exc: web.HTTPException, request: web.Request) -> web.Response:
+    """aiohttp's own errors (such as a body over client_max_size), in the ErrorResponse shape."""
+    ref_id = str(uuid.uuid4())
+    log.warning(
+        "gateway.error",
+        status=exc.status,
+        reason=exc.reason,
+        ref_id=ref_id,
+        request_id=request[REQUEST_ID],
+    )
+    return web.Response(
+        status=exc.status, body=error_body(exc.reason, ref_id), content_type="application/json"
+    )
+
+
+def create_observer(access_log: bool) -> Middleware:
+    """Middleware that gives each request an id, turns errors into ErrorResponses, and writes
+    the access line (unless `access_log` is off)."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request[REQUEST_ID] = next_request_id()
+        response = await respond(request, handler)
+        if access_log:
+            write_access_line(request, response, started)
+        return response
+
+    return observe
+
+
+async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except GatewayError as e:
+        return gateway_error_response(e, request)
+    except web.HTTPException as e:
+        return http_exception_response(e, request)
+    except Exception:
+        ref_id = str(uuid.uuid4())
+        log.exception("gateway.internal_error", ref_id=ref_id, request_id=request[REQUEST_ID])
+        return web.Response(
+            status=500,
+            body=error_body("Internal gateway error", ref_id),
+            content_type="application/json",
+        )
+
+
+def write_access_line(request: web.Request, response: web.StreamResponse, started: float) -> None:
+    cache = response.headers.get("Cache-Status")
+    log.info(
+        "access",
+        method=request.method,
+        path=request.raw_path,
+        status=response.status,
+        app=request.get(APP_NAME),
+        cache=cache.removeprefix(CACHE_PREFIX) if cache else None,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        request_id=request[REQUEST_ID],
+    )

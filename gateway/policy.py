@@ -1,0 +1,69 @@
+"""Caching policy for run inputs: pure decisions, no I/O."""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import orjson
+
+# A run id reaches upstream only if it is plain: no percent-encoding, no dots, no slashes.
+# Matching the raw (undecoded) path segment means %2F can never become a path separator.
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+INPUT_PATH = re.compile(r"/v1/tasks/runs/([^/?]*)/input")
+
+CACHE_NAME = "parallel-gateway"
+
+
+# Cache-Status values (RFC 9211 section 2), naming this cache.
+CACHE_HIT = f"{CACHE_NAME}; hit"
+CACHE_MISS = f"{CACHE_NAME}; fwd=uri-miss"
+
+
+def cache_status(*, stored: bool, collapsed: bool = False, fwd_status: int | None = None) -> str:
+    """Cache-Status for a miss: `stored` (2.5) once committed, `collapsed` (2.6) for a request
+    that waited on another's fetch, `fwd-status` (2.4) when upstream did not answer 200."""
+    value = CACHE_MISS
+    if fwd_status is not None and fwd_status != 200:
+        value += f"; fwd-status={fwd_status}"
+    if stored:
+        value += "; stored"
+    if collapsed:
+        value += "; collapsed"
+    return value
+
+
+class Storability(enum.Enum):
+    STORE = "store"
+    NOT_OK = "not-ok"
+    MALFORMED = "malformed"
+    TOO_LARGE = "too-large"
+
+
+def match_input_path(raw_path: str) -> str | None:
+    """Return the raw run_id segment if `raw_path` is the run-input route, else None."""
+    m = INPUT_PATH.fullmatch(raw_path)
+    return m.group(1) if m else None
+
+
+def is_valid_run_id(run_id: str) -> bool:
+    return RUN_ID.fullmatch(run_id) is not None
+
+
+def storability(status: int, body: bytes, max_body_bytes: int) -> Storability:
+    """Decide whether an upstream answer may be kept forever.
+
+    Only a 200 carrying a TaskRunInput (a JSON object with `processor` and `input`) is stored:
+    a run's input never changes, but an error or a garbled body might next time.
+    """
+    if status != 200:
+        return Storability.NOT_OK
+    if len(body) > max_body_bytes:
+        return Storability.TOO_LARGE
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Storability.MALFORMED
+    if not isinstance(data, dict) or "processor" not in data or "input" not in data:
+        return Storability.MALFORMED
+    return Storability.STORE

@@ -1,0 +1,56 @@
+"""HTTP handlers: thin, routing on the raw path so %2F never becomes a separator."""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+from aiohttp import web
+
+from .errors import InvalidRunIdError, MethodNotAllowedError, NotFoundError
+from .policy import CACHE_HIT, is_valid_run_id, match_input_path
+from .state import APP_NAME, CACHE, KEYRING, REQUEST_ID, UPSTREAM
+
+JSON = "application/json"
+HIT_HEADERS = {"Cache-Status": CACHE_HIT}
+
+
+async def handle(request: web.Request) -> web.Response:
+    """Every path but /healthz: authenticate, then route on the raw path."""
+    app = request.app
+    request[APP_NAME] = app[KEYRING].authenticate(request.headers)
+    raw_path = request.raw_path.partition("?")[0]
+    run_id = match_input_path(raw_path)
+    if run_id is None:
+        raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")
+    if request.method != "GET":
+        raise MethodNotAllowedError(f"{request.method} is not allowed here; use GET.")
+    if not is_valid_run_id(run_id):
+        raise InvalidRunIdError(
+            "Request validation error: run_id must be 1 to 128 characters from "
+            "A-Z, a-z, 0-9, '_' and '-'."
+        )
+    # The hot path: a memory hit touches neither SQLite nor upstream.
+    body = app[CACHE].memory.get(run_id)
+    if body is not None:
+        return web.Response(body=body, content_type=JSON, headers=HIT_HEADERS)
+    with structlog.contextvars.bound_contextvars(
+        request_id=request[REQUEST_ID], app=request[APP_NAME], run_id=run_id
+    ):
+        lookup, collapsed = await app[CACHE].lookup(run_id)
+    headers = dict(lookup.headers)
+    headers["Cache-Status"] = lookup.cache_status(collapsed)
+    if lookup.status == 200:
+        return web.Response(body=lookup.body, content_type=JSON, headers=headers)
+    headers.setdefault("Content-Type", JSON)
+    return web.Response(status=lookup.status, body=lookup.body, headers=headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness, with no key needed: the status and whether a team key is configured."""
+    body = {"status": "ok", "upstream_configured": request.app[UPSTREAM].configured}
+    return web.Response(body=orjson.dumps(body), content_type=JSON)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_route("*", "/{path:.*}", handle)

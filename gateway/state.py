@@ -1,0 +1,20 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .auth import KeyRing
+from .cache import RunInputCache
+from .config import Settings
+from .db import Database
+from .upstream import UpstreamClient
+
+SETTINGS = web.AppKey("settings", Settings)
+KEYRING = web.AppKey("keyring", KeyRing)
+DATABASE = web.AppKey("database", Database)
+UPSTREAM = web.AppKey("upstream", UpstreamClient)
+CACHE = web.AppKey("cache", RunInputCache)
+
+APP_NAME = web.RequestKey("app_name", str)
+REQUEST_ID = web.RequestKey("request_id", str)
