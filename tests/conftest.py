@@ -1,0 +1,126 @@
+"""Shared fixtures: a fake upstream, gateways on ephemeral ports, app keys, the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp.test_utils import TestServer
+from parallel import AsyncParallel
+from structlog.typing import EventDict
+from yarl import URL
+
+from gateway.app import create_app
+from gateway.config import Settings, settings_from_dict
+from gateway.db import Database
+from gateway.keys import create_key
+from tests.fake_upstream import TEAM_KEY, FakeUpstream
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+def capture_logs() -> AbstractContextManager[list[EventDict]]:
+    """structlog's capture, with the per-request context (app, request_id) merged in."""
+    return structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars])
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Gateway:
+    server: TestServer
+    settings: Settings
+    app_key: str
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def get(self, raw_path: str, key: str | None = "app", **headers: str) -> Reply:
+        """GET a raw (already encoded) path; key "app" means this gateway's app key."""
+        if key is not None:
+            headers["x-api-key"] = self.app_key if key == "app" else key
+        url = URL(self.url + raw_path, encoded=True)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, headers=headers) as resp,
+        ):
+            return Reply(resp.status, dict(resp.headers), await resp.read())
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: ServerFactory) -> FakeUpstream:
+    fake = FakeUpstream()
+    server = await aiohttp_server(fake.app)
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, upstream: FakeUpstream) -> Callable[..., Settings]:
+    """Settings for tests: a database in tmp_path, the fake upstream, short backoffs."""
+
+    def make(**sections: dict[str, Any]) -> Settings:
+        data: dict[str, dict[str, Any]] = {
+            "storage": {"database": str(tmp_path / "gateway.db")},
+            "upstream": {
+                "base_url": upstream.base_url,
+                "connect_timeout": 1.0,
+                "timeout": 2.0,
+                "deadline": 5.0,
+                "backoff_initial": 0.01,
+                "backoff_max": 0.05,
+            },
+        }
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        return settings_from_dict(data)
+
+    return make
+
+
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def start_gateway(
+    aiohttp_server: ServerFactory, make_settings: Callable[..., Settings]
+) -> StartGateway:
+    async def start(
+        settings: Settings | None = None, env: dict[str, str] | None = None, app: str = "app"
+    ) -> Gateway:
+        settings = settings or make_settings()
+        db = await Database.open(settings.storage)
+        try:
+            key = await create_key(db, app)
+        finally:
+            await db.close()
+        env = {"PARALLEL_API_KEY": TEAM_KEY} if env is None else env
+        server = await aiohttp_server(create_app(settings, env=env))
+        return Gateway(server, settings, key)
+
+    return start
+
+
+@pytest.fixture
+async def gateway(start_gateway: StartGateway) -> Gateway:
+    return await start_gateway()
+
+
+@pytest.fixture
+async def sdk(gateway: Gateway) -> AsyncIterator[AsyncParallel]:
+    """The official SDK pointed at the gateway, without its own retries (counts stay exact)."""
+    client = AsyncParallel(api_key=gateway.app_key, base_url=gateway.url, max_retries=0)
+    yield client
+    await client.close()
