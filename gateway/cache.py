@@ -80,19 +80,19 @@ class RunInputCache:
         self._max_body_bytes = max_body_bytes
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
 
-    async def lookup(self, run_id: str) -> tuple[Lookup, bool]:
-        """Answer a run whose body is not in memory (callers try `memory.get` first).
+    def in_flight(self, run_id: str) -> bool:
+        """Whether a lookup of `run_id` started now would wait on one already under way."""
+        return run_id in self._inflight
 
-        Returns the answer and whether this request waited on another request's fetch.
-        """
+    async def lookup(self, run_id: str) -> Lookup:
+        """Answer a run whose body is not in memory (callers try `memory.get` first)."""
         task = self._inflight.get(run_id)
-        if task is not None:
-            return await asyncio.shield(task), True
-        task = asyncio.create_task(self._load(run_id), name=f"load-{run_id}")
-        self._inflight[run_id] = task
-        task.add_done_callback(self._forget)
+        if task is None:
+            task = asyncio.create_task(self._load(run_id), name=f"load-{run_id}")
+            self._inflight[run_id] = task
+            task.add_done_callback(self._forget)
         # Shielded: a client that goes away must not cancel the fetch others are waiting on.
-        return await asyncio.shield(task), False
+        return await asyncio.shield(task)
 
     def _forget(self, task: asyncio.Task[Lookup]) -> None:
         run_id = task.get_name().removeprefix("load-")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -24,6 +25,12 @@ class GatewayError(Exception):
     def body(self) -> bytes:
         return error_body(self.message, self.ref_id)
 
+    def with_headers(self, headers: Mapping[str, str]) -> Self:
+        """The same error (same ref_id) with more response headers, for one of its requests."""
+        clone = copy.copy(self)
+        clone.headers = {**self.headers, **headers}
+        return clone
+
 
 class AuthenticationError(GatewayError):
     status = 401
@@ -32,34 +39,34 @@ class AuthenticationError(GatewayError):
 
 class NotFoundError(GatewayError):
     status = 404
-    reason = "not_found"
+    reason = "not-found"
 
 
 class MethodNotAllowedError(GatewayError):
     status = 405
-    reason = "method_not_allowed"
+    reason = "method-not-allowed"
 
 
 class InvalidRunIdError(GatewayError):
     status = 422
-    reason = "invalid_run_id"
+    reason = "invalid-run-id"
 
 
 class UpstreamUnavailableError(GatewayError):
     """Upstream could not be reached, or sent something that is not HTTP."""
 
     status = 502
-    reason = "upstream_unavailable"
+    reason = "upstream-unavailable"
 
 
 class UpstreamTimeoutError(GatewayError):
     status = 504
-    reason = "upstream_timeout"
+    reason = "upstream-timeout"
 
 
 class NoTeamKeyError(GatewayError):
     status = 503
-    reason = "no_team_key"
+    reason = "no-team-key"
 
     def __init__(self, message: str) -> None:
         # Retrying cannot help until the gateway is restarted with a key (x-should-retry is

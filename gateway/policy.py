@@ -20,9 +20,16 @@ CACHE_HIT = f"{CACHE_NAME}; hit"
 CACHE_MISS = f"{CACHE_NAME}; fwd=uri-miss"
 
 
-def cache_status(*, stored: bool, collapsed: bool = False, fwd_status: int | None = None) -> str:
-    """Cache-Status for a miss: `stored` (2.5) once committed, `collapsed` (2.6) for a request
-    that waited on another's fetch, `fwd-status` (2.4) when upstream did not answer 200."""
+def cache_status(
+    *,
+    stored: bool,
+    collapsed: bool = False,
+    fwd_status: int | None = None,
+    detail: str | None = None,
+) -> str:
+    """Cache-Status for a miss: `fwd-status` (2.4) when upstream did not answer 200, `stored`
+    (2.5) once committed, `collapsed` (2.6) for a request that waited on another's fetch, and
+    `detail` (2.8) when the gateway itself could not get an answer."""
     value = CACHE_MISS
     if fwd_status is not None and fwd_status != 200:
         value += f"; fwd-status={fwd_status}"
@@ -30,7 +37,14 @@ def cache_status(*, stored: bool, collapsed: bool = False, fwd_status: int | Non
         value += "; stored"
     if collapsed:
         value += "; collapsed"
+    if detail:
+        value += f"; detail={detail}"
     return value
+
+
+def unconsulted_status(detail: str) -> str:
+    """Cache-Status for a request refused before the cache was consulted (bad key, bad id)."""
+    return f"{CACHE_NAME}; detail={detail}"
 
 
 class Storability(enum.Enum):

@@ -6,8 +6,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from .errors import InvalidRunIdError, MethodNotAllowedError, NotFoundError
-from .policy import CACHE_HIT, is_valid_run_id, match_input_path
+from .errors import GatewayError, InvalidRunIdError, MethodNotAllowedError, NotFoundError
+from .policy import (
+    CACHE_HIT,
+    cache_status,
+    is_valid_run_id,
+    match_input_path,
+    unconsulted_status,
+)
 from .state import APP_NAME, CACHE, KEYRING, REQUEST_ID, UPSTREAM
 
 JSON = "application/json"
@@ -15,13 +21,25 @@ HIT_HEADERS = {"Cache-Status": CACHE_HIT}
 
 
 async def handle(request: web.Request) -> web.Response:
-    """Every path but /healthz: authenticate, then route on the raw path."""
-    app = request.app
-    request[APP_NAME] = app[KEYRING].authenticate(request.headers)
+    """Every path but /healthz: route on the raw path, then authenticate."""
     raw_path = request.raw_path.partition("?")[0]
     run_id = match_input_path(raw_path)
     if run_id is None:
+        request[APP_NAME] = request.app[KEYRING].authenticate(request.headers)
         raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")
+    try:
+        return await run_input(request, run_id)
+    except GatewayError as e:
+        if "Cache-Status" in e.headers:
+            raise
+        # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
+        raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
+
+
+async def run_input(request: web.Request, run_id: str) -> web.Response:
+    """GET /v1/tasks/runs/{run_id}/input: from memory, else SQLite, else upstream."""
+    app = request.app
+    request[APP_NAME] = app[KEYRING].authenticate(request.headers)
     if request.method != "GET":
         raise MethodNotAllowedError(f"{request.method} is not allowed here; use GET.")
     if not is_valid_run_id(run_id):
@@ -29,14 +47,20 @@ async def handle(request: web.Request) -> web.Response:
             "Request validation error: run_id must be 1 to 128 characters from "
             "A-Z, a-z, 0-9, '_' and '-'."
         )
+    cache = app[CACHE]
     # The hot path: a memory hit touches neither SQLite nor upstream.
-    body = app[CACHE].memory.get(run_id)
+    body = cache.memory.get(run_id)
     if body is not None:
         return web.Response(body=body, content_type=JSON, headers=HIT_HEADERS)
-    with structlog.contextvars.bound_contextvars(
-        request_id=request[REQUEST_ID], app=request[APP_NAME], run_id=run_id
-    ):
-        lookup, collapsed = await app[CACHE].lookup(run_id)
+    collapsed = cache.in_flight(run_id)
+    try:
+        with structlog.contextvars.bound_contextvars(
+            request_id=request[REQUEST_ID], app=request[APP_NAME], run_id=run_id
+        ):
+            lookup = await cache.lookup(run_id)
+    except GatewayError as e:
+        status = cache_status(stored=False, collapsed=collapsed, detail=e.reason)
+        raise e.with_headers({"Cache-Status": status}) from None
     headers = dict(lookup.headers)
     headers["Cache-Status"] = lookup.cache_status(collapsed)
     if lookup.status == 200:

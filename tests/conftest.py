@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 from parallel import AsyncParallel
 from structlog.typing import EventDict
 from yarl import URL
@@ -33,7 +34,7 @@ def capture_logs() -> AbstractContextManager[list[EventDict]]:
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     body: bytes
 
 
@@ -56,7 +57,7 @@ class Gateway:
             aiohttp.ClientSession() as session,
             session.get(url, headers=headers) as resp,
         ):
-            return Reply(resp.status, dict(resp.headers), await resp.read())
+            return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -57,6 +58,7 @@ class FakeUpstream:
         self.script: deque[Scripted] = deque()
         self.delay = 0.0
         self.base_url = ""  # set once the server listens
+        self.on_request: Callable[[], None] = lambda: None
         self.app = web.Application()
         self.app.router.add_route("*", "/{path:.*}", self.handle)
 
@@ -73,6 +75,7 @@ class FakeUpstream:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded(request.method, request.raw_path, dict(request.headers)))
+        self.on_request()
         if self.script:
             answer = self.script.popleft()
             await asyncio.sleep(answer.delay)
