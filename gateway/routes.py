@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .errors import GatewayError, InvalidRunIdError, MethodNotAllowedError, NotFoundError
 from .policy import (
@@ -61,11 +62,10 @@ async def run_input(request: web.Request, run_id: str) -> web.Response:
     except GatewayError as e:
         status = cache_status(stored=False, collapsed=collapsed, detail=e.reason)
         raise e.with_headers({"Cache-Status": status}) from None
-    headers = dict(lookup.headers)
-    headers["Cache-Status"] = lookup.cache_status(collapsed)
-    if lookup.status == 200:
-        return web.Response(body=lookup.body, content_type=JSON, headers=headers)
+    # Upstream's own Content-Type where it sent one (errors, unstorable bodies), else JSON.
+    headers = CIMultiDict(lookup.headers)
     headers.setdefault("Content-Type", JSON)
+    headers["Cache-Status"] = lookup.cache_status(collapsed)
     return web.Response(status=lookup.status, body=lookup.body, headers=headers)
 
 

@@ -63,7 +63,7 @@ class Gateway:
 @pytest.fixture
 async def upstream(aiohttp_server: ServerFactory) -> FakeUpstream:
     fake = FakeUpstream()
-    server = await aiohttp_server(fake.app)
+    server = fake.server = await aiohttp_server(fake.app)
     fake.base_url = str(server.make_url("")).rstrip("/")
     return fake
 

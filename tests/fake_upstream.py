@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 TEAM_KEY = "team-secret-key-0123456789abcdef"
 INPUT_PREFIX = "/v1/tasks/runs/"
@@ -58,6 +59,7 @@ class FakeUpstream:
         self.script: deque[Scripted] = deque()
         self.delay = 0.0
         self.base_url = ""  # set once the server listens
+        self.server: TestServer | None = None
         self.on_request: Callable[[], None] = lambda: None
         self.app = web.Application()
         self.app.router.add_route("*", "/{path:.*}", self.handle)
@@ -66,6 +68,11 @@ class FakeUpstream:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
         self.inputs[run_id] = raw
         return raw
+
+    async def stop(self) -> None:
+        """Stop listening: from now on, connections to base_url are refused."""
+        if self.server is not None:
+            await self.server.close()
 
     def count(self, run_id: str | None = None) -> int:
         if run_id is None:

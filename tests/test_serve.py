@@ -1,0 +1,195 @@
+"""`parallel-gateway serve` as a real process, and the gateway without a team key."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.config import Settings
+from tests.conftest import StartGateway
+from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
+
+RUN = "/v1/tasks/runs/trun_serve/input"
+
+
+async def test_healthz_needs_no_key(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway()
+    reply = await gateway.get("/healthz", key=None)
+    assert reply.status == 200
+    assert orjson.loads(reply.body) == {"status": "ok", "upstream_configured": True}
+
+
+async def test_without_team_key_hits_are_served_and_misses_get_503(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], upstream: FakeUpstream
+) -> None:
+    settings = make_settings()
+    with_key = await start_gateway(settings)
+    body = upstream.add("trun_serve", task_run_input())
+    assert (await with_key.get(RUN)).status == 200
+    await with_key.server.close()
+
+    gateway = await start_gateway(settings, env={}, app="keyless")
+    hit = await gateway.get(RUN)
+    miss = await gateway.get("/v1/tasks/runs/trun_other/input")
+    health = await gateway.get("/healthz", key=None)
+
+    assert (hit.status, hit.body) == (200, body)
+    assert miss.status == 503
+    assert miss.headers["x-should-retry"] == "false"
+    assert miss.headers["Cache-Status"] == "parallel-gateway; fwd=uri-miss; detail=no-team-key"
+    message = orjson.loads(miss.body)["error"]["message"]
+    assert "PARALLEL_API_KEY" in message
+    assert orjson.loads(health.body) == {"status": "ok", "upstream_configured": False}
+    assert upstream.count() == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+class ServeProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    async def stop(self) -> list[dict[str, object]]:
+        """SIGINT, wait for exit, and return the JSON log lines written to stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(self.proc.communicate(), 10)
+        assert self.proc.returncode == 0, err.decode()
+        return [orjson.loads(line) for line in err.splitlines()]
+
+
+@pytest.fixture
+async def serve(
+    tmp_path: Path, upstream: FakeUpstream
+) -> AsyncIterator[Callable[..., Awaitable[ServeProcess]]]:
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(env_extra: dict[str, str]) -> ServeProcess:
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[server]\nport = 1\n[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
+            f'[upstream]\nbase_url = "{upstream.base_url}"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            env={**env, **env_extra},
+            stderr=asyncio.subprocess.PIPE,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(url + "/healthz") as resp:
+                        if resp.status == 200:
+                            return ServeProcess(proc, url)
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        raise AssertionError("serve did not start")
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_serve_writes_json_access_lines_and_never_a_key(
+    serve: Callable[..., Awaitable[ServeProcess]], tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    body = upstream.add("trun_serve", task_run_input())
+    process = await serve({"PARALLEL_API_KEY": TEAM_KEY})
+    app_key = (await run_cli(tmp_path / "gateway.toml", "keys", "create", "billing")).strip()
+    async with aiohttp.ClientSession(headers={"x-api-key": app_key}) as session:
+        # The running gateway picks up the new key within its refresh interval (1 s).
+        for _ in range(40):
+            async with session.get(process.url + "/v1/poll") as resp:
+                if resp.status != 401:
+                    break
+            await asyncio.sleep(0.05)
+        for expected in ("fwd=uri-miss; stored", "hit"):
+            async with session.get(process.url + RUN) as resp:
+                assert (resp.status, await resp.read()) == (200, body)
+                assert resp.headers["Cache-Status"] == f"parallel-gateway; {expected}"
+        async with session.get(process.url + "/v1/tasks/runs/trun_missing/input") as resp:
+            assert resp.status == 404
+    lines = await process.stop()
+
+    access = [line for line in lines if line["event"] == "access"]
+    assert [(a["status"], a["cache"], a["app"]) for a in access[-3:]] == [
+        (200, "fwd=uri-miss; stored", "billing"),
+        (200, "hit", "billing"),
+        (404, "fwd=uri-miss; fwd-status=404", "billing"),
+    ]
+    for line in access:
+        assert set(line) >= {
+            "method",
+            "path",
+            "status",
+            "app",
+            "cache",
+            "duration_ms",
+            "request_id",
+            "timestamp",
+            "level",
+        }
+    errors = [line for line in lines if line["event"] == "upstream.error"]
+    assert [(e["status"], e["app"], e["run_id"]) for e in errors] == [
+        (404, "billing", "trun_missing")
+    ]
+    assert isinstance(errors[0]["ref_id"], str)
+    everything = repr(lines)
+    assert TEAM_KEY not in everything
+    assert app_key not in everything
+
+
+async def test_serve_without_team_key_says_so_in_one_warning(
+    serve: Callable[..., Awaitable[ServeProcess]],
+) -> None:
+    process = await serve({})
+    lines = await process.stop()
+
+    warnings = [line for line in lines if line["level"] == "warning"]
+    assert [w["event"] for w in warnings] == ["upstream.no_team_key"]
+    assert "PARALLEL_API_KEY" in str(warnings[0]["message"])
+
+
+async def run_cli(config: Path, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
