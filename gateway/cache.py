@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -88,14 +89,13 @@ class RunInputCache:
         """Answer a run whose body is not in memory (callers try `memory.get` first)."""
         task = self._inflight.get(run_id)
         if task is None:
-            task = asyncio.create_task(self._load(run_id), name=f"load-{run_id}")
+            task = asyncio.create_task(self._load(run_id))
             self._inflight[run_id] = task
-            task.add_done_callback(self._forget)
+            task.add_done_callback(functools.partial(self._forget, run_id))
         # Shielded: a client that goes away must not cancel the fetch others are waiting on.
         return await asyncio.shield(task)
 
-    def _forget(self, task: asyncio.Task[Lookup]) -> None:
-        run_id = task.get_name().removeprefix("load-")
+    def _forget(self, run_id: str, task: asyncio.Task[Lookup]) -> None:
         self._inflight.pop(run_id, None)
         if not task.cancelled():
             task.exception()  # every waiter has it; mark it retrieved even if none are left
