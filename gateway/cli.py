@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .app import create_app, team_key_from
 from .config import ConfigError, Settings, load_settings, replace_server
-from .db import Database
+from .db import Database, StorageError
 from .keys import AppKeyError, create_key, list_keys, revoke_key
 from .log import configure_logging
 
@@ -24,16 +24,16 @@ T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "TOML config file (default: $PARALLEL_GATEWAY_CONFIG, else built-in defaults)"
+    # --config is taken before or after the command; SUPPRESS keeps a later absence from
+    # overwriting an earlier value.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="PATH",
-        help="TOML config file (default: $PARALLEL_GATEWAY_CONFIG, else built-in defaults)",
-    )
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
     parser = argparse.ArgumentParser(
         prog="parallel-gateway",
         description="A caching, key-isolating gateway for Parallel's Task API.",
     )
+    parser.add_argument("--config", metavar="PATH", help=config_help)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the gateway")
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", parents=[common], help="apply database migrations")
     migrate.set_defaults(run=cmd_migrate)
 
-    keys = commands.add_parser("keys", help="manage app keys")
+    keys = commands.add_parser("keys", parents=[common], help="manage app keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     create = key_commands.add_parser(
         "create", parents=[common], help="create a key for an app and print it"
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 2
-    except AppKeyError as e:
+    except (AppKeyError, StorageError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
     return code
@@ -97,7 +97,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    _with_db(settings, _applied)
+    applied = _with_db(settings, _applied)
+    for name in applied:
+        print(f"Applied {name}")
     print(f"Database {settings.storage.database} is at the latest schema.")
     return 0
 
@@ -129,8 +131,9 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _applied(db: Database) -> None:
-    """Nothing to do: Database.open applies pending migrations."""
+async def _applied(db: Database) -> list[str]:
+    """Database.open applies pending migrations; report which."""
+    return db.applied_migrations
 
 
 def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:

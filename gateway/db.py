@@ -18,24 +18,41 @@ Params = Sequence[Any]
 WRITE_BATCH = 256
 
 
-def database_path(settings: StorageSettings) -> Path:
-    """The database file, with its directory created if need be."""
+def prepare_database_file(settings: StorageSettings) -> Path:
+    """The database file, with its directory created, checked to open.
+
+    Checked here, synchronously: aiosqlite leaves a stray worker thread behind when its own
+    connect fails, which prints a traceback at exit.
+    """
     path = Path(settings.database).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(path).close()
     return path
+
+
+class StorageError(Exception):
+    """The database cannot be opened or migrated."""
 
 
 async def connect(settings: StorageSettings) -> aiosqlite.Connection:
     """Open the database with the PRAGMAs every connection needs; autocommit mode."""
     conn = await aiosqlite.connect(
-        database_path(settings), isolation_level=None, check_same_thread=False
+        prepare_database_file(settings), isolation_level=None, check_same_thread=False
     )
+    try:
+        await _set_pragmas(conn, settings)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _set_pragmas(conn: aiosqlite.Connection, settings: StorageSettings) -> None:
     # busy_timeout first: switching to WAL itself needs a lock another process may hold.
     await conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
     await conn.execute("PRAGMA journal_mode = WAL")
     # In WAL mode, NORMAL already survives a process crash (kill -9); FULL also a power loss.
     await conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
-    return conn
 
 
 class Database:
@@ -46,8 +63,14 @@ class Database:
     `write` returns only once its statements are committed.
     """
 
-    def __init__(self, reader: aiosqlite.Connection, writer: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        reader: aiosqlite.Connection,
+        writer: aiosqlite.Connection,
+        applied_migrations: list[str] | None = None,
+    ) -> None:
         self.reader = reader
+        self.applied_migrations = applied_migrations or []
         self._writer = writer
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -55,14 +78,20 @@ class Database:
     @classmethod
     async def open(cls, settings: StorageSettings) -> Database:
         """Connect, apply pending migrations, and return the database."""
-        writer = await connect(settings)
         try:
-            await apply_migrations(writer)
+            writer = await connect(settings)
+        except (OSError, sqlite3.Error) as e:
+            raise StorageError(f"Cannot open database '{settings.database}': {e}.") from e
+        try:
+            applied = await apply_migrations(writer)
             reader = await connect(settings)
+        except sqlite3.Error as e:
+            await writer.close()
+            raise StorageError(f"Cannot migrate database '{settings.database}': {e}.") from e
         except BaseException:
             await writer.close()
             raise
-        return cls(reader, writer)
+        return cls(reader, writer, applied)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         async with self.reader.execute(sql, params) as cursor:

@@ -15,6 +15,10 @@ import aiosqlite
 MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
+class MigrationError(Exception):
+    """The migration files themselves are wrong."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -32,58 +36,64 @@ def migrations_dir() -> Traversable:
 
 
 def load_migrations(directory: Traversable | None = None) -> list[Migration]:
+    """The migrations in `directory` (default: the shipped ones), in version order."""
     directory = migrations_dir() if directory is None else directory
     found = []
     for entry in directory.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
         m = MIGRATION_NAME.fullmatch(entry.name)
-        if m:
-            found.append(Migration(int(m.group(1)), entry.name, entry.read_text("utf-8")))
+        if m is None:
+            raise MigrationError(f"Migration file {entry.name!r} is not named NNNN_name.sql.")
+        found.append(Migration(int(m.group(1)), entry.name, entry.read_text("utf-8")))
     found.sort(key=lambda mig: mig.version)
     versions = [mig.version for mig in found]
     if len(set(versions)) != len(versions):
-        raise RuntimeError(f"Two migrations share a version number: {versions}")
+        raise MigrationError(f"Two migrations share a version number: {versions}")
     return found
 
 
-async def apply_migrations(conn: aiosqlite.Connection) -> list[str]:
-    """Apply every migration not yet recorded; return the names applied."""
+async def apply_migrations(
+    conn: aiosqlite.Connection, directory: Traversable | None = None
+) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return their names."""
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
+    async with conn.execute("SELECT version FROM schema_migrations") as cursor:
+        done = {row[0] for row in await cursor.fetchall()}
     applied: list[str] = []
-    for migration in load_migrations():
-        # IMMEDIATE takes the write lock before checking, so two processes starting at once
-        # cannot both apply the same migration.
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            async with conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-            ) as cursor:
-                done = await cursor.fetchone() is not None
-            if not done:
-                for statement in split_statements(migration.sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, datetime.now(UTC).isoformat()),
-                )
-                applied.append(migration.name)
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
+    for migration in load_migrations(directory):
+        if migration.version not in done and await _apply(conn, migration):
+            applied.append(migration.name)
     return applied
 
 
-def split_statements(script: str) -> list[str]:
-    """Split a SQL script into complete statements, so they run inside our own transaction."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip() and not current.strip().startswith("--"):
-        raise ValueError(f"Migration ends with an incomplete statement: {current.strip()[:80]!r}")
-    return statements
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> bool:
+    """Record, then run, one migration in one transaction; False if another process won."""
+    # The record goes first: if two processes start at once, the second one's INSERT hits the
+    # primary key, and it rolls back having changed nothing. Values are safe to inline: the
+    # name matched MIGRATION_NAME and the timestamp is ours.
+    applied_at = datetime.now(UTC).isoformat()
+    script = (
+        "BEGIN IMMEDIATE;\n"
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES "
+        f"({migration.version}, '{migration.name}', '{applied_at}');\n"
+        f"{migration.sql}\n;\nCOMMIT;"
+    )
+    try:
+        await conn.executescript(script)
+    except sqlite3.IntegrityError:
+        await _rollback(conn)
+        return False
+    except BaseException:
+        await _rollback(conn)
+        raise
+    return True
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # SQLite may already have rolled back by itself (on BUSY or FULL, say).
+    if conn.in_transaction:
+        await conn.execute("ROLLBACK")
