@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Any, get_type_hints
 CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
 SYNCHRONOUS_MODES = ("normal", "full", "extra")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PORT_RANGE = "Must be a port number from 0 to 65535"
 
 
 class ConfigError(Exception):
@@ -88,7 +90,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError(f"Config file '{path}' does not exist.") from None
     except OSError as e:
         raise ConfigError(f"Config file '{path}' cannot be read: {e.strerror}.") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"Config file '{path}' is not valid TOML: {e}.") from None
     return settings_from_dict(data)
 
@@ -115,7 +117,8 @@ def replace_server(settings: Settings, host: str | None, port: int | None) -> Se
         server = dataclasses.replace(server, host=host)
     if port is not None:
         server = dataclasses.replace(server, port=port)
-    _check_port(server.port, "--port")
+    if not 0 <= server.port <= 65535:
+        raise ConfigError(f"Option '--port' has value {server.port!r}. {PORT_RANGE}.")
     return dataclasses.replace(settings, server=server)
 
 
@@ -146,8 +149,9 @@ def _coerce(name: str, expected: type, value: Any) -> Any:
 
 
 def _check(s: Settings) -> None:
-    _check_port(s.server.port, "server.port")
-    if not s.upstream.base_url.startswith(("http://", "https://")):
+    if not 0 <= s.server.port <= 65535:
+        _bad("server.port", s.server.port, PORT_RANGE)
+    if not s.upstream.base_url.lower().startswith(("http://", "https://")):
         _bad("upstream.base_url", s.upstream.base_url, "Must start with http:// or https://")
     if not s.upstream.api_key_env:
         _bad("upstream.api_key_env", s.upstream.api_key_env, "Must name an environment variable")
@@ -166,21 +170,17 @@ def _check(s: Settings) -> None:
         "keys.refresh_interval": s.keys.refresh_interval,
     }
     for name, value in positive.items():
-        if value <= 0:
-            _bad(name, value, "Must be greater than 0")
-    if s.upstream.retry_after_cap < 0:
-        _bad("upstream.retry_after_cap", s.upstream.retry_after_cap, "Must be 0 or more")
+        if not (value > 0 and math.isfinite(value)):  # written so that NaN fails too
+            _bad(name, value, "Must be a finite number greater than 0")
+    cap = s.upstream.retry_after_cap
+    if not (cap >= 0 and math.isfinite(cap)):
+        _bad("upstream.retry_after_cap", cap, "Must be a finite number, 0 or more")
     if not s.storage.database:
         _bad("storage.database", s.storage.database, "Must be a file path")
     if s.storage.synchronous not in SYNCHRONOUS_MODES:
         _bad("storage.synchronous", s.storage.synchronous, f"Must be one of {SYNCHRONOUS_MODES}")
     if s.log.level not in LOG_LEVELS:
         _bad("log.level", s.log.level, f"Must be one of {LOG_LEVELS}")
-
-
-def _check_port(port: int, name: str) -> None:
-    if not 0 <= port <= 65535:
-        _bad(name, port, "Must be a port number from 0 to 65535")
 
 
 def _bad(name: str, value: object, why: str) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from .config import StorageSettings
 from .migrate import apply_migrations
 
 Params = Sequence[Any]
+Statement = tuple[str, Iterable[Params]]
 WRITE_BATCH = 256
 
 
@@ -72,7 +72,7 @@ class Database:
         self.reader = reader
         self.applied_migrations = applied_migrations or []
         self._writer = writer
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()  # None: close
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -102,37 +102,46 @@ class Database:
         async with self.reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def write(self, sql: str, params: Params = ()) -> None:
-        """Run one write statement; return once it is committed."""
-        await self.write_many(sql, [params])
+    async def write(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement; return its row count once committed."""
+        return (await self.transaction([(sql, [params])]))[0]
 
-    async def write_many(self, sql: str, rows: Sequence[Params]) -> None:
-        """Run one statement over many rows in one transaction; return once committed."""
+    async def write_many(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run one statement over many rows in one transaction; return the rows changed."""
+        return (await self.transaction([(sql, rows)]))[0]
+
+    async def transaction(self, statements: Sequence[Statement]) -> list[int]:
+        """Run statements, each over its rows, in one transaction; return each one's row count.
+
+        Rows may be a generator (an import streams through one): that write is committed on
+        its own, since a consumed generator cannot be retried.
+        """
         if self._task is None:
             self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
-        write = _Write(sql, rows, asyncio.get_running_loop().create_future())
+        write = _Write(statements, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(write)
-        await write.done
+        return await write.done
 
     async def _run_writer(self) -> None:
-        while (item := await self._queue.get()) is not None:
-            batch = [item]
-            while len(batch) < WRITE_BATCH and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    await self._commit(batch)
-                    return
-                batch.append(nxt)
-            await self._commit(batch)
+        while True:
+            items = [await self._queue.get()]
+            while len(items) < WRITE_BATCH and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            writes = [item for item in items if item is not None]
+            for batch in _batches(writes):
+                await self._commit(batch)
+            if len(writes) < len(items):  # close() queued its None after the last write
+                return
 
     async def _commit(self, batch: list[_Write]) -> None:
+        counts: list[list[int]] = []
         try:
             await self._writer.execute("BEGIN IMMEDIATE")
             for write in batch:
-                await self._writer.executemany(write.sql, write.rows)
+                counts.append(await self._execute(write))
             await self._writer.execute("COMMIT")
         except Exception as e:  # any failure is handed to the waiters, never lost
-            with contextlib.suppress(sqlite3.Error):
+            if self._writer.in_transaction:
                 await self._writer.execute("ROLLBACK")
             if len(batch) > 1:
                 # One bad write must not fail its neighbours: retry them one by one.
@@ -141,8 +150,15 @@ class Database:
                 return
             _settle(batch[0].done, e)
             return
-        for write in batch:
-            _settle(write.done, None)
+        for write, count in zip(batch, counts, strict=True):
+            _settle(write.done, count)
+
+    async def _execute(self, write: _Write) -> list[int]:
+        counts = []
+        for sql, rows in write.statements:
+            async with self._writer.executemany(sql, rows) as cursor:
+                counts.append(cursor.rowcount)
+        return counts
 
     async def close(self) -> None:
         """Commit what is queued, then close both connections."""
@@ -154,18 +170,33 @@ class Database:
 
 
 class _Write:
-    __slots__ = ("done", "rows", "sql")
+    __slots__ = ("done", "solo", "statements")
 
-    def __init__(self, sql: str, rows: Sequence[Params], done: asyncio.Future[None]) -> None:
-        self.sql = sql
-        self.rows = rows
+    def __init__(self, statements: Sequence[Statement], done: asyncio.Future[list[int]]) -> None:
+        self.statements = statements
         self.done = done
+        self.solo = not all(isinstance(rows, Sequence) for _, rows in statements)
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+def _batches(writes: list[_Write]) -> Iterator[list[_Write]]:
+    """Consecutive writes share a transaction; a streaming (solo) write gets its own."""
+    batch: list[_Write] = []
+    for write in writes:
+        if write.solo:
+            if batch:
+                yield batch
+                batch = []
+            yield [write]
+        else:
+            batch.append(write)
+    if batch:
+        yield batch
+
+
+def _settle(done: asyncio.Future[list[int]], result: list[int] | BaseException) -> None:
     if done.done():  # the waiter was cancelled; the write still happened (or failed) for good
         return
-    if error is None:
-        done.set_result(None)
+    if isinstance(result, BaseException):
+        done.set_exception(result)
     else:
-        done.set_exception(error)
+        done.set_result(result)

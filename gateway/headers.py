@@ -35,8 +35,12 @@ PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry"
 
 def request_headers(incoming: Mapping[str, str], team_key: str) -> CIMultiDict[str]:
     """Headers to send upstream: the app's, less hop-by-hop and credentials, plus the team key."""
+    # Connection may repeat; every header it names, on any of its lines, is hop-by-hop too.
     named_by_connection = {
-        token.strip().lower() for token in incoming.get("connection", "").split(",")
+        token.strip().lower()
+        for name, value in incoming.items()
+        if name.lower() == "connection"
+        for token in value.split(",")
     }
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():

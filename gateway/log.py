@@ -10,36 +10,39 @@ from typing import Any
 
 import orjson
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import WrappedLogger
 
 # App keys have a recognisable shape; anything that looks like one is scrubbed.
-APP_KEY_PATTERN = re.compile(r"pgw_[A-Za-z0-9_-]{8,}")
-REDACTED = "[redacted]"
+APP_KEY_PATTERN = re.compile(rb"pgw_[A-Za-z0-9_-]{8,}")
+REDACTED = b"[redacted]"
 
 
 class SecretScrubber:
-    """A structlog processor that replaces known secrets and app-key lookalikes in values.
+    """The last structlog processor: scrubs known secrets and app-key lookalikes from the
+    rendered line.
 
-    Nothing logs a secret on purpose; this catches one that slips in through, say, an
-    exception message.
+    Nothing logs a secret on purpose; this catches one that slips in anyway, however deeply it
+    sits in the event (an exception message, a nested dict), because it sees the final bytes.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = [s for s in secrets if s]
+        forms = set()
+        for secret in secrets:
+            if secret:
+                forms.add(secret.encode())
+                forms.add(orjson.dumps(secret)[1:-1])  # as it appears inside a JSON string
+        self._secrets = sorted(forms, key=len, reverse=True)
 
-    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-        for key, value in event_dict.items():
-            if isinstance(value, str):
-                event_dict[key] = self.scrub(value)
-        return event_dict
+    def __call__(self, _: WrappedLogger, __: str, line: bytes) -> bytes:
+        return self.scrub(line)
 
-    def scrub(self, text: str) -> str:
+    def scrub(self, line: bytes) -> bytes:
         for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        if "pgw_" in text:
-            text = APP_KEY_PATTERN.sub(REDACTED, text)
-        return text
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        if b"pgw_" in line:
+            line = APP_KEY_PATTERN.sub(REDACTED, line)
+        return line
 
 
 def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
@@ -49,8 +52,8 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        SecretScrubber(secrets),
         structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        SecretScrubber(secrets),
     ]
     structlog.configure(
         cache_logger_on_first_use=True,

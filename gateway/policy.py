@@ -78,6 +78,16 @@ def storability(status: int, body: bytes, max_body_bytes: int) -> Storability:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return Storability.MALFORMED
-    if not isinstance(data, dict) or "processor" not in data or "input" not in data:
-        return Storability.MALFORMED
-    return Storability.STORE
+    return Storability.STORE if is_task_run_input(data) else Storability.MALFORMED
+
+
+def is_task_run_input(data: object) -> bool:
+    """A TaskRunInput: an object whose `processor` is a string and `input` a string or object.
+
+    Other fields are not checked: newer API versions add fields, and they are kept as they are.
+    """
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("processor"), str)
+        and isinstance(data.get("input"), str | dict)
+    )

@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 # 429 asks us to slow down; 502/503/504 come from proxies or overload in front of the API.
@@ -37,6 +38,8 @@ class RetryPolicy:
             return None
         if status is not None and status not in RETRY_STATUSES:
             return None
+        if headers is not None and headers.get("x-should-retry") == "false":
+            return None  # upstream's own word that a retry cannot help
         requested = server_delay(headers, now) if headers is not None else None
         if requested is not None:
             if requested > self.retry_after_cap:
@@ -63,10 +66,12 @@ def server_delay(headers: Mapping[str, str], now: float | None = None) -> float 
     if after is None:
         return None
     after = after.strip()
-    if after.isdigit():
+    if after.isascii() and after.isdigit():
         return float(after)
     try:
-        when = parsedate_to_datetime(after).timestamp()
+        when = parsedate_to_datetime(after)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    if when.tzinfo is None:  # "-0000" means UTC with no zone given (RFC 5322 3.3)
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -1,0 +1,475 @@
+"""Settings from TOML and the environment: defaults, precedence, and errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import (
+    CONFIG_ENV,
+    CacheSettings,
+    ConfigError,
+    KeysSettings,
+    LogSettings,
+    ServerSettings,
+    Settings,
+    StorageSettings,
+    UpstreamSettings,
+    load_settings,
+    replace_server,
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "gateway.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def field_defaults(cls: type[Any]) -> dict[str, object]:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings(None, env={})
+    assert settings == Settings()
+    assert field_defaults(ServerSettings) == {"host": "127.0.0.1", "port": 8080}
+    assert field_defaults(UpstreamSettings) == {
+        "base_url": "https://api.parallel.ai",
+        "api_key_env": "PARALLEL_API_KEY",
+        "connect_timeout": 5.0,
+        "timeout": 30.0,
+        "deadline": 60.0,
+        "max_attempts": 4,
+        "backoff_initial": 0.25,
+        "backoff_max": 4.0,
+        "retry_after_cap": 10.0,
+        "max_connections": 100,
+    }
+    assert field_defaults(StorageSettings) == {
+        "database": "parallel-gateway.db",
+        "busy_timeout_ms": 5000,
+        "synchronous": "normal",
+    }
+    assert field_defaults(CacheSettings) == {
+        "memory_entries": 10_000,
+        "memory_bytes": 64 * 1024 * 1024,
+        "max_body_bytes": 1024 * 1024,
+    }
+    assert field_defaults(KeysSettings) == {"refresh_interval": 1.0}
+    assert field_defaults(LogSettings) == {"level": "info", "access_log": True}
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 8080
+    assert settings.upstream.base_url == "https://api.parallel.ai"
+    assert settings.upstream.api_key_env == "PARALLEL_API_KEY"
+    assert settings.storage.database == "parallel-gateway.db"
+
+
+def test_empty_env_var_means_defaults() -> None:
+    assert load_settings(None, env={CONFIG_ENV: ""}) == Settings()
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings(None, env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.server.port = 1  # type: ignore[misc]
+
+
+FULL = """\
+[server]
+host = "192.0.2.10"
+port = 9000
+
+[upstream]
+base_url = "http://127.0.0.1:9999"
+api_key_env = "TEAM_PARALLEL_KEY"
+timeout = 12.5
+max_attempts = 2
+
+[storage]
+database = "/var/lib/gateway/cache.db"
+synchronous = "full"
+
+[cache]
+memory_entries = 5
+
+[log]
+level = "debug"
+access_log = false
+"""
+
+
+def test_file_is_read(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, FULL), env={})
+    assert settings == Settings(
+        server=ServerSettings(host="192.0.2.10", port=9000),
+        upstream=UpstreamSettings(
+            base_url="http://127.0.0.1:9999",
+            api_key_env="TEAM_PARALLEL_KEY",
+            timeout=12.5,
+            max_attempts=2,
+        ),
+        storage=StorageSettings(database="/var/lib/gateway/cache.db", synchronous="full"),
+        cache=CacheSettings(memory_entries=5),
+        log=LogSettings(level="debug", access_log=False),
+    )
+
+
+def test_file_path_as_str(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9001\n")
+    assert load_settings(str(path), env={}).server.port == 9001
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}) == Settings()
+
+
+def test_env_var_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 1111\n")
+    assert load_settings(None, env={CONFIG_ENV: str(path)}).server.port == 1111
+
+
+def test_process_environment_is_the_default_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[server]\nport = 1212\n")
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    assert load_settings().server.port == 1212
+
+
+def test_explicit_path_beats_env_var(tmp_path: Path) -> None:
+    from_env = write(tmp_path, "[server]\nport = 1111\n", "env.toml")
+    explicit = write(tmp_path, "[server]\nport = 2222\n", "explicit.toml")
+    assert load_settings(explicit, env={CONFIG_ENV: str(from_env)}).server.port == 2222
+    missing = tmp_path / "missing.toml"
+    assert load_settings(explicit, env={CONFIG_ENV: str(missing)}).server.port == 2222
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as e:
+        load_settings(path, env={})
+    assert str(e.value) == f"Config file '{path}' does not exist."
+
+
+def test_missing_file_named_by_env_var(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as e:
+        load_settings(None, env={CONFIG_ENV: str(path)})
+    assert str(e.value) == f"Config file '{path}' does not exist."
+
+
+def test_unreadable_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(tmp_path, env={})
+    assert str(e.value) == f"Config file '{tmp_path}' cannot be read: Is a directory."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("[server\nport = 1\n", id="unclosed-table"),
+        pytest.param("[server]\nport = \n", id="missing-value"),
+        pytest.param("[server]\nport = 1\nport = 2\n", id="duplicate-key"),
+        pytest.param("[server]\nhost = 'unterminated\n", id="unterminated-string"),
+    ],
+)
+def test_invalid_toml(tmp_path: Path, text: str) -> None:
+    with pytest.raises(tomllib.TOMLDecodeError) as toml_error:
+        tomllib.loads(text)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(path, env={})
+    assert str(e.value) == f"Config file '{path}' is not valid TOML: {toml_error.value}."
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="config.py load_settings: tomllib raises UnicodeDecodeError (not TOMLDecodeError) "
+    "for a file that is not UTF-8, and it escapes as a traceback",
+)
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[server]\nhost = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"^Config file '.*' is not valid TOML: "):
+        load_settings(path, env={})
+
+
+PORT_RANGE = "Must be a port number from 0 to 65535."
+POSITIVE = "Must be greater than 0."
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("[nope]\n", "Config has unknown section '[nope]'.", id="unknown-section"),
+        pytest.param(
+            "[Server]\nport = 1\n", "Config has unknown section '[Server]'.", id="section-case"
+        ),
+        pytest.param(
+            "server = 1\n", "Config 'server' must be a table ([server]).", id="section-not-table"
+        ),
+        pytest.param(
+            '[server]\nhots = "x"\n', "Config has unknown key 'server.hots'.", id="unknown-key"
+        ),
+        pytest.param(
+            "[upstream]\napi_key = 'sk-123'\n",
+            "Config has unknown key 'upstream.api_key'.",
+            id="unknown-key-api-key",
+        ),
+        pytest.param(
+            "[server]\nport = 'abc'\n",
+            "Config 'server.port' has value 'abc'. Not a valid int.",
+            id="str-for-int",
+        ),
+        pytest.param(
+            "[server]\nport = true\n",
+            "Config 'server.port' has value True. Not a valid int.",
+            id="bool-for-int",
+        ),
+        pytest.param(
+            "[server]\nport = 8080.0\n",
+            "Config 'server.port' has value 8080.0. Not a valid int.",
+            id="float-for-int",
+        ),
+        pytest.param(
+            "[log]\naccess_log = 1\n",
+            "Config 'log.access_log' has value 1. Not a valid bool.",
+            id="int-for-bool",
+        ),
+        pytest.param(
+            "[log]\naccess_log = 'yes'\n",
+            "Config 'log.access_log' has value 'yes'. Not a valid bool.",
+            id="str-for-bool",
+        ),
+        pytest.param(
+            "[upstream]\ntimeout = '5'\n",
+            "Config 'upstream.timeout' has value '5'. Not a valid float.",
+            id="str-for-float",
+        ),
+        pytest.param(
+            "[upstream]\ntimeout = false\n",
+            "Config 'upstream.timeout' has value False. Not a valid float.",
+            id="bool-for-float",
+        ),
+        pytest.param(
+            "[server]\nhost = 1\n",
+            "Config 'server.host' has value 1. Not a valid str.",
+            id="int-for-str",
+        ),
+        pytest.param(
+            "[server]\nhost = ['a']\n",
+            "Config 'server.host' has value ['a']. Not a valid str.",
+            id="array-for-str",
+        ),
+        pytest.param(
+            "[upstream]\nmax_attempts = 0\n",
+            f"Config 'upstream.max_attempts' has value 0. {POSITIVE}",
+            id="zero-int",
+        ),
+        pytest.param(
+            "[cache]\nmemory_entries = -1\n",
+            f"Config 'cache.memory_entries' has value -1. {POSITIVE}",
+            id="negative-int",
+        ),
+        pytest.param(
+            "[upstream]\ntimeout = -1.5\n",
+            f"Config 'upstream.timeout' has value -1.5. {POSITIVE}",
+            id="negative-float",
+        ),
+        pytest.param(
+            "[upstream]\ntimeout = 0\n",
+            f"Config 'upstream.timeout' has value 0.0. {POSITIVE}",
+            id="zero-int-for-float",
+        ),
+        pytest.param(
+            "[upstream]\nretry_after_cap = -1\n",
+            "Config 'upstream.retry_after_cap' has value -1.0. Must be 0 or more.",
+            id="negative-retry-after-cap",
+        ),
+        pytest.param(
+            "[upstream]\nbase_url = 'ftp://api.parallel.ai'\n",
+            "Config 'upstream.base_url' has value 'ftp://api.parallel.ai'. "
+            "Must start with http:// or https://.",
+            id="base-url-ftp",
+        ),
+        pytest.param(
+            "[upstream]\nbase_url = 'api.parallel.ai'\n",
+            "Config 'upstream.base_url' has value 'api.parallel.ai'. "
+            "Must start with http:// or https://.",
+            id="base-url-no-scheme",
+        ),
+        pytest.param(
+            "[upstream]\napi_key_env = ''\n",
+            "Config 'upstream.api_key_env' has value ''. Must name an environment variable.",
+            id="empty-api-key-env",
+        ),
+        pytest.param(
+            "[storage]\ndatabase = ''\n",
+            "Config 'storage.database' has value ''. Must be a file path.",
+            id="empty-database",
+        ),
+        pytest.param(
+            "[storage]\nsynchronous = 'off'\n",
+            "Config 'storage.synchronous' has value 'off'. "
+            "Must be one of ('normal', 'full', 'extra').",
+            id="synchronous-off",
+        ),
+        pytest.param(
+            "[storage]\nsynchronous = 'NORMAL'\n",
+            "Config 'storage.synchronous' has value 'NORMAL'. "
+            "Must be one of ('normal', 'full', 'extra').",
+            id="synchronous-upper-case",
+        ),
+        pytest.param(
+            "[log]\nlevel = 'verbose'\n",
+            "Config 'log.level' has value 'verbose'. "
+            "Must be one of ('debug', 'info', 'warning', 'error').",
+            id="log-level-verbose",
+        ),
+        pytest.param(
+            "[log]\nlevel = 'critical'\n",
+            "Config 'log.level' has value 'critical'. "
+            "Must be one of ('debug', 'info', 'warning', 'error').",
+            id="log-level-critical",
+        ),
+        pytest.param(
+            "[server]\nport = 65536\n",
+            f"Config 'server.port' has value 65536. {PORT_RANGE}",
+            id="port-too-high",
+        ),
+        pytest.param(
+            "[server]\nport = -1\n",
+            f"Config 'server.port' has value -1. {PORT_RANGE}",
+            id="port-negative",
+        ),
+    ],
+)
+def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, text), env={})
+    assert str(e.value) == message
+
+
+POSITIVE_KEYS = [
+    ("upstream", "connect_timeout"),
+    ("upstream", "timeout"),
+    ("upstream", "deadline"),
+    ("upstream", "max_attempts"),
+    ("upstream", "backoff_initial"),
+    ("upstream", "backoff_max"),
+    ("upstream", "max_connections"),
+    ("storage", "busy_timeout_ms"),
+    ("cache", "memory_entries"),
+    ("cache", "memory_bytes"),
+    ("cache", "max_body_bytes"),
+    ("keys", "refresh_interval"),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [pytest.param(s, k, id=f"{s}.{k}") for s, k in POSITIVE_KEYS]
+)
+def test_zero_is_rejected_where_positive_is_needed(tmp_path: Path, section: str, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, f"[{section}]\n{key} = 0\n"), env={})
+    is_float = isinstance(getattr(getattr(Settings(), section), key), float)
+    shown = "0.0" if is_float else "0"
+    assert str(e.value) == f"Config '{section}.{key}' has value {shown}. {POSITIVE}"
+
+
+@pytest.mark.parametrize(
+    ("text", "section", "key", "value"),
+    [
+        pytest.param("[server]\nport = 0\n", "server", "port", 0, id="port-0-ephemeral"),
+        pytest.param("[server]\nport = 65535\n", "server", "port", 65535, id="port-65535"),
+        pytest.param(
+            "[upstream]\nretry_after_cap = 0\n", "upstream", "retry_after_cap", 0.0, id="cap-0"
+        ),
+        pytest.param(
+            "[storage]\nsynchronous = 'extra'\n", "storage", "synchronous", "extra", id="extra"
+        ),
+        pytest.param("[log]\nlevel = 'warning'\n", "log", "level", "warning", id="warning"),
+        pytest.param(
+            "[upstream]\nbase_url = 'http://localhost:1'\n",
+            "upstream",
+            "base_url",
+            "http://localhost:1",
+            id="http-base-url",
+        ),
+    ],
+)
+def test_edge_values_accepted(
+    tmp_path: Path, text: str, section: str, key: str, value: object
+) -> None:
+    settings = load_settings(write(tmp_path, text), env={})
+    assert getattr(getattr(settings, section), key) == value
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        pytest.param("upstream", "connect_timeout", id="connect_timeout"),
+        pytest.param("upstream", "timeout", id="timeout"),
+        pytest.param("upstream", "deadline", id="deadline"),
+        pytest.param("upstream", "backoff_initial", id="backoff_initial"),
+        pytest.param("upstream", "backoff_max", id="backoff_max"),
+        pytest.param("upstream", "retry_after_cap", id="retry_after_cap"),
+        pytest.param("keys", "refresh_interval", id="refresh_interval"),
+    ],
+)
+def test_ints_are_accepted_for_floats(tmp_path: Path, section: str, key: str) -> None:
+    settings = load_settings(write(tmp_path, f"[{section}]\n{key} = 7\n"), env={})
+    value = getattr(getattr(settings, section), key)
+    assert value == 7.0
+    assert type(value) is float
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="config.py _check: `value <= 0` is False for nan, so TOML `nan` passes the "
+    "'greater than 0' and '0 or more' checks",
+)
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        pytest.param("timeout", f"has value nan. {POSITIVE}", id="timeout"),
+        pytest.param("retry_after_cap", "has value nan. Must be 0 or more.", id="retry_after_cap"),
+    ],
+)
+def test_nan_is_rejected(tmp_path: Path, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, f"[upstream]\n{key} = nan\n"), env={})
+    assert str(e.value) == f"Config 'upstream.{key}' {message}"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        pytest.param(None, None, ServerSettings(host="10.0.0.1", port=9000), id="no-overrides"),
+        pytest.param("192.0.2.10", None, ServerSettings(host="192.0.2.10", port=9000), id="host"),
+        pytest.param(None, 8081, ServerSettings(host="10.0.0.1", port=8081), id="port"),
+        pytest.param("::1", 0, ServerSettings(host="::1", port=0), id="both"),
+    ],
+)
+def test_replace_server(host: str | None, port: int | None, expected: ServerSettings) -> None:
+    base = Settings(
+        server=ServerSettings(host="10.0.0.1", port=9000), log=LogSettings(level="debug")
+    )
+    replaced = replace_server(base, host, port)
+    assert replaced.server == expected
+    assert replaced.log == LogSettings(level="debug")
+    assert replaced.upstream == base.upstream
+    assert base.server == ServerSettings(host="10.0.0.1", port=9000)
+
+
+@pytest.mark.parametrize("port", [pytest.param(p, id=str(p)) for p in (-1, 65536, 70000)])
+def test_replace_server_rejects_a_bad_port(port: int) -> None:
+    with pytest.raises(ConfigError) as e:
+        replace_server(Settings(), None, port)
+    assert str(e.value) == f"Config '--port' has value {port}. {PORT_RANGE}"
