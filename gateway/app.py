@@ -13,6 +13,7 @@ from .cache import MemoryLRU, RunInputCache
 from .config import Settings
 from .db import Database
 from .middleware import create_observer
+from .periodic import Periodic
 from .routes import add_routes
 from .state import CACHE, DATABASE, KEYRING, SETTINGS, UPSTREAM
 from .store import SQLiteRunInputStore
@@ -35,11 +36,25 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app[KEYRING] = KeyRing()
     team_key = team_key_from(settings, env)
     app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_key_refresh)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(_cache)
+    app.cleanup_ctx.append(_sync_with_cli)
     add_routes(app)
     return app
+
+
+def build_cache(settings: Settings, db: Database, upstream: UpstreamClient) -> RunInputCache:
+    """The run-input cache over SQLite, fetching misses through `upstream`."""
+
+    async def fetch(run_id: str) -> UpstreamResponse:
+        return await upstream.get(f"/v1/tasks/runs/{run_id}/input", ACCEPT_JSON, run_id=run_id)
+
+    return RunInputCache(
+        MemoryLRU(settings.cache.memory_entries, settings.cache.memory_bytes),
+        SQLiteRunInputStore(db),
+        fetch,
+        settings.cache.max_body_bytes,
+    )
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -48,15 +63,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].close()
 
 
-async def _key_refresh(app: web.Application) -> AsyncIterator[None]:
-    await app[KEYRING].start(app[DATABASE], app[SETTINGS].keys.refresh_interval)
-    yield
-    await app[KEYRING].stop(app[DATABASE])
-
-
 async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator[None]:
     settings = app[SETTINGS].upstream
-    if team_key is None:
+    if settings.offline:
+        log.info("upstream.offline", message="Offline: serving cached run inputs only.")
+    elif team_key is None:
         log.warning(
             "upstream.no_team_key",
             message=f"{settings.api_key_env} is not set: serving cached run inputs only; "
@@ -68,16 +79,22 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS].cache
-    upstream = app[UPSTREAM]
-
-    async def fetch(run_id: str) -> UpstreamResponse:
-        return await upstream.get(f"/v1/tasks/runs/{run_id}/input", ACCEPT_JSON, run_id=run_id)
-
-    app[CACHE] = RunInputCache(
-        MemoryLRU(settings.memory_entries, settings.memory_bytes),
-        SQLiteRunInputStore(app[DATABASE]),
-        fetch,
-        settings.max_body_bytes,
-    )
+    app[CACHE] = build_cache(app[SETTINGS], app[DATABASE], app[UPSTREAM])
     yield
+
+
+async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
+    """Pick up what the CLI changes in the database: keys, and purges of cached runs."""
+    settings, db, keyring, cache = app[SETTINGS], app[DATABASE], app[KEYRING], app[CACHE]
+    await keyring.refresh(db)
+    await cache.start_purge_sync()
+    chores = [
+        Periodic("keys.refresh", settings.keys.refresh_interval, lambda: keyring.refresh(db)),
+        Periodic("cache.sync_purges", settings.cache.sync_interval, cache.sync_purges),
+    ]
+    for chore in chores:
+        chore.start()
+    yield
+    for chore in chores:
+        await chore.stop()
+    await keyring.refresh(db)  # record last_used_at of the final seconds

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Mapping
-
-import structlog
 
 from .db import Database
 from .errors import AuthenticationError
 from .keys import hash_key, key_owners, record_last_used
 from .store import now_rfc3339
-
-log = structlog.get_logger("gateway.auth")
 
 BEARER = "bearer "
 
@@ -35,7 +29,6 @@ class KeyRing:
     def __init__(self, owners: dict[str, tuple[str, bool]] | None = None) -> None:
         self._owners = owners or {}
         self._used: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
         """Return the app name for the request's key, or raise AuthenticationError."""
@@ -59,25 +52,3 @@ class KeyRing:
         if used:
             await record_last_used(db, used, now_rfc3339())
         self._owners = await key_owners(db)
-
-    async def start(self, db: Database, interval: float) -> None:
-        """Load the keys, then refresh them every `interval` seconds until `stop`."""
-        await self.refresh(db)
-        self._task = asyncio.create_task(self._refresh_forever(db, interval), name="key-refresh")
-
-    async def stop(self, db: Database) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.refresh(db)  # keep the last_used_at of the final seconds
-
-    async def _refresh_forever(self, db: Database, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh(db)
-            except Exception:
-                # Keep serving with the keys we have; the next refresh tries again.
-                log.exception("keys.refresh_failed")

@@ -47,6 +47,10 @@ class MemoryLRU:
             _, evicted = self._entries.popitem(last=False)
             self.bytes -= len(evicted)
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
     def discard(self, run_id: str) -> None:
         body = self._entries.pop(run_id, None)
         if body is not None:
@@ -80,6 +84,21 @@ class RunInputCache:
         self._fetch = fetch
         self._max_body_bytes = max_body_bytes
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
+        self._purge_seq = 0
+
+    async def start_purge_sync(self) -> None:
+        """Skip purges made before now: memory starts empty."""
+        self._purge_seq = await self._store.last_purge()
+
+    async def sync_purges(self) -> None:
+        """Drop from memory what the CLI purged from the store (possibly in another process)."""
+        for purge in await self._store.purges_since(self._purge_seq):
+            if purge.run_ids is None:
+                self.memory.clear()
+            else:
+                for run_id in purge.run_ids:
+                    self.memory.discard(run_id)
+            self._purge_seq = purge.seq
 
     def in_flight(self, run_id: str) -> bool:
         """Whether a lookup of `run_id` started now would wait on one already under way."""

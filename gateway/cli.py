@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import orjson
 import structlog
 from aiohttp import web
 
 from .app import create_app, team_key_from
+from .cache_commands import add_cache_commands
 from .config import ConfigError, Settings, load_settings, replace_server
-from .db import Database, StorageError
+from .db import Database, StorageError, run_with_database
 from .keys import AppKeyError, create_key, list_keys, revoke_key
 from .log import configure_logging
-
-T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the gateway")
     serve.add_argument("--host", help="address to listen on (overrides server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
+    serve.add_argument(
+        "--offline",
+        action="store_true",
+        help="never call upstream: serve cached runs, answer misses 503 (upstream.offline)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     migrate = commands.add_parser("migrate", parents=[common], help="apply database migrations")
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", parents=[common], help="revoke an app's key")
     revoke.add_argument("name", help="the app whose key to revoke")
     revoke.set_defaults(run=cmd_keys_revoke)
+
+    add_cache_commands(commands, common)
     return parser
 
 
@@ -71,11 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AppKeyError, StorageError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"parallel-gateway: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 1
     return code
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    settings = replace_server(settings, args.host, args.port)
+    settings = replace_server(settings, args.host, args.port, args.offline)
     team_key = team_key_from(settings, os.environ)
     configure_logging(settings.log.level, secrets=[team_key] if team_key else [])
     log = structlog.get_logger("gateway")
@@ -85,6 +92,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.server.port,
         database=settings.storage.database,
         upstream=settings.upstream.base_url,
+        mode="offline" if settings.upstream.offline else "online",
     )
     web.run_app(
         create_app(settings),
@@ -97,7 +105,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    applied = _with_db(settings, _applied)
+    applied = run_with_database(settings.storage, _applied)
     for name in applied:
         print(f"Applied {name}")
     print(f"Database {settings.storage.database} is at the latest schema.")
@@ -105,12 +113,12 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    print(_with_db(settings, lambda db: create_key(db, args.name)))
+    print(run_with_database(settings.storage, lambda db: create_key(db, args.name)))
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    keys = _with_db(settings, list_keys)
+    keys = run_with_database(settings.storage, list_keys)
     if args.json:
         for key in keys:
             print(orjson.dumps({**dataclasses.asdict(key), "status": key.status}).decode())
@@ -126,7 +134,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    _with_db(settings, lambda db: revoke_key(db, args.name))
+    run_with_database(settings.storage, lambda db: revoke_key(db, args.name))
     print(f"Revoked the key of app {args.name!r}.", file=sys.stderr)
     return 0
 
@@ -134,14 +142,3 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 async def _applied(db: Database) -> list[str]:
     """Database.open applies pending migrations; report which."""
     return db.applied_migrations
-
-
-def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = await Database.open(settings.storage)
-        try:
-            return await action(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())

@@ -31,6 +31,7 @@ class ServerSettings:
 class UpstreamSettings:
     base_url: str = "https://api.parallel.ai"
     api_key_env: str = "PARALLEL_API_KEY"
+    offline: bool = False
     connect_timeout: float = 5.0
     timeout: float = 30.0
     deadline: float = 60.0
@@ -53,6 +54,7 @@ class CacheSettings:
     memory_entries: int = 10_000
     memory_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
+    sync_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +112,13 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     return settings
 
 
-def replace_server(settings: Settings, host: str | None, port: int | None) -> Settings:
-    """Apply `serve --host/--port` overrides."""
+def replace_server(
+    settings: Settings, host: str | None, port: int | None, offline: bool = False
+) -> Settings:
+    """Apply `serve --host/--port/--offline` overrides."""
+    if offline:
+        upstream = dataclasses.replace(settings.upstream, offline=True)
+        settings = dataclasses.replace(settings, upstream=upstream)
     server = settings.server
     if host is not None:
         server = dataclasses.replace(server, host=host)
@@ -167,6 +174,7 @@ def _check(s: Settings) -> None:
         "cache.memory_entries": s.cache.memory_entries,
         "cache.memory_bytes": s.cache.memory_bytes,
         "cache.max_body_bytes": s.cache.max_body_bytes,
+        "cache.sync_interval": s.cache.sync_interval,
         "keys.refresh_interval": s.keys.refresh_interval,
     }
     for name, value in positive.items():

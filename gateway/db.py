@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -28,6 +28,22 @@ def prepare_database_file(settings: StorageSettings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sqlite3.connect(path).close()
     return path
+
+
+T = TypeVar("T")
+
+
+def run_with_database(settings: StorageSettings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """For the CLI: open the database (migrating it), run `action`, close it."""
+
+    async def run() -> T:
+        db = await Database.open(settings)
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 class StorageError(Exception):

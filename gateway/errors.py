@@ -64,14 +64,22 @@ class UpstreamTimeoutError(GatewayError):
     reason = "upstream-timeout"
 
 
-class NoTeamKeyError(GatewayError):
+class CannotFetchError(GatewayError):
+    """A miss the gateway will not fetch: retrying cannot help until it is restarted."""
+
     status = 503
-    reason = "no-team-key"
 
     def __init__(self, message: str) -> None:
-        # Retrying cannot help until the gateway is restarted with a key (x-should-retry is
-        # the SDK's override of its own retry decision).
+        # x-should-retry is the SDK's override of its own retry decision.
         super().__init__(message, headers={"x-should-retry": "false"})
+
+
+class NoTeamKeyError(CannotFetchError):
+    reason = "no-team-key"
+
+
+class OfflineError(CannotFetchError):
+    reason = "offline"
 
 
 def error_body(message: str, ref_id: str, detail: Mapping[str, Any] | None = None) -> bytes:

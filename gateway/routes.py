@@ -70,8 +70,13 @@ async def run_input(request: web.Request, run_id: str) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness, with no key needed: the status and whether a team key is configured."""
-    body = {"status": "ok", "upstream_configured": request.app[UPSTREAM].configured}
+    """Liveness, with no key needed: the status, the mode, and whether a team key is set."""
+    upstream = request.app[UPSTREAM]
+    body = {
+        "status": "ok",
+        "mode": "offline" if upstream.offline else "online",
+        "upstream_configured": upstream.configured,
+    }
     return web.Response(body=orjson.dumps(body), content_type=JSON)
 
 

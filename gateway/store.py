@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+import orjson
 
 from .db import Database
 
@@ -16,17 +19,54 @@ class StoredInput:
     stored_at: str  # RFC 3339, UTC
 
 
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    entries: int
+    bytes: int
+    oldest_stored_at: str | None
+    newest_stored_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """One purge: the run ids removed, or None when the whole cache was emptied."""
+
+    seq: int
+    run_ids: list[str] | None
+
+
 class RunInputStore(Protocol):
-    """What the cache needs from durable storage; a PostgreSQL store would implement the same."""
+    """Durable run-input storage; a PostgreSQL store would implement the same."""
 
     async def get(self, run_id: str) -> StoredInput | None: ...
 
     async def put(self, entry: StoredInput) -> None:
-        """Store an entry; return only once it is durable."""
+        """Store an entry unless one exists; return only once it is durable."""
+
+    async def put_many(self, entries: Iterable[StoredInput]) -> int:
+        """Store entries in one transaction (all or none); return how many were new."""
+
+    def scan(self, run_ids: Sequence[str] = ()) -> AsyncIterator[StoredInput]:
+        """Every entry (or those named), in run_id order."""
+
+    async def purge(self, run_ids: Sequence[str] | None) -> int:
+        """Remove the runs named (None: all) and record the purge; return how many went."""
+
+    async def purges_since(self, seq: int) -> list[Purge]:
+        """Purges recorded after `seq`, oldest first."""
+
+    async def last_purge(self) -> int: ...
+
+    async def stats(self) -> CacheStats: ...
+
+
+def rfc3339(when: datetime) -> str:
+    """The gateway's one spelling of a timestamp: UTC, microseconds, `Z`; sorts as text."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
 
 
 class SQLiteRunInputStore:
@@ -44,9 +84,71 @@ class SQLiteRunInputStore:
         return StoredInput(run_id, bytes(row[0]), row[1])
 
     async def put(self, entry: StoredInput) -> None:
-        # An input never changes, so the first stored copy wins and a second put is a no-op.
-        await self._db.write(
-            "INSERT INTO run_inputs (run_id, body, size, stored_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (run_id) DO NOTHING",
-            (entry.run_id, entry.body, len(entry.body), entry.stored_at),
+        await self._db.write(INSERT, _row(entry))
+
+    async def put_many(self, entries: Iterable[StoredInput]) -> int:
+        # A generator streams through the writer in one transaction: memory stays flat, and a
+        # kill mid-way leaves nothing of it.
+        return await self._db.write_many(INSERT, (_row(entry) for entry in entries))
+
+    async def scan(self, run_ids: Sequence[str] = ()) -> AsyncIterator[StoredInput]:
+        if run_ids:
+            for run_id in run_ids:
+                entry = await self.get(run_id)
+                if entry is not None:
+                    yield entry
+            return
+        after = ""
+        while True:
+            rows = await self._db.fetchall(
+                "SELECT run_id, body, stored_at FROM run_inputs WHERE run_id > ?"
+                " ORDER BY run_id LIMIT ?",
+                (after, SCAN_PAGE),
+            )
+            for run_id, body, stored_at in rows:
+                yield StoredInput(run_id, bytes(body), stored_at)
+            if len(rows) < SCAN_PAGE:
+                return
+            after = rows[-1][0]
+
+    async def purge(self, run_ids: Sequence[str] | None) -> int:
+        record = (
+            "INSERT INTO cache_purges (run_ids, purged_at) VALUES (?, ?)",
+            [(None if run_ids is None else orjson.dumps(list(run_ids)).decode(), now_rfc3339())],
         )
+        if run_ids is None:
+            counts = await self._db.transaction([("DELETE FROM run_inputs", [()]), record])
+        else:
+            delete = ("DELETE FROM run_inputs WHERE run_id = ?", [(r,) for r in run_ids])
+            counts = await self._db.transaction([delete, record])
+        return counts[0]
+
+    async def purges_since(self, seq: int) -> list[Purge]:
+        rows = await self._db.fetchall(
+            "SELECT seq, run_ids FROM cache_purges WHERE seq > ? ORDER BY seq", (seq,)
+        )
+        return [Purge(row[0], None if row[1] is None else orjson.loads(row[1])) for row in rows]
+
+    async def last_purge(self) -> int:
+        row = await self._db.fetchone("SELECT coalesce(max(seq), 0) FROM cache_purges")
+        return int(row[0]) if row else 0
+
+    async def stats(self) -> CacheStats:
+        row = await self._db.fetchone(
+            "SELECT count(*), coalesce(sum(size), 0), min(stored_at), max(stored_at)"
+            " FROM run_inputs"
+        )
+        assert row is not None
+        return CacheStats(*row)
+
+
+# An input never changes, so the first stored copy wins and a second put is a no-op.
+INSERT = (
+    "INSERT INTO run_inputs (run_id, body, size, stored_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (run_id) DO NOTHING"
+)
+SCAN_PAGE = 1000
+
+
+def _row(entry: StoredInput) -> tuple[str, bytes, int, str]:
+    return (entry.run_id, entry.body, len(entry.body), entry.stored_at)

@@ -14,6 +14,7 @@ from yarl import URL
 from .config import UpstreamSettings
 from .errors import (
     NoTeamKeyError,
+    OfflineError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     parse_error_body,
@@ -52,13 +53,20 @@ class UpstreamClient:
     def configured(self) -> bool:
         return self._team_key is not None
 
+    @property
+    def offline(self) -> bool:
+        return self._settings.offline
+
     async def get(
         self, raw_path: str, incoming: Mapping[str, str], run_id: str | None = None
     ) -> UpstreamResponse:
         """GET an idempotent resource, retrying transient failures within the deadline."""
+        what = f"Run {run_id}" if run_id else "This resource"
+        if self._settings.offline:
+            raise OfflineError(f"{what} is not in the gateway's cache, and the gateway is offline.")
         if self._team_key is None:
             raise NoTeamKeyError(
-                "Run input is not in the gateway's cache, and the gateway has no Parallel API key "
+                f"{what} is not in the gateway's cache, and the gateway has no Parallel API key "
                 f"(set {self._settings.api_key_env}), so it cannot fetch it."
             )
         loop = asyncio.get_running_loop()

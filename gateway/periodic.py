@@ -1,0 +1,40 @@
+"""Background chores that run every few seconds while the gateway serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger("gateway.periodic")
+
+
+class Periodic:
+    """Calls `chore` every `interval` seconds until stopped; a failure is logged, not fatal."""
+
+    def __init__(self, name: str, interval: float, chore: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self._interval = interval
+        self._chore = chore
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._chore()
+            except Exception:
+                # Keep serving with what we have; the next round tries again.
+                log.exception("periodic.failed", chore=self.name)
