@@ -178,10 +178,10 @@ def _check(s: Settings) -> None:
         "keys.refresh_interval": s.keys.refresh_interval,
     }
     for name, value in positive.items():
-        if not (value > 0 and math.isfinite(value)):  # written so that NaN fails too
+        if not (value > 0 and _finite(value)):  # written so that NaN fails too
             _bad(name, value, "Must be a finite number greater than 0")
     cap = s.upstream.retry_after_cap
-    if not (cap >= 0 and math.isfinite(cap)):
+    if not (cap >= 0 and _finite(cap)):
         _bad("upstream.retry_after_cap", cap, "Must be a finite number, 0 or more")
     if not s.storage.database:
         _bad("storage.database", s.storage.database, "Must be a file path")
@@ -189,6 +189,11 @@ def _check(s: Settings) -> None:
         _bad("storage.synchronous", s.storage.synchronous, f"Must be one of {SYNCHRONOUS_MODES}")
     if s.log.level not in LOG_LEVELS:
         _bad("log.level", s.log.level, f"Must be one of {LOG_LEVELS}")
+
+
+def _finite(value: float) -> bool:
+    # An int is always finite (math.isfinite would overflow on one too big for a float).
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _bad(name: str, value: object, why: str) -> None:

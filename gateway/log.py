@@ -29,8 +29,11 @@ class SecretScrubber:
         forms = set()
         for secret in secrets:
             if secret:
-                forms.add(secret.encode())
-                forms.add(orjson.dumps(secret)[1:-1])  # as it appears inside a JSON string
+                # As it is, inside a JSON string, and inside a repr() inside a JSON string (the
+                # renderer's fallback for objects such as exceptions).
+                for text in (secret, repr(secret)[1:-1]):
+                    forms.add(text.encode())
+                    forms.add(orjson.dumps(text)[1:-1])
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, _: WrappedLogger, __: str, line: bytes) -> bytes:

@@ -70,7 +70,7 @@ def server_delay(headers: Mapping[str, str], now: float | None = None) -> float 
         return float(after)
     try:
         when = parsedate_to_datetime(after)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000" means UTC with no zone given (RFC 5322 3.3)
         when = when.replace(tzinfo=UTC)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -45,6 +48,13 @@ class Gateway:
     app_key: str
 
     @property
+    def config(self) -> Path:
+        """A config file for the CLI, pointing at this gateway's database and upstream."""
+        return write_config(
+            Path(self.settings.storage.database).with_suffix(".toml"), self.settings
+        )
+
+    @property
     def url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
@@ -58,6 +68,44 @@ class Gateway:
             session.get(url, headers=headers) as resp,
         ):
             return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: bytes
+    err: str
+
+
+async def run_cli(
+    config: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> CliResult:
+    """Run the real `python -m gateway` with `--config`; env replaces PARALLEL_* variables."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        "--config",
+        str(config),
+        env={**base, **(env or {})},
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return CliResult(proc.returncode, out, err.decode())
+
+
+def write_config(path: Path, settings: Settings) -> Path:
+    """A TOML file naming the same database and upstream as `settings`."""
+    path.write_text(
+        f'[storage]\ndatabase = "{settings.storage.database}"\n'
+        f'[upstream]\nbase_url = "{settings.upstream.base_url}"\n'
+    )
+    return path
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ class FakeUpstream:
         self.base_url = ""  # set once the server listens
         self.server: TestServer | None = None
         self.on_request: Callable[[], None] = lambda: None
+        self.last_error = b""  # the body of the last 404 it made
         self.app = web.Application()
         self.app.router.add_route("*", "/{path:.*}", self.handle)
 
@@ -95,7 +96,8 @@ class FakeUpstream:
             body = self.inputs.get(path[len(INPUT_PREFIX) : -len("/input")])
             if body is not None:
                 return _json(200, body)
-        return _json(404, error_json("Run id not found"))
+        self.last_error = error_json("Run id not found")
+        return _json(404, self.last_error)
 
 
 def _json(status: int, body: bytes) -> web.Response:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import Gateway, Reply
+from tests.conftest import Gateway, Reply, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 
 RUN = "/v1/tasks/runs/trun_auth/input"
@@ -66,21 +64,9 @@ async def test_bearer_key_is_accepted(gateway: Gateway, upstream: FakeUpstream) 
 
 async def cli(gateway: Gateway, *args: str) -> str:
     """Run the real CLI against the serving gateway's database; return its stdout."""
-    config = Path(gateway.settings.storage.database).with_suffix(".toml")
-    config.write_text(f'[storage]\ndatabase = "{gateway.settings.storage.database}"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        *args,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    result = await run_cli(gateway.config, *args)
+    assert result.code == 0, result.err
+    return result.out.decode()
 
 
 async def wait_for_status(gateway: Gateway, key: str, status: int) -> Reply:

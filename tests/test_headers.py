@@ -91,15 +91,44 @@ def test_headers_named_in_connection_are_dropped(connection: str, dropped: list[
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="headers.py request_headers reads only the first Connection field (incoming.get); "
-    "RFC 9110 7.6.1 allows Connection to be repeated, and aiohttp keeps each line",
-)
 def test_headers_named_in_a_second_connection_field_are_dropped() -> None:
+    # RFC 9110 7.6.1 allows Connection to be repeated, and aiohttp keeps each line.
     assert forwarded(
         ("Connection", "keep-alive"), ("Connection", "X-Custom"), ("X-Custom", "1")
     ) == (EXPECTED)
+
+
+@pytest.mark.parametrize(
+    "connections",
+    [
+        pytest.param(["X-Custom", "x-other"], id="one-name-per-line"),
+        pytest.param(["close", "X-Custom, X-OTHER", "keep-alive"], id="names-on-the-middle-line"),
+        pytest.param(["x-other", "", "x-custom"], id="empty-line-between"),
+    ],
+)
+def test_headers_named_on_any_connection_line_are_dropped(connections: list[str]) -> None:
+    lines = [("Connection", value) for value in connections]
+    candidates = [("X-Custom", "1"), ("X-Other", "2"), ("parallel-beta", "beta-1")]
+    assert forwarded(*lines, *candidates) == [
+        *SDK_HEADERS,
+        ("parallel-beta", "beta-1"),
+        ("x-api-key", TEAM_KEY),
+    ]
+
+
+def test_connection_lines_in_mixed_case_all_count() -> None:
+    headers = CIMultiDict(
+        [("connection", "X-Custom"), ("CONNECTION", "X-Other"), ("X-Custom", "1"), ("X-Other", "2")]
+    )
+    assert list(request_headers(headers, TEAM_KEY).items()) == [("x-api-key", TEAM_KEY)]
+
+
+def test_connection_in_a_plain_dict() -> None:
+    headers = {"Connection": "X-Custom", "X-Custom": "1", "Accept": "application/json"}
+    assert list(request_headers(headers, TEAM_KEY).items()) == [
+        ("Accept", "application/json"),
+        ("x-api-key", TEAM_KEY),
+    ]
 
 
 def test_end_to_end_headers_are_kept_with_their_case_order_and_repeats() -> None:

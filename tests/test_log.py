@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from gateway.keys import generate_key
-from gateway.log import REDACTED, SecretScrubber, configure_logging
+from gateway.log import APP_KEY_PATTERN, REDACTED, SecretScrubber, configure_logging
 
 TEAM_KEY = "team-secret-0123456789"
 APP_KEY = "pgw_AbCdEf0123456789_-xyz"
@@ -22,7 +22,13 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def test_redacted_marker() -> None:
-    assert REDACTED == "[redacted]"
+    assert REDACTED == b"[redacted]"
+
+
+def test_app_key_pattern_is_bytes() -> None:
+    assert APP_KEY_PATTERN.fullmatch(APP_KEY.encode())
+    assert APP_KEY_PATTERN.fullmatch(b"pgw_12345678")
+    assert not APP_KEY_PATTERN.fullmatch(b"pgw_1234567")
 
 
 @pytest.mark.parametrize(
@@ -45,26 +51,59 @@ def test_redacted_marker() -> None:
         pytest.param("nothing to see", "nothing to see", id="clean"),
         pytest.param("team-secret", "team-secret", id="part-of-the-secret"),
         pytest.param("", "", id="empty"),
+        pytest.param(
+            f'{{"error":"bad key {TEAM_KEY}","app":"{APP_KEY}"}}',
+            '{"error":"bad key [redacted]","app":"[redacted]"}',
+            id="rendered-json-line",
+        ),
+        pytest.param(
+            f"caf\u00e9 {TEAM_KEY} \u2713", "caf\u00e9 [redacted] \u2713", id="utf-8-around"
+        ),
     ],
 )
 def test_scrub(text: str, expected: str) -> None:
-    assert SecretScrubber([TEAM_KEY]).scrub(text) == expected
+    assert SecretScrubber([TEAM_KEY]).scrub(text.encode()) == expected.encode()
 
 
 def test_scrub_generated_keys() -> None:
     scrubber = SecretScrubber([])
     for _ in range(100):
         key = generate_key()
-        assert scrubber.scrub(f"key {key} used") == "key [redacted] used"
+        assert scrubber.scrub(f"key {key} used".encode()) == b"key [redacted] used"
 
 
 def test_empty_secrets_are_ignored() -> None:
-    assert SecretScrubber(["", TEAM_KEY]).scrub("plain text") == "plain text"
-    assert SecretScrubber([""]).scrub("abc") == "abc"
+    assert SecretScrubber(["", TEAM_KEY]).scrub(b"plain text") == b"plain text"
+    assert SecretScrubber([""]).scrub(b"abc") == b"abc"
 
 
-def test_processor_scrubs_string_values_and_leaves_the_rest() -> None:
-    data = {"k": "v"}
+def test_secrets_overlapping_each_other() -> None:
+    # The longer secret goes first, so its tail is not left behind after the shorter one.
+    scrubber = SecretScrubber(["abc-secret", "abc-secret-longer"])
+    assert scrubber.scrub(b"[abc-secret-longer] [abc-secret]") == b"[[redacted]] [[redacted]]"
+
+
+# Secrets with characters JSON escapes: in the rendered line they appear escaped.
+ESCAPED_SECRETS = [
+    pytest.param('team"secret-0123', id="quote"),
+    pytest.param("team\\secret-0123", id="backslash"),
+    pytest.param("team\tsecret-0123", id="tab"),
+    pytest.param("team\nsecret-0123", id="newline"),
+    pytest.param("team\x01secret-0123", id="control"),
+    pytest.param('t"e\\a\tm-0123', id="several"),
+]
+
+
+@pytest.mark.parametrize("secret", ESCAPED_SECRETS)
+def test_scrub_json_escaped_secret(secret: str) -> None:
+    escaped = orjson.dumps(secret)[1:-1]
+    assert escaped != secret.encode()
+    scrubber = SecretScrubber([secret])
+    assert scrubber.scrub(b'{"m":"x ' + escaped + b' y"}') == b'{"m":"x [redacted] y"}'
+    assert scrubber.scrub(b"raw " + secret.encode()) == b"raw [redacted]"
+
+
+def test_processor_scrubs_the_rendered_line() -> None:
     event_dict: dict[str, Any] = {
         "event": f"failed with {APP_KEY}",
         "error": f"upstream said: bad key {TEAM_KEY}",
@@ -72,11 +111,14 @@ def test_processor_scrubs_string_values_and_leaves_the_rest() -> None:
         "ratio": 0.5,
         "ok": False,
         "missing": None,
-        "data": data,
+        "data": {"k": "v"},
         "app": "billing",
     }
-    result = SecretScrubber([TEAM_KEY])(None, "info", event_dict)
-    assert result == {
+    line = structlog.processors.JSONRenderer(serializer=orjson.dumps)(None, "info", event_dict)
+    assert isinstance(line, bytes)
+    result = SecretScrubber([TEAM_KEY])(None, "info", line)
+    assert isinstance(result, bytes)
+    assert orjson.loads(result) == {
         "event": "failed with [redacted]",
         "error": "upstream said: bad key [redacted]",
         "status": 401,
@@ -86,28 +128,11 @@ def test_processor_scrubs_string_values_and_leaves_the_rest() -> None:
         "data": {"k": "v"},
         "app": "billing",
     }
-    assert result["data"] is data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="log.py SecretScrubber only looks at top-level str values; a secret inside a dict, "
-    "list or exception object is rendered by JSONRenderer unscrubbed",
-)
-@pytest.mark.parametrize(
-    "value",
-    [
-        pytest.param({"x-api-key": TEAM_KEY}, id="dict"),
-        pytest.param([f"Bearer {APP_KEY}"], id="list"),
-        pytest.param(ValueError(f"bad key {TEAM_KEY}"), id="exception-object"),
-    ],
-)
-def test_processor_scrubs_nested_values(value: object) -> None:
-    result = SecretScrubber([TEAM_KEY])(None, "info", {"event": "x", "value": value})
-    rendered = structlog.processors.JSONRenderer(serializer=orjson.dumps)(None, "info", result)
-    assert isinstance(rendered, bytes)
-    assert TEAM_KEY.encode() not in rendered
-    assert APP_KEY.encode() not in rendered
+def test_processor_leaves_a_clean_line_as_it_is() -> None:
+    line = b'{"event":"cache.hit","status":200}'
+    assert SecretScrubber([TEAM_KEY])(None, "info", line) == line
 
 
 StartLogging = Callable[[str, Sequence[str]], io.BytesIO]
@@ -210,3 +235,84 @@ def test_values_json_cannot_encode_are_rendered_not_raised(start_logging: StartL
     path = Path("/var/lib/gateway.db")
     structlog.get_logger().info("store.opened", path=path)
     assert lines(stderr) == [{"event": "store.opened", "level": "info", "path": repr(path)}]
+
+
+def test_scrubber_is_the_last_processor(start_logging: StartLogging) -> None:
+    start_logging("info", [TEAM_KEY])
+    processors = structlog.get_config()["processors"]
+    assert isinstance(processors[-1], SecretScrubber)
+    assert isinstance(processors[-2], structlog.processors.JSONRenderer)
+
+
+class Opaque:
+    """Not JSON: the renderer falls back to repr()."""
+
+    def __repr__(self) -> str:
+        return f"Opaque(token={TEAM_KEY})"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        pytest.param({"x-api-key": TEAM_KEY}, {"x-api-key": "[redacted]"}, id="dict"),
+        pytest.param([f"Bearer {APP_KEY}"], ["Bearer [redacted]"], id="list"),
+        pytest.param(
+            ValueError(f"bad key {TEAM_KEY}"),
+            "ValueError('bad key [redacted]')",
+            id="exception-object",
+        ),
+        pytest.param(
+            {"outer": [{"inner": (TEAM_KEY, APP_KEY)}]},
+            {"outer": [{"inner": ["[redacted]", "[redacted]"]}]},
+            id="deeply-nested",
+        ),
+        pytest.param({TEAM_KEY: 1}, {"[redacted]": 1}, id="dict-key"),
+        pytest.param(Opaque(), "Opaque(token=[redacted])", id="repr-fallback"),
+    ],
+)
+def test_nested_values_are_scrubbed(
+    start_logging: StartLogging, value: object, shown: object
+) -> None:
+    stderr = start_logging("info", [TEAM_KEY])
+    structlog.get_logger().info("x", value=value)
+    assert TEAM_KEY.encode() not in stderr.getvalue()
+    assert APP_KEY.encode() not in stderr.getvalue()
+    assert lines(stderr) == [{"event": "x", "level": "info", "value": shown}]
+
+
+@pytest.mark.parametrize("secret", ESCAPED_SECRETS)
+def test_json_escaped_secret_is_scrubbed_from_the_line(
+    start_logging: StartLogging, secret: str
+) -> None:
+    stderr = start_logging("info", [secret])
+    log = structlog.get_logger()
+    log.info("upstream.error", message=f"bad key {secret}!", header={"x-api-key": secret})
+    try:
+        raise RuntimeError(f"boom {secret}")
+    except RuntimeError:
+        log.exception("gateway.internal_error")
+    raw = stderr.getvalue()
+    assert orjson.dumps(secret)[1:-1] not in raw
+    assert secret.encode() not in raw
+    first, second = lines(stderr)
+    assert first == {
+        "event": "upstream.error",
+        "level": "info",
+        "message": "bad key [redacted]!",
+        "header": {"x-api-key": "[redacted]"},
+    }
+    assert second["exception"].endswith("RuntimeError: boom [redacted]")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(ValueError("bad key team\\secret-0123"), id="exception-object"),
+        pytest.param({"team\\secret-0123"}, id="set"),
+    ],
+)
+def test_repr_escaped_secret_is_scrubbed(start_logging: StartLogging, value: object) -> None:
+    secret = "team\\secret-0123"
+    stderr = start_logging("info", [secret])
+    structlog.get_logger().info("x", value=value)
+    assert b"secret-0123" not in stderr.getvalue()

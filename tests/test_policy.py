@@ -10,6 +10,7 @@ from gateway.policy import (
     CACHE_MISS,
     Storability,
     cache_status,
+    is_task_run_input,
     is_valid_run_id,
     match_input_path,
     storability,
@@ -233,6 +234,39 @@ LIMIT = 1024
         pytest.param(
             200, b'{"data":{"processor":"base","input":"x"}}', Storability.MALFORMED, id="nested"
         ),
+        pytest.param(
+            200, b'{"processor":"base","input":null}', Storability.MALFORMED, id="input-null"
+        ),
+        pytest.param(
+            200, b'{"processor":"base","input":42}', Storability.MALFORMED, id="input-number"
+        ),
+        pytest.param(
+            200, b'{"processor":"base","input":["x"]}', Storability.MALFORMED, id="input-list"
+        ),
+        pytest.param(
+            200, b'{"processor":"base","input":true}', Storability.MALFORMED, id="input-bool"
+        ),
+        pytest.param(
+            200, b'{"processor":1,"input":"x"}', Storability.MALFORMED, id="processor-number"
+        ),
+        pytest.param(
+            200, b'{"processor":null,"input":"x"}', Storability.MALFORMED, id="processor-null"
+        ),
+        pytest.param(
+            200,
+            b'{"processor":{"name":"base"},"input":"x"}',
+            Storability.MALFORMED,
+            id="processor-object",
+        ),
+        pytest.param(
+            200, b'{"processor":"base","input":"x"}', Storability.STORE, id="input-string"
+        ),
+        pytest.param(
+            200, b'{"processor":"base","input":""}', Storability.STORE, id="input-empty-string"
+        ),
+        pytest.param(
+            200, b'{"processor":"base","input":{}}', Storability.STORE, id="input-empty-object"
+        ),
         pytest.param(200, b"x" * (LIMIT + 1), Storability.TOO_LARGE, id="garbage-over-limit"),
     ],
 )
@@ -269,3 +303,39 @@ def test_storability_values() -> None:
         "MALFORMED": "malformed",
         "TOO_LARGE": "too-large",
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({"processor": "base", "input": "What is 2 + 2?"}, True, id="input-string"),
+        pytest.param({"processor": "core", "input": {"company": "Parallel"}}, True, id="input-obj"),
+        pytest.param({"processor": "base", "input": ""}, True, id="input-empty-string"),
+        pytest.param({"processor": "base", "input": {}}, True, id="input-empty-object"),
+        pytest.param({"processor": "", "input": "x"}, True, id="processor-empty-string"),
+        pytest.param(
+            {"processor": "base", "input": "x", "metadata": None, "next_year": [1]},
+            True,
+            id="extra-fields-unchecked",
+        ),
+        pytest.param({"processor": "base", "input": None}, False, id="input-null"),
+        pytest.param({"processor": "base", "input": 42}, False, id="input-int"),
+        pytest.param({"processor": "base", "input": 4.2}, False, id="input-float"),
+        pytest.param({"processor": "base", "input": True}, False, id="input-bool"),
+        pytest.param({"processor": "base", "input": ["x"]}, False, id="input-list"),
+        pytest.param({"processor": "base", "input": []}, False, id="input-empty-list"),
+        pytest.param({"processor": 1, "input": "x"}, False, id="processor-int"),
+        pytest.param({"processor": None, "input": "x"}, False, id="processor-null"),
+        pytest.param({"processor": ["base"], "input": "x"}, False, id="processor-list"),
+        pytest.param({"processor": {"name": "base"}, "input": "x"}, False, id="processor-dict"),
+        pytest.param({"processor": "base"}, False, id="no-input"),
+        pytest.param({"input": "x"}, False, id="no-processor"),
+        pytest.param({}, False, id="empty-dict"),
+        pytest.param(None, False, id="none"),
+        pytest.param("processor input", False, id="str"),
+        pytest.param(42, False, id="int"),
+        pytest.param([{"processor": "base", "input": "x"}], False, id="list-of-input"),
+    ],
+)
+def test_is_task_run_input(data: object, expected: bool) -> None:
+    assert is_task_run_input(data) is expected

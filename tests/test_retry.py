@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import calendar
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.retry import RETRY_STATUSES, RetryPolicy, server_delay
 
@@ -215,11 +217,103 @@ def test_delay_must_fit_the_deadline(
     assert policy().next_delay(1, remaining, 503, headers, now=NOW) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="retry.py server_delay: str.isdigit() accepts non-ASCII digits such as '²', "
-    "then float() raises ValueError out of next_delay",
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("\u00b2", id="superscript-two"),
+        pytest.param("\u0663", id="arabic-indic-three"),
+        pytest.param("\uff13", id="fullwidth-three"),
+        pytest.param("1\u00b2", id="ascii-then-superscript"),
+    ],
 )
-def test_non_ascii_digit_retry_after_falls_back_to_backoff() -> None:
-    assert policy().next_delay(2, PLENTY, 503, {"retry-after": "\u00b2"}, now=NOW) == 0.5
+def test_non_ascii_digit_retry_after_falls_back_to_backoff(value: str) -> None:
+    # str.isdigit() accepts these, and float() then raised ValueError out of next_delay.
+    assert server_delay({"retry-after": value}, now=NOW) is None
+    assert policy().next_delay(2, PLENTY, 503, {"retry-after": value}, now=NOW) == 0.5
+
+
+@pytest.fixture
+def local_time_not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local zone 5 hours behind UTC, so a zone-less date read as local time is 5 h off."""
+    monkeypatch.setenv("TZ", "EST+5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("Wed, 21 Oct 2015 07:28:05 -0000", 5.0, id="minus-0000-in-5-seconds"),
+        pytest.param("Wed, 21 Oct 2015 07:28:00 -0000", 0.0, id="minus-0000-now"),
+        pytest.param("Wed, 21 Oct 2015 07:27:00 -0000", 0.0, id="minus-0000-in-the-past"),
+        pytest.param("Wed, 21 Oct 2015 07:28:05 +0000", 5.0, id="plus-0000"),
+        pytest.param("Wed, 21 Oct 2015 07:28:05 UT", 5.0, id="UT"),
+        pytest.param("Wed, 21 Oct 2015 08:28:05 +0100", 5.0, id="plus-0100"),
+    ],
+)
+def test_http_date_without_a_zone_is_utc(
+    local_time_not_utc: None, value: str, expected: float
+) -> None:
+    # RFC 5322 3.3: "-0000" is UTC with nothing said about the local zone; it is not local time.
+    assert time.timezone == 5 * 3600
+    assert server_delay({"retry-after": value}, now=NOW) == expected
+    p = policy(rand=no_jitter_expected)
+    assert p.next_delay(1, PLENTY, 503, {"retry-after": value}, now=NOW) == expected
+
+
+@pytest.mark.parametrize("status", [pytest.param(s, id=str(s)) for s in (429, 502, 503, 504)])
+def test_x_should_retry_false_stops(status: int) -> None:
+    p = policy(rand=no_jitter_expected)
+    assert p.next_delay(1, PLENTY, status, {"x-should-retry": "false"}, now=NOW) is None
+
+
+def test_x_should_retry_false_beats_retry_after() -> None:
+    headers = {"x-should-retry": "false", "retry-after": "1", "retry-after-ms": "100"}
+    assert policy(rand=no_jitter_expected).next_delay(1, PLENTY, 503, headers, now=NOW) is None
+
+
+def test_x_should_retry_false_in_case_insensitive_headers() -> None:
+    # Upstream headers arrive as aiohttp's case-insensitive multidict.
+    headers = CIMultiDictProxy(CIMultiDict([("X-Should-Retry", "false")]))
+    assert policy().next_delay(1, PLENTY, 503, headers, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"x-should-retry": "true"}, 0.25, id="true-backoff"),
+        pytest.param({}, 0.25, id="absent-backoff"),
+        pytest.param({"x-should-retry": "true", "retry-after": "3"}, 3.0, id="true-retry-after"),
+        pytest.param({"retry-after": "3"}, 3.0, id="absent-retry-after"),
+        pytest.param({"x-should-retry": "true", "retry-after": "11"}, None, id="true-over-cap"),
+    ],
+)
+def test_x_should_retry_true_or_absent_changes_nothing(
+    headers: dict[str, str], expected: float | None
+) -> None:
+    assert policy().next_delay(1, PLENTY, 503, headers, now=NOW) == expected
+
+
+@pytest.mark.parametrize("status", [pytest.param(s, id=str(s)) for s in (200, 400, 404, 500)])
+def test_x_should_retry_true_does_not_retry_an_answer(status: int) -> None:
+    # Only "false" is honoured: "true" never turns an answer into a retry.
+    assert policy().next_delay(1, PLENTY, status, {"x-should-retry": "true"}, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("attempt", "remaining"),
+    [
+        pytest.param(4, PLENTY, id="attempts-used-up"),
+        pytest.param(1, 0.1, id="deadline-too-close"),
+    ],
+)
+def test_x_should_retry_true_does_not_lift_the_limits(attempt: int, remaining: float) -> None:
+    headers = {"x-should-retry": "true"}
+    assert policy().next_delay(attempt, remaining, 503, headers, now=NOW) is None
+
+
+def test_http_date_with_an_enormous_year_falls_back_to_backoff() -> None:
+    headers = {"retry-after": "Wed, 21 Oct 99999999999999999999 07:28:00 GMT"}
+    assert policy().next_delay(2, PLENTY, 503, headers, now=NOW) == 0.5

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import StartGateway
+from tests.conftest import StartGateway, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 
 RUN = "/v1/tasks/runs/trun_serve/input"
@@ -25,7 +25,11 @@ async def test_healthz_needs_no_key(start_gateway: StartGateway) -> None:
     gateway = await start_gateway()
     reply = await gateway.get("/healthz", key=None)
     assert reply.status == 200
-    assert orjson.loads(reply.body) == {"status": "ok", "upstream_configured": True}
+    assert orjson.loads(reply.body) == {
+        "status": "ok",
+        "mode": "online",
+        "upstream_configured": True,
+    }
 
 
 async def test_without_team_key_hits_are_served_and_misses_get_503(
@@ -48,7 +52,11 @@ async def test_without_team_key_hits_are_served_and_misses_get_503(
     assert miss.headers["Cache-Status"] == "parallel-gateway; fwd=uri-miss; detail=no-team-key"
     message = orjson.loads(miss.body)["error"]["message"]
     assert "PARALLEL_API_KEY" in message
-    assert orjson.loads(health.body) == {"status": "ok", "upstream_configured": False}
+    assert orjson.loads(health.body) == {
+        "status": "ok",
+        "mode": "online",
+        "upstream_configured": False,
+    }
     assert upstream.count() == 1
 
 
@@ -78,7 +86,7 @@ async def serve(
 ) -> AsyncIterator[Callable[..., Awaitable[ServeProcess]]]:
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(env_extra: dict[str, str]) -> ServeProcess:
+    async def start(env_extra: dict[str, str], *args: str) -> ServeProcess:
         config = tmp_path / "gateway.toml"
         config.write_text(
             f'[server]\nport = 1\n[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
@@ -97,6 +105,7 @@ async def serve(
             str(port),
             "--host",
             "127.0.0.1",
+            *args,
             env={**env, **env_extra},
             stderr=asyncio.subprocess.PIPE,
         )
@@ -124,7 +133,8 @@ async def test_serve_writes_json_access_lines_and_never_a_key(
 ) -> None:
     body = upstream.add("trun_serve", task_run_input())
     process = await serve({"PARALLEL_API_KEY": TEAM_KEY})
-    app_key = (await run_cli(tmp_path / "gateway.toml", "keys", "create", "billing")).strip()
+    created = await run_cli(tmp_path / "gateway.toml", "keys", "create", "billing")
+    app_key = created.out.decode().strip()
     async with aiohttp.ClientSession(headers={"x-api-key": app_key}) as session:
         # The running gateway picks up the new key within its refresh interval (1 s).
         for _ in range(40):
@@ -179,17 +189,29 @@ async def test_serve_without_team_key_says_so_in_one_warning(
     assert "PARALLEL_API_KEY" in str(warnings[0]["message"])
 
 
-async def run_cli(config: Path, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        *args,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+async def test_serve_offline_says_so_and_never_calls_upstream(
+    serve: Callable[..., Awaitable[ServeProcess]], tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    upstream.add("trun_serve", task_run_input())
+    process = await serve({"PARALLEL_API_KEY": TEAM_KEY}, "--offline")
+    created = await run_cli(tmp_path / "gateway.toml", "keys", "create", "ci")
+    headers = {"x-api-key": created.out.decode().strip()}
+
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.get(process.url + "/healthz") as resp:
+            assert await resp.json() == {
+                "status": "ok",
+                "mode": "offline",
+                "upstream_configured": True,
+            }
+        for _ in range(40):  # until the new key is picked up
+            async with session.get(process.url + RUN) as resp:
+                if resp.status != 401:
+                    break
+            await asyncio.sleep(0.05)
+        assert resp.status == 503
+        assert resp.headers["x-should-retry"] == "false"
+    lines = await process.stop()
+
+    assert upstream.count() == 0
+    assert [line["mode"] for line in lines if line["event"] == "gateway.starting"] == ["offline"]
