@@ -23,7 +23,8 @@ from gateway.migrate import Migration, MigrationError, apply_migrations, load_mi
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations"
 MIGRATION_FILES = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
-TABLES = ["app_keys", "run_inputs", "schema_migrations"]
+TABLES = ["app_keys", "cache_purges", "run_inputs", "schema_migrations", "sqlite_sequence"]
+APPLIED_ALL = "".join(f"Applied {name}\n" for name in MIGRATION_FILES)
 
 Snapshot = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
@@ -84,6 +85,11 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         stamp = datetime.fromisoformat(applied_at)
         assert stamp.utcoffset() == timedelta(0)
         assert before <= stamp <= after
+    assert columns(path, "cache_purges") == [
+        ("seq", "INTEGER", 0, 1),
+        ("run_ids", "TEXT", 0, 0),
+        ("purged_at", "TEXT", 1, 0),
+    ]
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -247,7 +253,7 @@ def test_wheel_ships_the_migrations_and_migrates_outside_the_repository(tmp_path
     first = run(*migrate, cwd=tmp_path)
     assert (first.returncode, first.stderr) == (0, "")
     latest = f"Database {database} is at the latest schema.\n"
-    assert first.stdout == "Applied 0001_initial.sql\n" + latest
+    assert first.stdout == APPLIED_ALL + latest
     assert sorted(tables(database)) == TABLES
     applied = snapshot(database)
     assert [row[1] for row in applied[1]] == MIGRATION_FILES
