@@ -27,7 +27,7 @@ import orjson
 from tqdm import tqdm
 
 from gateway.cache_admin import export_entries, import_entries
-from gateway.config import StorageSettings
+from gateway.config import CacheSettings, StorageSettings
 from gateway.db import Database
 from gateway.store import SQLiteRunInputStore
 
@@ -113,7 +113,9 @@ async def gateway_import(settings: StorageSettings, data: bytes) -> int:
     db = await Database.open(settings)
     try:
         with tqdm(disable=True) as bar:
-            report = await import_entries(SQLiteRunInputStore(db), io.BytesIO(data), bar)
+            report = await import_entries(
+                SQLiteRunInputStore(db), io.BytesIO(data), bar, CacheSettings().max_body_bytes
+            )
         return report.imported
     finally:
         await db.close()

@@ -56,16 +56,16 @@ class ImportReport:
 
 
 async def import_entries(
-    store: RunInputStore, lines: Iterable[bytes], bar: tqdm[Any]
+    store: RunInputStore, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
 ) -> ImportReport:
     """Import export lines in one transaction: the valid ones all land, or (if killed) none."""
     report = ImportReport()
-    report.imported = await store.put_many(_valid_entries(lines, report, bar))
+    report.imported = await store.put_many(_valid_entries(lines, report, bar, max_body_bytes))
     return report
 
 
 def _valid_entries(
-    lines: Iterable[bytes], report: ImportReport, bar: tqdm[Any]
+    lines: Iterable[bytes], report: ImportReport, bar: tqdm[Any], max_body_bytes: int
 ) -> Iterator[StoredInput]:
     for number, line in enumerate(lines, start=1):
         bar.update()
@@ -73,6 +73,9 @@ def _valid_entries(
             continue
         try:
             entry = decode_entry(line)
+            if len(entry.body) > max_body_bytes:
+                # The gateway would not store it either (cache.max_body_bytes).
+                raise EntryError(f"input is {len(entry.body)} bytes, over {max_body_bytes}")
         except EntryError as e:
             report.rejected.append((number, str(e)))
             continue

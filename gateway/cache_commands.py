@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import os
 import sys
 import tempfile
@@ -69,13 +70,13 @@ def add_cache_commands(
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     async def run(db: Database) -> tuple[int, list[str]]:
         store = SQLiteRunInputStore(db)
-        total = len(args.run_ids) or (await store.stats()).entries
+        total = len(set(args.run_ids)) or (await store.stats()).entries
         with _output(args.output) as out, progress(total, "run", "export") as bar:
             report = await export_entries(store, out, args.run_ids, bar)
         return report.written, report.missing
 
     written, missing = run_with_database(settings.storage, run)
-    _say(f"Exported {written} run{'s' * (written != 1)}.")
+    _say(f"Exported {_count(written, 'run')}.")
     if missing:
         _say(f"Not in the cache: {' '.join(missing)}")
         return 1
@@ -84,15 +85,16 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def run(db: Database) -> ImportReport:
+        store = SQLiteRunInputStore(db)
         with _input(args.file) as lines, progress(None, "line", "import") as bar:
-            return await import_entries(SQLiteRunInputStore(db), lines, bar)
+            return await import_entries(store, lines, bar, settings.cache.max_body_bytes)
 
     report = run_with_database(settings.storage, run)
     for number, reason in report.rejected:
         _say(f"{args.file}:{number}: rejected: {reason}")
     _say(
-        f"Imported {report.imported} new runs; {report.already_present} were already cached; "
-        f"{len(report.rejected)} lines rejected."
+        f"Imported {_count(report.imported, 'new run')}; {report.already_present} already "
+        f"cached; {_count(len(report.rejected), 'line')} rejected."
     )
     return 1 if report.rejected else 0
 
@@ -128,9 +130,10 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
             _say(f"{result.run_id}: failed: {reason}{ref}")
     failed = sum(result.outcome == "failed" for result in results)
     stored = sum(result.outcome == "stored" for result in results)
+    cached = len(results) - stored - failed
     _say(
-        f"Warmed {len(results)} runs: {stored} stored, {len(results) - stored - failed} "
-        f"already cached, {failed} failed."
+        f"Warmed {_count(len(results), 'run')}: {stored} stored, {cached} already cached, "
+        f"{failed} failed."
     )
     return 1 if failed else 0
 
@@ -162,8 +165,12 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     targets = None if args.all else list(dict.fromkeys(args.run_ids))
     removed = run_with_database(settings.storage, lambda db: SQLiteRunInputStore(db).purge(targets))
-    _say(f"Purged {removed} run{'s' * (removed != 1)}.")
+    _say(f"Purged {_count(removed, 'run')}.")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _say(message: str) -> None:
@@ -178,6 +185,8 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
     fd, temp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as out:

@@ -48,7 +48,7 @@ def decode_entry(line: bytes | str) -> StoredInput:
     if not isinstance(data, dict):
         raise EntryError("not a JSON object")
     version = data.get("version")
-    if version not in READABLE_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in READABLE_VERSIONS:
         readable = ", ".join(map(str, READABLE_VERSIONS))
         raise EntryError(f"unsupported version {version!r}; this gateway reads version {readable}")
     run_id = data.get("run_id")
@@ -66,9 +66,13 @@ def normalise_timestamp(value: object) -> str:
     if not isinstance(value, str):
         raise EntryError(f"stored_at {value!r} is not an RFC 3339 timestamp")
     try:
-        when = datetime.fromisoformat(value)
+        # RFC 3339 5.6 allows a lower-case z, which Python 3.11's parser does not.
+        when = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
     except ValueError:
         raise EntryError(f"stored_at {value!r} is not an RFC 3339 timestamp") from None
     if when.tzinfo is None:
         raise EntryError(f"stored_at {value!r} has no time zone")
-    return rfc3339(when)
+    try:
+        return rfc3339(when)
+    except OverflowError:  # a year 1 or 9999 time that leaves the calendar once in UTC
+        raise EntryError(f"stored_at {value!r} is out of range") from None

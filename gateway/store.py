@@ -93,7 +93,7 @@ class SQLiteRunInputStore:
 
     async def scan(self, run_ids: Sequence[str] = ()) -> AsyncIterator[StoredInput]:
         if run_ids:
-            for run_id in run_ids:
+            for run_id in sorted(set(run_ids)):
                 entry = await self.get(run_id)
                 if entry is not None:
                     yield entry

@@ -94,7 +94,7 @@ async def test_export_import_round_trip_replays_identical_inputs_offline(
     imported = await run_cli(config, "cache", "import", str(export))
     assert (imported.code, imported.err) == (
         0,
-        "Imported 4 new runs; 0 were already cached; 0 lines rejected.\n",
+        "Imported 4 new runs; 0 already cached; 0 lines rejected.\n",
     )
     requests_before = upstream.count()
 
@@ -119,7 +119,7 @@ async def test_import_twice_changes_nothing(gateway: Gateway, upstream: FakeUpst
 
     assert (again.code, again.err) == (
         0,
-        "Imported 0 new runs; 4 were already cached; 0 lines rejected.\n",
+        "Imported 0 new runs; 4 already cached; 0 lines rejected.\n",
     )
     assert rows(gateway.settings.storage.database) == before
 
@@ -141,7 +141,7 @@ async def test_import_reports_bad_lines_and_keeps_the_good_ones(
     assert result.err.splitlines() == [
         f"{path}:2: rejected: not JSON (unexpected character, expected a string key)",
         f"{path}:3: rejected: run_id '../x' is not 1 to 128 of A-Z, a-z, 0-9, '_', '-'",
-        "Imported 1 new runs; 0 were already cached; 2 lines rejected.",
+        "Imported 1 new run; 0 already cached; 2 lines rejected.",
     ]
     assert [r[0] for r in rows(gateway.settings.storage.database)] == ["trun_ok"]
 
@@ -260,3 +260,28 @@ async def test_a_killed_import_leaves_all_or_nothing(gateway: Gateway, tmp_path:
     assert done.code == 0
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == count
+
+
+async def test_import_rejects_an_input_the_gateway_would_not_store(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    gateway = await start_gateway(make_settings(cache={"max_body_bytes": 100}))
+    config = tmp_path / "small.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "{gateway.settings.storage.database}"\n'
+        "[cache]\nmax_body_bytes = 100\n"
+    )
+    big = orjson.dumps(
+        {
+            "version": 1,
+            "run_id": "trun_big",
+            "stored_at": "2026-01-01T00:00:00Z",
+            "input": {"processor": "core", "input": "z" * 200},
+        }
+    )
+
+    result = await run_cli(config, "cache", "import", "-", stdin=big + b"\n")
+
+    assert result.code == 1
+    assert result.err.splitlines()[0] == "-:1: rejected: input is 231 bytes, over 100"
+    assert rows(gateway.settings.storage.database) == []
