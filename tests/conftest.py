@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -97,6 +98,14 @@ async def run_cli(
     out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return CliResult(proc.returncode, out, err.decode())
+
+
+def unused_port() -> int:
+    """A loopback port that was free a moment ago: nothing listens on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
 
 
 def write_config(path: Path, settings: Settings) -> Path:

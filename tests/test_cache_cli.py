@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
 import pty
 import re
-import sqlite3
 import struct
 import subprocess
-import sys
 import termios
-from collections.abc import Sequence
-from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.config import StorageSettings
-from gateway.db import Database
-from gateway.store import SQLiteRunInputStore, StoredInput
+from gateway.store import StoredInput
+from tests.cli_support import MODULE, Result, Workspace, clean_env, cli, make_workspace
 
-MODULE = (sys.executable, "-m", "gateway")
-UNSET = ("PARALLEL_GATEWAY_CONFIG", "PARALLEL_API_KEY")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-ROWS = "SELECT run_id, body, size, stored_at FROM run_inputs ORDER BY run_id"
+# Port 9 (discard) on loopback: any fetch would fail fast, and would show in the message.
+NOWHERE = '[upstream]\nbase_url = "http://127.0.0.1:9"\nmax_attempts = 1\n'
 
 # Seeded out of run_id order, with spacing and unicode a re-encoding would change.
 ALPHA = StoredInput(
@@ -45,89 +37,18 @@ BRAVO = StoredInput(
 SEEDED = (CHARLIE, ALPHA, BRAVO)
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: bytes
-    err: str
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment without a config path or a team key."""
-    return {k: v for k, v in os.environ.items() if k not in UNSET}
-
-
-def cli(*args: str, cwd: Path, stdin: bytes = b"") -> Result:
-    proc = subprocess.run(
-        [*MODULE, *args],
-        cwd=cwd,
-        env=clean_env(),
-        input=stdin,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr.decode())
-
-
-@dataclass(frozen=True)
-class Workspace:
-    dir: Path
-    config: Path
-    database: Path
-
-    def run(self, *args: str, stdin: bytes = b"") -> Result:
-        return cli(*args, "--config", str(self.config), cwd=self.dir, stdin=stdin)
-
-    def rows(self, sql: str = ROWS) -> list[tuple[Any, ...]]:
-        with closing(sqlite3.connect(self.database)) as conn:
-            return [tuple(row) for row in conn.execute(sql)]
-
-    def stats(self) -> dict[str, Any]:
-        result = self.run("cache", "stats")
-        assert (result.code, result.err) == (0, "")
-        stats: dict[str, Any] = json.loads(result.out)
-        return stats
-
-    def seed(self, entries: Sequence[StoredInput]) -> None:
-        """Store entries in-process through the real store, as the gateway would."""
-
-        async def put() -> None:
-            db = await Database.open(StorageSettings(database=str(self.database)))
-            try:
-                await SQLiteRunInputStore(db).put_many(entries)
-            finally:
-                await db.close()
-
-        asyncio.run(put())
-
-
-def make_workspace(directory: Path) -> Workspace:
-    directory.mkdir(parents=True, exist_ok=True)
-    database = directory / "gw.db"
-    config = directory / "gateway.toml"
-    # Port 9 (discard) on loopback: any fetch would fail fast, and would show in the message.
-    config.write_text(
-        f"[storage]\ndatabase = {json.dumps(str(database))}\n"
-        '[upstream]\nbase_url = "http://127.0.0.1:9"\nmax_attempts = 1\n',
-        "utf-8",
-    )
-    return Workspace(directory, config, database)
-
-
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
-
-
-def export_line(entry: StoredInput) -> bytes:
-    head = f'{{"version":1,"run_id":"{entry.run_id}","stored_at":"{entry.stored_at}","input":'
-    return head.encode() + entry.body + b"}\n"
+    return make_workspace(tmp_path / "ws", NOWHERE)
 
 
 def import_line(run_id: str, stored_at: str, task_input: bytes, version: int = 1) -> bytes:
     head = f'{{"version":{version},"run_id":"{run_id}","stored_at":"{stored_at}","input":'
     return head.encode() + task_input + b"}\n"
+
+
+def export_line(entry: StoredInput) -> bytes:
+    return import_line(entry.run_id, entry.stored_at, entry.body)
 
 
 # Compact bodies, so a re-encoding on import leaves them byte for byte.
@@ -410,7 +331,7 @@ def test_export_then_import_into_another_cache(ws: Workspace, tmp_path: Path) ->
     ws.seed(SEEDED)
     exported = ws.run("cache", "export")
     assert exported.code == 0
-    other = make_workspace(tmp_path / "other")
+    other = make_workspace(tmp_path / "other", NOWHERE)
 
     result = other.run("cache", "import", "-", stdin=exported.out)
 

@@ -4,89 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import sqlite3
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.test_migrations import APPLIED_ALL
+from tests.cli_support import (
+    APPLIED_ALL,
+    CONFIG_ENV,
+    Result,
+    Workspace,
+    cli_text,
+    make_workspace,
+    write_config,
+)
 
-CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
-MODULE = (sys.executable, "-m", "gateway")
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
 KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{32,}\n")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 TABLE_HEADER = ["NAME", "PREFIX", "CREATED", "LAST USED", "STATUS"]
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def cli(
-    *args: str,
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-    command: Sequence[str] = MODULE,
-) -> Result:
-    """Run the CLI with the caller's environment minus $PARALLEL_GATEWAY_CONFIG, plus `env`."""
-    base = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
-    proc = subprocess.run(
-        [*command, *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-@dataclass(frozen=True)
-class Workspace:
-    dir: Path
-    config: Path
-    database: Path
-
-    def run(self, *args: str) -> Result:
-        return cli(*args, "--config", str(self.config), cwd=self.dir)
-
-    def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        with closing(sqlite3.connect(self.database)) as conn:
-            return [tuple(row) for row in conn.execute(sql)]
-
-    def raw_bytes(self) -> bytes:
-        """The database file and any -wal/-shm files beside it, as stored on disk."""
-        files = sorted(self.dir.glob(self.database.name + "*"))
-        assert self.database in files
-        return b"".join(f.read_bytes() for f in files)
-
-
-def write_config(path: Path, database: Path, extra: str = "") -> Path:
-    path.write_text(f"[storage]\ndatabase = {json.dumps(str(database))}\n{extra}", "utf-8")
-    return path
-
-
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    database = tmp_path / "gw.db"
-    return Workspace(tmp_path, write_config(tmp_path / "gateway.toml", database), database)
+    return make_workspace(tmp_path)
 
 
 def create(ws: Workspace, name: str) -> str:
-    result = ws.run("keys", "create", name)
+    result = ws.run_text("keys", "create", name)
     assert (result.code, result.err) == (0, "")
     assert KEY_LINE.fullmatch(result.out), result.out
     return result.out.removesuffix("\n")
@@ -113,13 +59,13 @@ def test_keys_create_prints_only_a_new_key(ws: Workspace) -> None:
 
 def test_keys_create_with_a_taken_name_fails(ws: Workspace) -> None:
     key = create(ws, "alpha")
-    again = ws.run("keys", "create", "alpha")
+    again = ws.run_text("keys", "create", "alpha")
     assert again == Result(1, "", "parallel-gateway: An app named 'alpha' already exists.\n")
     assert ws.rows("SELECT name, key_hash FROM app_keys") == [("alpha", sha256(key))]
 
 
 def test_keys_create_rejects_an_empty_name(ws: Workspace) -> None:
-    result = ws.run("keys", "create", "")
+    result = ws.run_text("keys", "create", "")
     assert result == Result(
         1,
         "",
@@ -142,7 +88,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
     alpha = create(ws, "alpha")
     created = dict(ws.rows("SELECT name, created_at FROM app_keys"))
 
-    result = ws.run("keys", "list")
+    result = ws.run_text("keys", "list")
 
     assert (result.code, result.err) == (0, "")
     assert table(result.out) == [
@@ -156,20 +102,22 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
 
 
 def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
-    assert ws.run("keys", "list") == Result(0, "NAME  PREFIX  CREATED  LAST USED  STATUS\n", "")
-    assert ws.run("keys", "list", "--json") == Result(0, "", "")
+    assert ws.run_text("keys", "list") == Result(
+        0, "NAME  PREFIX  CREATED  LAST USED  STATUS\n", ""
+    )
+    assert ws.run_text("keys", "list", "--json") == Result(0, "", "")
 
 
 def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
     alpha = create(ws, "alpha")
     beta = create(ws, "beta")
-    assert ws.run("keys", "revoke", "beta").code == 0
+    assert ws.run_text("keys", "revoke", "beta").code == 0
     ((alpha_created,),) = ws.rows("SELECT created_at FROM app_keys WHERE name = 'alpha'")
     ((beta_created, beta_revoked),) = ws.rows(
         "SELECT created_at, revoked_at FROM app_keys WHERE name = 'beta'"
     )
 
-    result = ws.run("keys", "list", "--json")
+    result = ws.run_text("keys", "list", "--json")
 
     assert (result.code, result.err) == (0, "")
     assert [json.loads(line) for line in result.out.splitlines()] == [
@@ -198,22 +146,22 @@ def test_keys_revoke_marks_the_key_revoked(ws: Workspace) -> None:
     create(ws, "alpha")
     create(ws, "beta")
 
-    result = ws.run("keys", "revoke", "alpha")
+    result = ws.run_text("keys", "revoke", "alpha")
 
     assert result == Result(0, "", "Revoked the key of app 'alpha'.\n")
     ((revoked_at,),) = ws.rows("SELECT revoked_at FROM app_keys WHERE name = 'alpha'")
     assert TIMESTAMP.fullmatch(revoked_at)
     assert ws.rows("SELECT revoked_at FROM app_keys WHERE name = 'beta'") == [(None,)]
-    statuses = [(row[0], row[4]) for row in table(ws.run("keys", "list").out)[1:]]
+    statuses = [(row[0], row[4]) for row in table(ws.run_text("keys", "list").out)[1:]]
     assert statuses == [("alpha", "revoked"), ("beta", "active")]
 
 
 def test_keys_revoke_twice_fails(ws: Workspace) -> None:
     create(ws, "alpha")
-    assert ws.run("keys", "revoke", "alpha").code == 0
+    assert ws.run_text("keys", "revoke", "alpha").code == 0
     ((revoked_at,),) = ws.rows("SELECT revoked_at FROM app_keys")
 
-    again = ws.run("keys", "revoke", "alpha")
+    again = ws.run_text("keys", "revoke", "alpha")
 
     assert again == Result(
         1, "", f"parallel-gateway: The key of app 'alpha' was already revoked at {revoked_at}.\n"
@@ -223,7 +171,7 @@ def test_keys_revoke_twice_fails(ws: Workspace) -> None:
 
 def test_keys_revoke_of_an_unknown_app_fails(ws: Workspace) -> None:
     create(ws, "alpha")
-    assert ws.run("keys", "revoke", "zeta") == Result(
+    assert ws.run_text("keys", "revoke", "zeta") == Result(
         1, "", "parallel-gateway: No app named 'zeta'.\n"
     )
     assert ws.rows("SELECT name, revoked_at FROM app_keys") == [("alpha", None)]
@@ -231,11 +179,11 @@ def test_keys_revoke_of_an_unknown_app_fails(ws: Workspace) -> None:
 
 def test_migrate_twice_succeeds_and_applies_once(ws: Workspace) -> None:
     latest = f"Database {ws.database} is at the latest schema.\n"
-    assert ws.run("migrate") == Result(0, APPLIED_ALL + latest, "")
+    assert ws.run_text("migrate") == Result(0, APPLIED_ALL + latest, "")
     applied = ws.rows("SELECT version, name, applied_at FROM schema_migrations")
     assert [row[:2] for row in applied] == [(1, "0001_initial.sql"), (2, "0002_cache_purges.sql")]
 
-    assert ws.run("migrate") == Result(0, latest, "")
+    assert ws.run_text("migrate") == Result(0, latest, "")
     assert ws.rows("SELECT version, name, applied_at FROM schema_migrations") == applied
 
 
@@ -253,7 +201,7 @@ def test_migrate_twice_succeeds_and_applies_once(ws: Workspace) -> None:
     ids=lambda words: " ".join(words) or "top",
 )
 def test_help(words: list[str], tmp_path: Path) -> None:
-    result = cli(*words, "--help", cwd=tmp_path)
+    result = cli_text(*words, "--help", cwd=tmp_path)
     assert (result.code, result.err) == (0, "")
     assert result.out.startswith(" ".join(["usage: parallel-gateway", *words]) + " [-h]")
     assert "--config PATH" in result.out
@@ -261,15 +209,15 @@ def test_help(words: list[str], tmp_path: Path) -> None:
 
 
 def test_console_script_and_module_are_the_same_command(ws: Workspace) -> None:
-    module = cli("--help", cwd=ws.dir)
-    script = cli("--help", cwd=ws.dir, command=CONSOLE_SCRIPT)
+    module = cli_text("--help", cwd=ws.dir)
+    script = cli_text("--help", cwd=ws.dir, command=CONSOLE_SCRIPT)
     assert module.code == script.code == 0
     assert script.out == module.out
     assert "serve" in script.out
     assert "migrate" in script.out
     assert "keys" in script.out
 
-    migrated = cli("migrate", "--config", str(ws.config), cwd=ws.dir, command=CONSOLE_SCRIPT)
+    migrated = cli_text("migrate", "--config", str(ws.config), cwd=ws.dir, command=CONSOLE_SCRIPT)
     assert migrated == Result(
         0, f"{APPLIED_ALL}Database {ws.database} is at the latest schema.\n", ""
     )
@@ -309,7 +257,7 @@ def test_bad_config_exits_2_with_one_line(
     database = tmp_path / "gw.db"
     config = write_config(tmp_path / "bad.toml", database, extra)
 
-    result = cli(*command.split(), "--config", str(config), cwd=tmp_path)
+    result = cli_text(*command.split(), "--config", str(config), cwd=tmp_path)
 
     assert result == Result(2, "", f"parallel-gateway: {message}\n")
     assert not database.exists()
@@ -317,7 +265,7 @@ def test_bad_config_exits_2_with_one_line(
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "missing.toml"
-    result = cli("migrate", "--config", str(missing), cwd=tmp_path)
+    result = cli_text("migrate", "--config", str(missing), cwd=tmp_path)
     assert result == Result(2, "", f"parallel-gateway: Config file '{missing}' does not exist.\n")
     assert list(tmp_path.iterdir()) == []
 
@@ -325,7 +273,7 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 def test_invalid_toml_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[storage\n", "utf-8")
-    result = cli("migrate", "--config", str(config), cwd=tmp_path)
+    result = cli_text("migrate", "--config", str(config), cwd=tmp_path)
     assert (result.code, result.out) == (2, "")
     assert result.err.startswith(f"parallel-gateway: Config file '{config}' is not valid TOML: ")
     assert result.err.count("\n") == 1
@@ -335,7 +283,7 @@ def test_invalid_toml_exits_2(tmp_path: Path) -> None:
 def test_config_env_var_is_used_without_config_flag(ws: Workspace) -> None:
     env = {CONFIG_ENV: str(ws.config)}
 
-    created = cli("keys", "create", "alpha", cwd=ws.dir, env=env)
+    created = cli_text("keys", "create", "alpha", cwd=ws.dir, env=env)
 
     assert (created.code, created.err) == (0, "")
     assert ws.rows("SELECT key_hash FROM app_keys") == [(sha256(created.out.strip()),)]
@@ -344,13 +292,13 @@ def test_config_env_var_is_used_without_config_flag(ws: Workspace) -> None:
 
 def test_config_env_var_pointing_nowhere_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "missing.toml"
-    result = cli("keys", "list", cwd=tmp_path, env={CONFIG_ENV: str(missing)})
+    result = cli_text("keys", "list", cwd=tmp_path, env={CONFIG_ENV: str(missing)})
     assert result == Result(2, "", f"parallel-gateway: Config file '{missing}' does not exist.\n")
 
 
 def test_config_flag_wins_over_the_env_var(ws: Workspace) -> None:
     env = {CONFIG_ENV: str(ws.dir / "missing.toml")}
-    result = cli("migrate", "--config", str(ws.config), cwd=ws.dir, env=env)
+    result = cli_text("migrate", "--config", str(ws.config), cwd=ws.dir, env=env)
     assert result == Result(
         0, f"{APPLIED_ALL}Database {ws.database} is at the latest schema.\n", ""
     )
@@ -358,7 +306,7 @@ def test_config_flag_wins_over_the_env_var(ws: Workspace) -> None:
 
 def test_config_is_taken_before_the_command_too(ws: Workspace) -> None:
     create(ws, "alpha")
-    result = cli("--config", str(ws.config), "keys", "list", "--json", cwd=ws.dir)
+    result = cli_text("--config", str(ws.config), "keys", "list", "--json", cwd=ws.dir)
     assert result.code == 0
     assert [line.split(",")[0] for line in result.out.splitlines()] == ['{"name":"alpha"']
 
@@ -368,7 +316,7 @@ def test_unopenable_database_exits_with_one_line(tmp_path: Path) -> None:
     database.mkdir()
     config = write_config(tmp_path / "gateway.toml", database)
 
-    result = cli("migrate", "--config", str(config), cwd=tmp_path)
+    result = cli_text("migrate", "--config", str(config), cwd=tmp_path)
 
     assert result.code == 1
     assert result.out == ""

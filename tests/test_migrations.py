@@ -19,19 +19,11 @@ import pytest
 from gateway.config import StorageSettings
 from gateway.db import Database, StorageError, connect
 from gateway.migrate import Migration, MigrationError, apply_migrations, load_migrations
+from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, query
 
-REPO = Path(__file__).resolve().parent.parent
-MIGRATIONS = REPO / "migrations"
-MIGRATION_FILES = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
 TABLES = ["app_keys", "cache_purges", "run_inputs", "schema_migrations", "sqlite_sequence"]
-APPLIED_ALL = "".join(f"Applied {name}\n" for name in MIGRATION_FILES)
 
 Snapshot = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
-
-
-def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(path)) as conn:
-        return [tuple(row) for row in conn.execute(sql)]
 
 
 def tables(path: Path) -> list[str]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 
 import orjson
 
 from gateway.config import Settings
-from tests.conftest import Gateway, StartGateway, capture_logs
+from tests.conftest import Gateway, StartGateway, capture_logs, unused_port
 from tests.fake_upstream import FakeUpstream, Scripted, error_json, task_run_input
 
 RUN = "/v1/tasks/runs/trun_retry/input"
@@ -128,17 +127,10 @@ async def test_slow_upstream_at_the_deadline_gets_504(
     )
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 async def test_unreachable_upstream_gets_502(
     start_gateway: StartGateway, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(upstream={"base_url": f"http://127.0.0.1:{closed_port()}"})
+    settings = make_settings(upstream={"base_url": f"http://127.0.0.1:{unused_port()}"})
     gateway = await start_gateway(settings)
 
     with capture_logs() as logs:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import orjson
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import StartGateway, run_cli
+from tests.conftest import StartGateway, run_cli, unused_port
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 
 RUN = "/v1/tasks/runs/trun_serve/input"
@@ -60,13 +59,6 @@ async def test_without_team_key_hits_are_served_and_misses_get_503(
     assert upstream.count() == 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 class ServeProcess:
     def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
         self.proc = proc
@@ -93,7 +85,7 @@ async def serve(
             f'[upstream]\nbase_url = "{upstream.base_url}"\n'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
-        port = free_port()
+        port = unused_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -1,0 +1,129 @@
+"""Running the parallel-gateway command as a real subprocess against SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AnyStr, Generic
+
+from gateway.config import StorageSettings
+from gateway.db import Database
+from gateway.store import SQLiteRunInputStore, StoredInput
+
+REPO = Path(__file__).resolve().parent.parent
+MIGRATIONS = REPO / "migrations"
+MIGRATION_FILES = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+APPLIED_ALL = "".join(f"Applied {name}\n" for name in MIGRATION_FILES)
+
+CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
+UNSET = (CONFIG_ENV, "PARALLEL_API_KEY")
+MODULE = (sys.executable, "-m", "gateway")
+ROWS = "SELECT run_id, body, size, stored_at FROM run_inputs ORDER BY run_id"
+
+
+@dataclass(frozen=True)
+class Result(Generic[AnyStr]):
+    code: int
+    out: AnyStr
+    err: str
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without a config path or a team key."""
+    return {k: v for k, v in os.environ.items() if k not in UNSET}
+
+
+def cli(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] = MODULE,
+    stdin: bytes = b"",
+) -> Result[bytes]:
+    """Run the CLI with `clean_env()` plus `env`; stdout as the bytes written."""
+    proc = subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env={**clean_env(), **(env or {})},
+        input=stdin,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr.decode())
+
+
+def cli_text(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] = MODULE,
+) -> Result[str]:
+    """`cli`, with stdout decoded."""
+    result = cli(*args, cwd=cwd, env=env, command=command)
+    return Result(result.code, result.out.decode(), result.err)
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return [tuple(row) for row in conn.execute(sql)]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    dir: Path
+    config: Path
+    database: Path
+
+    def run(self, *args: str, stdin: bytes = b"") -> Result[bytes]:
+        return cli(*args, "--config", str(self.config), cwd=self.dir, stdin=stdin)
+
+    def run_text(self, *args: str) -> Result[str]:
+        return cli_text(*args, "--config", str(self.config), cwd=self.dir)
+
+    def rows(self, sql: str = ROWS) -> list[tuple[Any, ...]]:
+        return query(self.database, sql)
+
+    def raw_bytes(self) -> bytes:
+        """The database file and any -wal/-shm files beside it, as stored on disk."""
+        files = sorted(self.dir.glob(self.database.name + "*"))
+        assert self.database in files
+        return b"".join(f.read_bytes() for f in files)
+
+    def stats(self) -> dict[str, Any]:
+        result = self.run("cache", "stats")
+        assert (result.code, result.err) == (0, "")
+        stats: dict[str, Any] = json.loads(result.out)
+        return stats
+
+    def seed(self, entries: Sequence[StoredInput]) -> None:
+        """Store entries in-process through the real store, as the gateway would."""
+
+        async def put() -> None:
+            db = await Database.open(StorageSettings(database=str(self.database)))
+            try:
+                await SQLiteRunInputStore(db).put_many(entries)
+            finally:
+                await db.close()
+
+        asyncio.run(put())
+
+
+def write_config(path: Path, database: Path, extra: str = "") -> Path:
+    path.write_text(f"[storage]\ndatabase = {json.dumps(str(database))}\n{extra}", "utf-8")
+    return path
+
+
+def make_workspace(directory: Path, extra: str = "") -> Workspace:
+    """A gw.db and a gateway.toml naming it (plus `extra`) in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    database = directory / "gw.db"
+    return Workspace(directory, write_config(directory / "gateway.toml", database, extra), database)
