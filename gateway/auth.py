@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .allowlist import Rule, is_allowed
 from .db import Database
-from .errors import AuthenticationError
-from .keys import hash_key, key_owners, record_last_used
+from .errors import AuthenticationError, ForbiddenError
+from .keys import hash_key, key_owners, key_rules, record_last_used
 from .store import now_rfc3339
 
 BEARER = "bearer "
@@ -26,9 +27,21 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 class KeyRing:
     """Key hashes in memory, reloaded from SQLite so CLI changes apply without a restart."""
 
-    def __init__(self, owners: dict[str, tuple[str, bool]] | None = None) -> None:
+    def __init__(
+        self,
+        owners: dict[str, tuple[str, bool]] | None = None,
+        rules: dict[str, tuple[Rule, ...]] | None = None,
+    ) -> None:
         self._owners = owners or {}
+        self._rules = rules or {}
         self._used: set[str] = set()
+
+    def authorize(self, app: str, method: str, raw_path: str) -> None:
+        """Raise ForbiddenError unless the app's allowlist (if it has one) covers this call."""
+        if not is_allowed(self._rules.get(app), method, raw_path):
+            raise ForbiddenError(
+                f"Forbidden: the key of app {app!r} may not call {method} {raw_path[:200]}."
+            )
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
         """Return the app name for the request's key, or raise AuthenticationError."""
@@ -52,3 +65,4 @@ class KeyRing:
         if used:
             await record_last_used(db, used, now_rfc3339())
         self._owners = await key_owners(db)
+        self._rules = await key_rules(db)

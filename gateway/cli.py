@@ -18,6 +18,7 @@ from .config import ConfigError, Settings, load_settings, replace_server
 from .db import Database, StorageError, run_with_database
 from .keys import AppKeyError, create_key, list_keys, revoke_key
 from .log import configure_logging
+from .ownership import GrantError, grant
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "create", parents=[common], help="create a key for an app and print it"
     )
     create.add_argument("name", help="the app's unique name")
+    create.add_argument(
+        "--allow",
+        action="append",
+        metavar="'METHOD /path'",
+        help="limit the key to this route (repeatable; * is one path segment, a final ** the "
+        "rest); without --allow the key may use every route",
+    )
     create.set_defaults(run=cmd_keys_create)
     listing = key_commands.add_parser("list", parents=[common], help="list app keys")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -61,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(run=cmd_keys_revoke)
 
     add_cache_commands(commands, common)
+
+    runs = commands.add_parser("runs", parents=[common], help="run ownership (isolation)")
+    run_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    grant_cmd = run_commands.add_parser(
+        "grant", parents=[common], help="let an app read a run or task group it did not create"
+    )
+    grant_cmd.add_argument("run_id", metavar="RUN_ID", help="a run id or task group id")
+    grant_cmd.add_argument("app", metavar="APP", help="the app's name")
+    grant_cmd.set_defaults(run=cmd_runs_grant)
     return parser
 
 
@@ -72,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 2
-    except (AppKeyError, StorageError) as e:
+    except (AppKeyError, GrantError, StorageError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
     except OSError as e:
@@ -100,6 +117,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.server.port,
         access_log=None,
         print=None,
+        # A client that goes away cancels its handler, which closes its upstream stream too.
+        handler_cancellation=True,
     )
     return 0
 
@@ -113,7 +132,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    print(run_with_database(settings.storage, lambda db: create_key(db, args.name)))
+    print(run_with_database(settings.storage, lambda db: create_key(db, args.name, args.allow)))
     return 0
 
 
@@ -123,13 +142,30 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         for key in keys:
             print(orjson.dumps({**dataclasses.asdict(key), "status": key.status}).decode())
         return 0
-    rows = [("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS")]
-    rows += [(k.name, k.prefix, k.created_at, k.last_used_at or "never", k.status) for k in keys]
+    rows = [("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "ALLOW")]
+    rows += [
+        (
+            k.name,
+            k.prefix,
+            k.created_at,
+            k.last_used_at or "never",
+            k.status,
+            "all routes" if k.allow is None else ", ".join(k.allow),
+        )
+        for k in keys
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+    return 0
+
+
+def cmd_runs_grant(args: argparse.Namespace, settings: Settings) -> int:
+    added = run_with_database(settings.storage, lambda db: grant(db, args.run_id, args.app))
+    state = "may now read" if added else "could already read"
+    print(f"App {args.app!r} {state} {args.run_id}.", file=sys.stderr)
     return 0
 
 

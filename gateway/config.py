@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
 SYNCHRONOUS_MODES = ("normal", "full", "extra")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ISOLATION_MODES = ("team", "app")
 PORT_RANGE = "Must be a port number from 0 to 65535"
 
 
@@ -25,6 +26,7 @@ class ConfigError(Exception):
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,9 @@ class UpstreamSettings:
     backoff_max: float = 4.0
     retry_after_cap: float = 10.0
     max_connections: int = 100
+    queue_timeout: float = 5.0
+    long_poll_timeout: float = 660.0
+    stream_idle_timeout: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,11 @@ class KeysSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IsolationSettings:
+    mode: str = "team"
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "info"
     access_log: bool = True
@@ -75,6 +85,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     keys: KeysSettings = field(default_factory=KeysSettings)
+    isolation: IsolationSettings = field(default_factory=IsolationSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -170,6 +181,10 @@ def _check(s: Settings) -> None:
         "upstream.backoff_initial": s.upstream.backoff_initial,
         "upstream.backoff_max": s.upstream.backoff_max,
         "upstream.max_connections": s.upstream.max_connections,
+        "upstream.queue_timeout": s.upstream.queue_timeout,
+        "upstream.long_poll_timeout": s.upstream.long_poll_timeout,
+        "upstream.stream_idle_timeout": s.upstream.stream_idle_timeout,
+        "server.max_body_bytes": s.server.max_body_bytes,
         "storage.busy_timeout_ms": s.storage.busy_timeout_ms,
         "cache.memory_entries": s.cache.memory_entries,
         "cache.memory_bytes": s.cache.memory_bytes,
@@ -187,6 +202,8 @@ def _check(s: Settings) -> None:
         _bad("storage.database", s.storage.database, "Must be a file path")
     if s.storage.synchronous not in SYNCHRONOUS_MODES:
         _bad("storage.synchronous", s.storage.synchronous, f"Must be one of {SYNCHRONOUS_MODES}")
+    if s.isolation.mode not in ISOLATION_MODES:
+        _bad("isolation.mode", s.isolation.mode, f"Must be one of {ISOLATION_MODES}")
     if s.log.level not in LOG_LEVELS:
         _bad("log.level", s.log.level, f"Must be one of {LOG_LEVELS}")
 

@@ -42,9 +42,16 @@ class NotFoundError(GatewayError):
     reason = "not-found"
 
 
-class MethodNotAllowedError(GatewayError):
-    status = 405
-    reason = "method-not-allowed"
+class RunNotFoundError(GatewayError):
+    """Another app's run under isolation mode "app": the same answer as an unknown run."""
+
+    status = 404
+    reason = "run-not-found"
+
+
+class InvalidPathError(GatewayError):
+    status = 400
+    reason = "invalid-path"
 
 
 class InvalidRunIdError(GatewayError):
@@ -57,6 +64,23 @@ class UpstreamUnavailableError(GatewayError):
 
     status = 502
     reason = "upstream-unavailable"
+
+
+class UpstreamBusyError(GatewayError):
+    """Every upstream connection slot stayed taken for upstream.queue_timeout."""
+
+    status = 503
+    reason = "upstream-busy"
+
+
+class PayloadTooLargeError(GatewayError):
+    status = 413
+    reason = "payload-too-large"
+
+
+class ForbiddenError(GatewayError):
+    status = 403
+    reason = "forbidden"
 
 
 class UpstreamTimeoutError(GatewayError):

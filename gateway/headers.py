@@ -26,7 +26,6 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "authorization",
     "host",
     "content-length",
-    "accept-encoding",
     "cookie",
 }
 # What an app needs back from an upstream answer to act on it (and the SDK to retry right).
@@ -35,22 +34,32 @@ PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry"
 
 def request_headers(incoming: Mapping[str, str], team_key: str) -> CIMultiDict[str]:
     """Headers to send upstream: the app's, less hop-by-hop and credentials, plus the team key."""
-    # Connection may repeat; every header it names, on any of its lines, is hop-by-hop too.
-    named_by_connection = {
-        token.strip().lower()
-        for name, value in incoming.items()
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        lower = name.lower()
-        if lower not in NOT_FORWARDED and lower not in named_by_connection:
-            out.add(name, value)
+    out = _without(incoming, NOT_FORWARDED)
     out["x-api-key"] = team_key
     return out
 
 
 def response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
-    """The upstream response headers passed back to the app."""
+    """The upstream headers passed back with an answer the gateway rebuilds (the input route)."""
     return {name: upstream[name] for name in PASSED_BACK if name in upstream}
+
+
+def forwarded_response_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
+    """All of a forwarded response's headers but hop-by-hop ones."""
+    return _without(upstream, HOP_BY_HOP)
+
+
+def _without(headers: Mapping[str, str], dropped: frozenset[str]) -> CIMultiDict[str]:
+    # Connection may repeat; every header it names, on any of its lines, is hop-by-hop too.
+    named_by_connection = {
+        token.strip().lower()
+        for name, value in headers.items()
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower not in dropped and lower not in named_by_connection:
+            out.add(name, value)
+    return out

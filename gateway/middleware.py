@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from .errors import GatewayError, error_body
 from .policy import CACHE_NAME
-from .state import APP_NAME, REQUEST_ID
+from .state import APP_NAME, REQUEST_ID, ROUTE
 
 log = structlog.get_logger("gateway.access")
 CACHE_PREFIX = CACHE_NAME + "; "
@@ -100,6 +100,7 @@ def write_access_line(request: web.Request, response: web.StreamResponse, starte
         "access",
         method=request.method,
         path=request.raw_path,
+        route=request.get(ROUTE),
         status=response.status,
         app=request.get(APP_NAME),
         cache=cache.removeprefix(CACHE_PREFIX) if cache else None,

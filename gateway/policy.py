@@ -18,6 +18,8 @@ CACHE_NAME = "parallel-gateway"
 # Cache-Status values (RFC 9211 section 2), naming this cache.
 CACHE_HIT = f"{CACHE_NAME}; hit"
 CACHE_MISS = f"{CACHE_NAME}; fwd=uri-miss"
+# Every forwarded route: the cache was not used for it (RFC 9211 2.2).
+CACHE_BYPASS = f"{CACHE_NAME}; fwd=bypass"
 
 
 def cache_status(

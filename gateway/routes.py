@@ -7,7 +7,16 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .errors import GatewayError, InvalidRunIdError, MethodNotAllowedError, NotFoundError
+from .catalog import classify, has_dot_segment
+from .errors import (
+    GatewayError,
+    InvalidPathError,
+    InvalidRunIdError,
+    NotFoundError,
+    RunNotFoundError,
+)
+from .forward import forward
+from .ownership import may_read
 from .policy import (
     CACHE_HIT,
     cache_status,
@@ -15,39 +24,64 @@ from .policy import (
     match_input_path,
     unconsulted_status,
 )
-from .state import APP_NAME, CACHE, KEYRING, REQUEST_ID, UPSTREAM
+from .state import APP_NAME, CACHE, DATABASE, KEYRING, REQUEST_ID, ROUTE, SETTINGS, UPSTREAM
 
 JSON = "application/json"
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
+INPUT_ROUTE = "tasks.runs.input"
 
 
-async def handle(request: web.Request) -> web.Response:
-    """Every path but /healthz: route on the raw path, then authenticate."""
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Every path but /healthz: route on the raw path, authenticate, then serve or forward."""
     raw_path = request.raw_path.partition("?")[0]
-    run_id = match_input_path(raw_path)
-    if run_id is None:
-        request[APP_NAME] = request.app[KEYRING].authenticate(request.headers)
+    run_id = match_input_path(raw_path) if request.method == "GET" else None
+    if run_id is not None:
+        request[ROUTE] = INPUT_ROUTE
+        try:
+            return await run_input(request, run_id, raw_path)
+        except GatewayError as e:
+            if "Cache-Status" in e.headers:
+                raise
+            # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
+            raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
+    app_name = _admit(request, raw_path)
+    if has_dot_segment(raw_path):
+        raise InvalidPathError("Request validation error: the path may not hold . or .. segments.")
+    route = classify(request.method, raw_path, request.headers.get("accept", ""))
+    if route is None:
         raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")
-    try:
-        return await run_input(request, run_id)
-    except GatewayError as e:
-        if "Cache-Status" in e.headers:
-            raise
-        # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
-        raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
+    request[ROUTE] = route.name
+    owned = route.group_id or route.run_id
+    await _check_isolation(request, app_name, owned)
+    return await forward(request, route)
 
 
-async def run_input(request: web.Request, run_id: str) -> web.Response:
+def _admit(request: web.Request, raw_path: str) -> str:
+    """Authenticate the key (401), then check its allowlist (403); return the app's name."""
+    keyring = request.app[KEYRING]
+    app_name = request[APP_NAME] = keyring.authenticate(request.headers)
+    keyring.authorize(app_name, request.method, raw_path)
+    return app_name
+
+
+async def _check_isolation(request: web.Request, app_name: str, owned: str | None) -> None:
+    """Under isolation mode "app", another app's run is answered as if it did not exist."""
+    if owned is None or request.app[SETTINGS].isolation.mode != "app":
+        return
+    if not await may_read(request.app[DATABASE], app_name, [owned]):
+        raise RunNotFoundError("Run id not found")
+
+
+async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Response:
     """GET /v1/tasks/runs/{run_id}/input: from memory, else SQLite, else upstream."""
     app = request.app
-    request[APP_NAME] = app[KEYRING].authenticate(request.headers)
-    if request.method != "GET":
-        raise MethodNotAllowedError(f"{request.method} is not allowed here; use GET.")
+    app_name = _admit(request, raw_path)
     if not is_valid_run_id(run_id):
         raise InvalidRunIdError(
             "Request validation error: run_id must be 1 to 128 characters from "
             "A-Z, a-z, 0-9, '_' and '-'."
         )
+    await _check_isolation(request, app_name, run_id)
     cache = app[CACHE]
     # The hot path: a memory hit touches neither SQLite nor upstream.
     body = cache.memory.get(run_id)
@@ -56,7 +90,7 @@ async def run_input(request: web.Request, run_id: str) -> web.Response:
     collapsed = cache.in_flight(run_id)
     try:
         with structlog.contextvars.bound_contextvars(
-            request_id=request[REQUEST_ID], app=request[APP_NAME], run_id=run_id
+            request_id=request[REQUEST_ID], app=app_name, run_id=run_id
         ):
             lookup = await cache.lookup(run_id)
     except GatewayError as e:

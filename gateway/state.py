@@ -18,3 +18,4 @@ CACHE = web.AppKey("cache", RunInputCache)
 
 APP_NAME = web.RequestKey("app_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)
+ROUTE = web.RequestKey("route", str)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 import structlog
-from multidict import CIMultiDict
 from yarl import URL
 
+from .catalog import Timing
 from .config import UpstreamSettings
 from .errors import (
     NoTeamKeyError,
     OfflineError,
+    UpstreamBusyError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     parse_error_body,
@@ -23,6 +26,9 @@ from .headers import request_headers, response_headers
 from .retry import RetryPolicy
 
 log = structlog.get_logger("gateway.upstream")
+T = TypeVar("T")
+# Given the live response and, for an error, its body already read (to log its ref_id).
+Relay = Callable[[aiohttp.ClientResponse, bytes | None], Awaitable[T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class UpstreamClient:
         self._team_key = team_key
         self._session = session
         self._base = settings.base_url.rstrip("/")
+        self._slots = asyncio.Semaphore(settings.max_connections)
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial,
@@ -60,7 +67,93 @@ class UpstreamClient:
     async def get(
         self, raw_path: str, incoming: Mapping[str, str], run_id: str | None = None
     ) -> UpstreamResponse:
-        """GET an idempotent resource, retrying transient failures within the deadline."""
+        """GET an idempotent resource, buffered, retrying transient failures."""
+
+        async def keep(resp: aiohttp.ClientResponse, body: bytes | None) -> UpstreamResponse:
+            assert body is not None  # buffered
+            return UpstreamResponse(resp.status, body, response_headers(resp.headers))
+
+        return await self.exchange(
+            "GET", raw_path, incoming, None, keep, buffered=True, run_id=run_id
+        )
+
+    async def exchange(
+        self,
+        method: str,
+        raw_path: str,
+        incoming: Mapping[str, str],
+        body: AsyncIterable[bytes] | None,
+        relay: Relay[T],
+        *,
+        buffered: bool = False,
+        timing: Timing = Timing.ORDINARY,
+        run_id: str | None = None,
+    ) -> T:
+        """Send one request upstream and hand its response to `relay`.
+
+        `relay` gets the body too when `buffered`, and always for an error (whose ref_id is
+        logged). Only a GET without a body is retried (a POST may create a run twice), and only
+        before `relay` is called, so no byte has reached the app yet.
+        """
+        team_key = self._ready(run_id)
+        retryable = method == "GET" and body is None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.deadline
+        url = URL(self._base + raw_path, encoded=True)
+        headers = request_headers(incoming, team_key)
+        async with self._slot():
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    resp = await self._session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=body,
+                        timeout=self._timeout(timing, deadline - loop.time()),
+                        # Bodies pass through as sent: no decompression, no encoding asked for
+                        # but what the app asked for.
+                        auto_decompress=False,
+                        skip_auto_headers=("Accept-Encoding",),
+                    )
+                    try:
+                        read = await resp.read() if buffered or resp.status >= 400 else None
+                    except BaseException:
+                        resp.release()
+                        raise
+                except (TimeoutError, aiohttp.ClientError) as e:
+                    remaining = deadline - loop.time()
+                    delay = self._policy.next_delay(attempt, remaining) if retryable else None
+                    log.warning(
+                        "upstream.attempt_failed",
+                        attempt=attempt,
+                        error=type(e).__name__,
+                        run_id=run_id,
+                        retry_in=delay,
+                    )
+                    if delay is None:
+                        raise _gateway_error(e) from e
+                    await asyncio.sleep(delay)
+                    continue
+                try:
+                    if resp.status >= 400:
+                        assert read is not None
+                        _log_error_response(resp.status, read, attempt, run_id)
+                    delay = None
+                    if retryable:
+                        remaining = deadline - loop.time()
+                        delay = self._policy.next_delay(
+                            attempt, remaining, resp.status, resp.headers
+                        )
+                    if delay is None:
+                        return await relay(resp, read)
+                finally:
+                    resp.release()
+                await asyncio.sleep(delay)
+
+    def _ready(self, run_id: str | None) -> str:
+        """The team key, or the reason the gateway will not call upstream at all."""
         what = f"Run {run_id}" if run_id else "This resource"
         if self._settings.offline:
             raise OfflineError(f"{what} is not in the gateway's cache, and the gateway is offline.")
@@ -69,47 +162,38 @@ class UpstreamClient:
                 f"{what} is not in the gateway's cache, and the gateway has no Parallel API key "
                 f"(set {self._settings.api_key_env}), so it cannot fetch it."
             )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.deadline
-        url = URL(self._base + raw_path, encoded=True)
-        headers = request_headers(incoming, self._team_key)
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - loop.time()
-            try:
-                response = await self._attempt(url, headers, remaining)
-            except (TimeoutError, aiohttp.ClientError) as e:
-                delay = self._policy.next_delay(attempt, deadline - loop.time())
-                log.warning(
-                    "upstream.attempt_failed",
-                    attempt=attempt,
-                    error=type(e).__name__,
-                    run_id=run_id,
-                    retry_in=delay,
-                )
-                if delay is None:
-                    raise _gateway_error(e) from e
-            else:
-                if response.status >= 400:
-                    _log_error_response(response, attempt, run_id)
-                delay = self._policy.next_delay(
-                    attempt, deadline - loop.time(), response.status, response.headers
-                )
-                if delay is None:
-                    return response
-            await asyncio.sleep(delay)
+        return self._team_key
 
-    async def _attempt(
-        self, url: URL, headers: CIMultiDict[str], remaining: float
-    ) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(
-            total=min(self._settings.timeout, max(remaining, 0.001)),
-            connect=self._settings.connect_timeout,
-        )
-        async with self._session.get(url, headers=headers, timeout=timeout) as resp:
-            body = await resp.read()
-            return UpstreamResponse(resp.status, body, response_headers(resp.headers))
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of upstream.max_connections; wait at most upstream.queue_timeout for it."""
+        try:
+            async with asyncio.timeout(self._settings.queue_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise UpstreamBusyError(
+                f"The gateway already has {self._settings.max_connections} requests open to "
+                "Parallel; try again shortly."
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _timeout(self, timing: Timing, remaining: float) -> aiohttp.ClientTimeout:
+        connect = self._settings.connect_timeout
+        if timing is Timing.STREAM:
+            # A stream may last minutes; only silence for stream_idle_timeout ends it.
+            return aiohttp.ClientTimeout(
+                sock_connect=connect, sock_read=self._settings.stream_idle_timeout
+            )
+        if timing is Timing.LONG_POLL:
+            # GET .../result?timeout=600 answers only when the run completes.
+            return aiohttp.ClientTimeout(
+                sock_connect=connect, sock_read=self._settings.long_poll_timeout
+            )
+        total = min(self._settings.timeout, max(remaining, 0.001))
+        return aiohttp.ClientTimeout(total=total, connect=connect)
 
 
 def _gateway_error(e: BaseException) -> UpstreamTimeoutError | UpstreamUnavailableError:
@@ -119,11 +203,11 @@ def _gateway_error(e: BaseException) -> UpstreamTimeoutError | UpstreamUnavailab
     return UpstreamUnavailableError(f"Parallel API could not be reached ({type(e).__name__}).")
 
 
-def _log_error_response(response: UpstreamResponse, attempt: int, run_id: str | None) -> None:
-    ref_id, message = parse_error_body(response.body)
+def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | None) -> None:
+    ref_id, message = parse_error_body(body)
     log.warning(
         "upstream.error",
-        status=response.status,
+        status=status,
         ref_id=ref_id,
         message=message,
         run_id=run_id,
@@ -137,6 +221,5 @@ def create_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
         raise_for_status=False,
     )

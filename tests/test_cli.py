@@ -12,6 +12,7 @@ import pytest
 
 from tests.cli_support import (
     APPLIED_ALL,
+    MIGRATION_FILES,
     CONFIG_ENV,
     Result,
     Workspace,
@@ -23,7 +24,7 @@ from tests.cli_support import (
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
 KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{32,}\n")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-TABLE_HEADER = ["NAME", "PREFIX", "CREATED", "LAST USED", "STATUS"]
+TABLE_HEADER = ["NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "ALLOW"]
 
 
 @pytest.fixture
@@ -93,8 +94,8 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
     assert (result.code, result.err) == (0, "")
     assert table(result.out) == [
         TABLE_HEADER,
-        ["alpha", alpha[:12], created["alpha"], "never", "active"],
-        ["beta", beta[:12], created["beta"], "never", "active"],
+        ["alpha", alpha[:12], created["alpha"], "never", "active", "all routes"],
+        ["beta", beta[:12], created["beta"], "never", "active", "all routes"],
     ]
     assert all(TIMESTAMP.fullmatch(stamp) for stamp in created.values())
     assert alpha not in result.out
@@ -103,7 +104,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
 
 def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
     assert ws.run_text("keys", "list") == Result(
-        0, "NAME  PREFIX  CREATED  LAST USED  STATUS\n", ""
+        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  ALLOW\n", ""
     )
     assert ws.run_text("keys", "list", "--json") == Result(0, "", "")
 
@@ -127,6 +128,7 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "created_at": alpha_created,
             "last_used_at": None,
             "revoked_at": None,
+            "allow": None,
             "status": "active",
         },
         {
@@ -135,6 +137,7 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "created_at": beta_created,
             "last_used_at": None,
             "revoked_at": beta_revoked,
+            "allow": None,
             "status": "revoked",
         },
     ]
@@ -181,7 +184,7 @@ def test_migrate_twice_succeeds_and_applies_once(ws: Workspace) -> None:
     latest = f"Database {ws.database} is at the latest schema.\n"
     assert ws.run_text("migrate") == Result(0, APPLIED_ALL + latest, "")
     applied = ws.rows("SELECT version, name, applied_at FROM schema_migrations")
-    assert [row[:2] for row in applied] == [(1, "0001_initial.sql"), (2, "0002_cache_purges.sql")]
+    assert [row[1] for row in applied] == MIGRATION_FILES
 
     assert ws.run_text("migrate") == Result(0, latest, "")
     assert ws.rows("SELECT version, name, applied_at FROM schema_migrations") == applied

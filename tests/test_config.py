@@ -14,6 +14,7 @@ from gateway.config import (
     CONFIG_ENV,
     CacheSettings,
     ConfigError,
+    IsolationSettings,
     KeysSettings,
     LogSettings,
     ServerSettings,
@@ -38,7 +39,11 @@ def field_defaults(cls: type[Any]) -> dict[str, object]:
 def test_defaults_without_a_file() -> None:
     settings = load_settings(None, env={})
     assert settings == Settings()
-    assert field_defaults(ServerSettings) == {"host": "127.0.0.1", "port": 8080}
+    assert field_defaults(ServerSettings) == {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "max_body_bytes": 10 * 1024 * 1024,
+    }
     assert field_defaults(UpstreamSettings) == {
         "base_url": "https://api.parallel.ai",
         "api_key_env": "PARALLEL_API_KEY",
@@ -51,6 +56,9 @@ def test_defaults_without_a_file() -> None:
         "backoff_max": 4.0,
         "retry_after_cap": 10.0,
         "max_connections": 100,
+        "queue_timeout": 5.0,
+        "long_poll_timeout": 660.0,
+        "stream_idle_timeout": 120.0,
     }
     assert field_defaults(StorageSettings) == {
         "database": "parallel-gateway.db",
@@ -64,6 +72,7 @@ def test_defaults_without_a_file() -> None:
         "sync_interval": 1.0,
     }
     assert field_defaults(KeysSettings) == {"refresh_interval": 1.0}
+    assert field_defaults(IsolationSettings) == {"mode": "team"}
     assert field_defaults(LogSettings) == {"level": "info", "access_log": True}
     assert settings.server.host == "127.0.0.1"
     assert settings.server.port == 8080
@@ -373,6 +382,10 @@ POSITIVE_KEYS = [
     ("upstream", "backoff_initial"),
     ("upstream", "backoff_max"),
     ("upstream", "max_connections"),
+    ("upstream", "queue_timeout"),
+    ("upstream", "long_poll_timeout"),
+    ("upstream", "stream_idle_timeout"),
+    ("server", "max_body_bytes"),
     ("storage", "busy_timeout_ms"),
     ("cache", "memory_entries"),
     ("cache", "memory_bytes"),
@@ -471,6 +484,9 @@ FLOAT_KEYS = [
     ("upstream", "deadline"),
     ("upstream", "backoff_initial"),
     ("upstream", "backoff_max"),
+    ("upstream", "queue_timeout"),
+    ("upstream", "long_poll_timeout"),
+    ("upstream", "stream_idle_timeout"),
     ("cache", "sync_interval"),
     ("keys", "refresh_interval"),
 ]
@@ -583,3 +599,15 @@ def test_replace_server_port_message() -> None:
     assert str(e.value) == (
         "Option '--port' has value 70000. Must be a port number from 0 to 65535."
     )
+
+
+def test_isolation_mode_must_be_team_or_app(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[isolation]\nmode = "tenant"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(path, env={})
+    assert str(e.value) == (
+        "Config 'isolation.mode' has value 'tenant'. Must be one of ('team', 'app')."
+    )
+    path.write_text('[isolation]\nmode = "app"\n')
+    assert load_settings(path, env={}).isolation.mode == "app"

@@ -21,7 +21,14 @@ from gateway.db import Database, StorageError, connect
 from gateway.migrate import Migration, MigrationError, apply_migrations, load_migrations
 from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, query
 
-TABLES = ["app_keys", "cache_purges", "run_inputs", "schema_migrations", "sqlite_sequence"]
+TABLES = [
+    "app_keys",
+    "cache_purges",
+    "run_access",
+    "run_inputs",
+    "schema_migrations",
+    "sqlite_sequence",
+]
 
 Snapshot = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
@@ -69,6 +76,7 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         ("created_at", "TEXT", 1, 0),
         ("last_used_at", "TEXT", 0, 0),
         ("revoked_at", "TEXT", 0, 0),
+        ("allow", "TEXT", 0, 0),
     ]
     rows = query(path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
     assert MIGRATION_FILES[0] == "0001_initial.sql"

@@ -60,10 +60,11 @@ async def raw_request(gateway: Gateway, request_line_path: str) -> tuple[int, by
     [
         ("/v1/tasks/runs/../input", 422),
         ("/v1/tasks/runs/./input", 422),
-        ("/v1/tasks/runs/a/b/input", 404),
-        ("/v1/tasks/runs/trun_1/../../input", 404),
+        ("/v1/tasks/runs/trun_1/../../input", 400),
+        ("/v1/tasks/runs/trun_1/%2e%2E/result", 400),
+        ("/v1/tasks/./runs", 400),
     ],
-    ids=["dot-dot", "dot", "extra-segment", "traversal"],
+    ids=["dot-dot", "dot", "traversal", "encoded-traversal", "dot-in-forwarded"],
 )
 async def test_dot_segments_are_never_resolved(
     gateway: Gateway, upstream: FakeUpstream, path: str, status: int
@@ -91,12 +92,22 @@ async def test_query_string_is_not_part_of_the_run_id(
     assert [r.raw_path for r in upstream.requests] == ["/v1/tasks/runs/trun_q/input"]
 
 
-async def test_unknown_route_gets_404_error_response(
-    gateway: Gateway, upstream: FakeUpstream
+@pytest.mark.parametrize("path", ["/v2/tasks/runs/trun_1", "/admin", "/v1beta", "/"])
+async def test_a_path_outside_the_api_gets_404_error_response(
+    gateway: Gateway, upstream: FakeUpstream, path: str
 ) -> None:
-    reply = await gateway.get("/v1/tasks/runs/trun_1")
+    reply = await gateway.get(path)
     assert reply.status == 404
     assert orjson.loads(reply.body)["error"]["message"] == (
-        "No such route on this gateway: GET /v1/tasks/runs/trun_1"
+        f"No such route on this gateway: GET {path}"
     )
     assert upstream.count() == 0
+
+
+async def test_an_extra_segment_is_forwarded_as_it_is(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    reply = await gateway.get("/v1/tasks/runs/a/b/input")
+    assert reply.status == 404  # the fake upstream's answer
+    assert reply.headers["Cache-Status"] == "parallel-gateway; fwd=bypass"
+    assert [r.raw_path for r in upstream.requests] == ["/v1/tasks/runs/a/b/input"]

@@ -130,7 +130,7 @@ async def test_serve_writes_json_access_lines_and_never_a_key(
     async with aiohttp.ClientSession(headers={"x-api-key": app_key}) as session:
         # The running gateway picks up the new key within its refresh interval (1 s).
         for _ in range(40):
-            async with session.get(process.url + "/v1/poll") as resp:
+            async with session.get(process.url + "/not-an-api-route") as resp:
                 if resp.status != 401:
                     break
             await asyncio.sleep(0.05)

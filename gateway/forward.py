@@ -1,0 +1,104 @@
+"""Pass-through: every other Parallel call goes upstream as sent, and streams back as it comes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .catalog import Route
+from .errors import PayloadTooLargeError
+from .headers import forwarded_response_headers
+from .ownership import created_ids, record_created
+from .policy import CACHE_BYPASS
+from .state import APP_NAME, DATABASE, REQUEST_ID, SETTINGS, UPSTREAM
+
+log = structlog.get_logger("gateway.forward")
+CHUNK = 64 * 1024
+
+
+class LimitedBody:
+    """The request body as it arrives, stopped once it passes `limit` bytes."""
+
+    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
+        self._content = content
+        self._limit = limit
+        self.exceeded = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > self._limit:
+                self.exceeded = True
+                raise PayloadTooLargeError(_too_large(self._limit))
+            yield chunk
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body is larger than the gateway's limit of {limit} bytes."
+
+
+async def forward(request: web.Request, route: Route) -> web.StreamResponse:
+    """Send the request upstream with the team key, and relay the answer unchanged."""
+    app = request.app
+    limit = app[SETTINGS].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(_too_large(limit))
+    body = LimitedBody(request.content, limit) if request.body_exists else None
+
+    async def relay(resp: aiohttp.ClientResponse, read: bytes | None) -> web.StreamResponse:
+        headers = forwarded_response_headers(resp.headers)
+        headers["Cache-Status"] = CACHE_BYPASS
+        if route.creates is not None and 200 <= resp.status < 300:
+            read = await resp.read()
+            await record_created(app[DATABASE], request[APP_NAME], created_ids(route.creates, read))
+        if read is not None:
+            headers.popall("Content-Length", None)
+            return web.Response(status=resp.status, body=read, headers=headers)
+        return await _stream(request, resp, headers)
+
+    with structlog.contextvars.bound_contextvars(
+        request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
+    ):
+        try:
+            return await app[UPSTREAM].exchange(
+                request.method,
+                request.raw_path,
+                request.headers,
+                None if body is None else body.chunks(),
+                relay,
+                timing=route.timing,
+                run_id=route.run_id,
+            )
+        except Exception:
+            if body is not None and body.exceeded:
+                raise PayloadTooLargeError(_too_large(limit)) from None
+            raise
+
+
+async def _stream(
+    request: web.Request, resp: aiohttp.ClientResponse, headers: CIMultiDict[str]
+) -> web.StreamResponse:
+    """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once."""
+    response = web.StreamResponse(status=resp.status, headers=headers)
+    await response.prepare(request)
+    try:
+        async for chunk in resp.content.iter_any():
+            await response.write(chunk)
+    except ConnectionResetError:
+        # The app went away; leaving here releases (closes) the upstream stream too.
+        log.info("client.disconnected")
+        return response
+    except (aiohttp.ClientError, TimeoutError) as e:
+        # The status line is gone already: all that is left is to cut the connection, so the
+        # app sees a broken body rather than a short one.
+        log.warning("upstream.stream_broken", error=type(e).__name__)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
