@@ -12,8 +12,8 @@ import pytest
 
 from tests.cli_support import (
     APPLIED_ALL,
-    MIGRATION_FILES,
     CONFIG_ENV,
+    MIGRATION_FILES,
     Result,
     Workspace,
     cli_text,
