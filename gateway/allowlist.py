@@ -15,7 +15,7 @@ class AllowError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """`*` matches one path segment (or any part of one); a final `**` matches the rest."""
+    """`*` matches within one path segment; a final `**` matches any rest, none included."""
 
     text: str
     method: str

@@ -94,7 +94,7 @@ def classify(method: str, raw_path: str, accept: str = "") -> Route | None:
         if m is None:
             continue
         ids = m.groups()
-        if name.startswith("tasks.runs."):
+        if name.startswith("tasks.runs.") and ids:
             return Route(name, run_id=ids[0], timing=timing, creates=creates)
         if name.startswith("tasks.groups.") and ids:
             run_id = ids[1] if len(ids) > 1 else None

@@ -1,0 +1,177 @@
+"""Route classes, ids and timings for every Parallel route, and dot-segment refusal: pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.allowlist import AllowError, is_allowed, parse_rule
+from gateway.catalog import Creates, Route, Timing, classify, has_dot_segment
+from gateway.ownership import created_ids
+
+R = "trun_9907962f83aa4d9d98fd7f4bf745d654"
+G = "tgrp_1234"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [
+        ("POST", "/v1/tasks/runs", Route("tasks.runs.create", creates=Creates.RUN)),
+        ("GET", f"/v1/tasks/runs/{R}", Route("tasks.runs.retrieve", run_id=R)),
+        ("GET", f"/v1/tasks/runs/{R}/input", Route("tasks.runs.input", run_id=R)),
+        (
+            "GET",
+            f"/v1/tasks/runs/{R}/result",
+            Route("tasks.runs.result", run_id=R, timing=Timing.LONG_POLL),
+        ),
+        (
+            "GET",
+            f"/v1/tasks/runs/{R}/events",
+            Route("tasks.runs.events", run_id=R, timing=Timing.STREAM),
+        ),
+        ("POST", "/v1/tasks/groups", Route("tasks.groups.create", creates=Creates.GROUP)),
+        ("GET", f"/v1/tasks/groups/{G}", Route("tasks.groups.retrieve", group_id=G)),
+        (
+            "POST",
+            f"/v1/tasks/groups/{G}/runs",
+            Route("tasks.groups.add_runs", group_id=G, creates=Creates.GROUP_RUNS),
+        ),
+        (
+            "GET",
+            f"/v1/tasks/groups/{G}/runs",
+            Route("tasks.groups.runs", group_id=G, timing=Timing.STREAM),
+        ),
+        (
+            "GET",
+            f"/v1/tasks/groups/{G}/events",
+            Route("tasks.groups.events", group_id=G, timing=Timing.STREAM),
+        ),
+        (
+            "GET",
+            f"/v1/tasks/groups/{G}/runs/{R}",
+            Route("tasks.groups.run", run_id=R, group_id=G),
+        ),
+        ("POST", "/v1/search", Route("search")),
+        ("POST", "/v1/extract", Route("extract")),
+        ("GET", "/v1beta/findall/runs/f_1/events", Route("findall.events", timing=Timing.STREAM)),
+        ("POST", "/v1beta/findall/runs", Route("findall.post")),
+        ("GET", "/v1/monitors/m_1", Route("monitors.get")),
+        ("DELETE", f"/v1/tasks/runs/{R}", Route("v1.delete")),
+        ("GET", "/v1beta/memory/x", Route("memory.get")),
+        ("GET", "/v1beta/other", Route("v1beta.get")),
+        (
+            "GET",
+            "/v1/tasks/runs/a%2Fb/result",
+            Route("tasks.runs.result", run_id="a%2Fb", timing=Timing.LONG_POLL),
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_classify(method: str, path: str, route: Route) -> None:
+    assert classify(method, path) == route
+
+
+@pytest.mark.parametrize("path", ["/", "/v1", "/v1beta", "/v2/tasks", "/healthz", "/admin/v1/"])
+def test_paths_outside_the_api_have_no_route(path: str) -> None:
+    assert classify("GET", path) is None
+
+
+def test_asking_for_a_stream_gets_stream_timing_on_any_route() -> None:
+    assert classify("GET", "/v1/monitors/m/events", "text/event-stream") == Route(
+        "monitors.get", timing=Timing.STREAM
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "dotted"),
+    [
+        ("/v1/tasks/runs/../x", True),
+        ("/v1/tasks/./runs", True),
+        ("/v1/tasks/runs/%2e%2E/x", True),
+        ("/v1/tasks/runs/.%2e", True),
+        ("/v1/tasks/runs/%2E", True),
+        ("/v1/tasks/runs/...", False),
+        ("/v1/tasks/runs/a.b", False),
+        ("/v1/tasks/runs/trun_1", False),
+    ],
+)
+def test_has_dot_segment(path: str, dotted: bool) -> None:
+    assert has_dot_segment(path) is dotted
+
+
+@pytest.mark.parametrize(
+    ("creates", "body", "ids"),
+    [
+        (Creates.RUN, b'{"run_id": "trun_1", "status": "queued"}', ["trun_1"]),
+        (Creates.GROUP, b'{"taskgroup_id": "tgrp_1"}', ["tgrp_1"]),
+        (Creates.GROUP_RUNS, b'{"run_ids": ["trun_1", "trun_2"]}', ["trun_1", "trun_2"]),
+        (Creates.RUN, b'{"run_id": null}', []),
+        (Creates.RUN, b'{"run_id": 7}', []),
+        (Creates.RUN, b"not json", []),
+        (Creates.RUN, b"[]", []),
+        (Creates.GROUP_RUNS, b'{"run_ids": "trun_1"}', []),
+        (Creates.GROUP_RUNS, b'{"run_ids": ["trun_1", 2, ""]}', ["trun_1"]),
+    ],
+)
+def test_created_ids(creates: Creates, body: bytes, ids: list[str]) -> None:
+    assert created_ids(creates, body) == ids
+
+
+RULES = (
+    parse_rule("GET /v1/tasks/runs/*/input"),
+    parse_rule("post /v1/tasks/runs"),
+    parse_rule("* /v1beta/findall/**"),
+    parse_rule("GET /v1/tasks/groups/tgrp_*"),
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/v1/tasks/runs/trun_1/input", True),
+        ("GET", "/v1/tasks/runs/a%2Fb/input", True),
+        ("GET", "/v1/tasks/runs/trun_1/result", False),
+        ("GET", "/v1/tasks/runs/trun_1", False),
+        ("POST", "/v1/tasks/runs", True),
+        ("GET", "/v1/tasks/runs", False),
+        ("POST", "/v1/tasks/runs/x", False),
+        ("DELETE", "/v1beta/findall/runs/f_1", True),
+        ("GET", "/v1beta/findall", True),  # a final ** matches any rest, none included
+        ("GET", "/v1/tasks/groups/tgrp_9", True),
+        ("GET", "/v1/tasks/groups/other", False),
+        ("POST", "/v1/search", False),
+    ],
+)
+def test_allowlist_rules(method: str, path: str, allowed: bool) -> None:
+    assert is_allowed(RULES, method, path) is allowed
+
+
+def test_no_allowlist_allows_everything() -> None:
+    assert is_allowed(None, "DELETE", "/v1/anything")
+
+
+def test_rules_are_normalised() -> None:
+    assert parse_rule("  post   /v1/tasks/runs ").text == "POST /v1/tasks/runs"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("GET", "Rule 'GET' is not 'METHOD /path', e.g. 'GET /v1/tasks/runs/*'."),
+        ("GET /a /b", "Rule 'GET /a /b' is not 'METHOD /path', e.g. 'GET /v1/tasks/runs/*'."),
+        (
+            "FETCH /v1/x",
+            "Rule 'FETCH /v1/x' has method 'FETCH'; use one of GET, POST, PUT, PATCH, DELETE, "
+            "HEAD, OPTIONS, *.",
+        ),
+        ("GET v1/x", "Rule 'GET v1/x' has path 'v1/x'; it must start with / and hold no ?."),
+        (
+            "GET /v1/x?y=1",
+            "Rule 'GET /v1/x?y=1' has path '/v1/x?y=1'; it must start with / and hold no ?.",
+        ),
+        ("GET /v1/**/x", "Rule 'GET /v1/**/x': ** may only be the last segment."),
+    ],
+)
+def test_bad_rules_are_refused(text: str, message: str) -> None:
+    with pytest.raises(AllowError) as caught:
+        parse_rule(text)
+    assert str(caught.value) == message
