@@ -27,6 +27,8 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "host",
     "content-length",
     "cookie",
+    # Upstream answers uncompressed, so the gateway can read every error's ref_id to log it.
+    "accept-encoding",
 }
 # What an app needs back from an upstream answer to act on it (and the SDK to retry right).
 PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry")

@@ -112,8 +112,8 @@ class UpstreamClient:
                         headers=headers,
                         data=body,
                         timeout=self._timeout(timing, deadline - loop.time()),
-                        # Bodies pass through as sent: no decompression, no encoding asked for
-                        # but what the app asked for.
+                        # No Accept-Encoding at all: upstream answers uncompressed, and the
+                        # bytes pass through exactly as they came.
                         auto_decompress=False,
                         skip_auto_headers=("Accept-Encoding",),
                     )
