@@ -76,13 +76,22 @@ _FAMILIES = [
 ]
 
 
-def has_dot_segment(raw_path: str) -> bool:
-    """Whether any segment is `.` or `..`, spelled plainly or percent-encoded.
+UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-F]|[57][0-9A]|3[0-9]|2[DE]|5F|7E)", re.IGNORECASE)
 
-    Upstream (or a proxy before it) may resolve them (RFC 3986 5.2.4), so a path that looks
-    like one route to the gateway could reach another: such paths are refused, never sent.
+
+def path_problem(raw_path: str) -> str | None:
+    """Why a path must not be forwarded, or None.
+
+    Upstream, or a proxy before it, may normalise a path (RFC 3986 5.2.4 and 6.2.2.2), so a
+    path that looks like one route to the gateway could reach another one, past the allowlist
+    and the isolation check: dot segments, and percent-encoded letters, digits and `-._~`
+    (which no client needs to encode), are refused rather than sent.
     """
-    return any(unquote(segment) in (".", "..") for segment in raw_path.split("/"))
+    if any(unquote(segment) in (".", "..") for segment in raw_path.split("/")):
+        return "the path may not hold . or .. segments"
+    if UNRESERVED_ESCAPE.search(raw_path):
+        return "the path may not percent-encode letters, digits or -._~"
+    return None
 
 
 def classify(method: str, raw_path: str, accept: str = "") -> Route | None:

@@ -20,22 +20,18 @@ log = structlog.get_logger("gateway.forward")
 CHUNK = 64 * 1024
 
 
-class LimitedBody:
-    """The request body as it arrives, stopped once it passes `limit` bytes."""
+async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once it passes `limit` bytes.
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
-        self._content = content
-        self._limit = limit
-        self.exceeded = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        size = 0
-        async for chunk in self._content.iter_chunked(CHUNK):
-            size += len(chunk)
-            if size > self._limit:
-                self.exceeded = True
-                raise PayloadTooLargeError(_too_large(self._limit))
-            yield chunk
+    A body without Content-Length is streamed, never held whole, so upstream sees the start of
+    a request that is then cut off; it never arrives complete, so nothing is created.
+    """
+    size = 0
+    async for chunk in content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(_too_large(limit))
+        yield chunk
 
 
 def _too_large(limit: int) -> str:
@@ -48,7 +44,7 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     limit = app[SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(_too_large(limit))
-    body = LimitedBody(request.content, limit) if request.body_exists else None
+    body = limited(request.content, limit) if request.body_exists else None
 
     async def relay(resp: aiohttp.ClientResponse, read: bytes | None) -> web.StreamResponse:
         headers = forwarded_response_headers(resp.headers)
@@ -64,20 +60,15 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     with structlog.contextvars.bound_contextvars(
         request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
     ):
-        try:
-            return await app[UPSTREAM].exchange(
-                request.method,
-                request.raw_path,
-                request.headers,
-                None if body is None else body.chunks(),
-                relay,
-                timing=route.timing,
-                run_id=route.run_id,
-            )
-        except Exception:
-            if body is not None and body.exceeded:
-                raise PayloadTooLargeError(_too_large(limit)) from None
-            raise
+        return await app[UPSTREAM].exchange(
+            request.method,
+            request.raw_path,
+            request.headers,
+            body,
+            relay,
+            timing=route.timing,
+            run_id=route.run_id,
+        )
 
 
 async def _stream(

@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .catalog import classify, has_dot_segment
+from .catalog import classify, path_problem
 from .errors import (
     GatewayError,
     InvalidPathError,
@@ -45,8 +45,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
             raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
     app_name = _admit(request, raw_path)
-    if has_dot_segment(raw_path):
-        raise InvalidPathError("Request validation error: the path may not hold . or .. segments.")
+    problem = path_problem(raw_path)
+    if problem is not None:
+        raise InvalidPathError(f"Request validation error: {problem}.")
     route = classify(request.method, raw_path, request.headers.get("accept", ""))
     if route is None:
         raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")

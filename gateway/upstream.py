@@ -15,6 +15,7 @@ from yarl import URL
 from .catalog import Timing
 from .config import UpstreamSettings
 from .errors import (
+    GatewayError,
     NoTeamKeyError,
     OfflineError,
     UpstreamBusyError,
@@ -123,6 +124,9 @@ class UpstreamClient:
                         resp.release()
                         raise
                 except (TimeoutError, aiohttp.ClientError) as e:
+                    if isinstance(e.__cause__, GatewayError):
+                        # The request body's own refusal (too large), raised while sending it.
+                        raise e.__cause__ from None
                     remaining = deadline - loop.time()
                     delay = self._policy.next_delay(attempt, remaining) if retryable else None
                     log.warning(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.allowlist import AllowError, is_allowed, parse_rule
-from gateway.catalog import Creates, Route, Timing, classify, has_dot_segment
+from gateway.catalog import Creates, Route, Timing, classify, path_problem
 from gateway.ownership import created_ids
 
 R = "trun_9907962f83aa4d9d98fd7f4bf745d654"
@@ -81,21 +81,34 @@ def test_asking_for_a_stream_gets_stream_timing_on_any_route() -> None:
     )
 
 
+DOTS = "the path may not hold . or .. segments"
+ESCAPED = "the path may not percent-encode letters, digits or -._~"
+
+
 @pytest.mark.parametrize(
-    ("path", "dotted"),
+    ("path", "problem"),
     [
-        ("/v1/tasks/runs/../x", True),
-        ("/v1/tasks/./runs", True),
-        ("/v1/tasks/runs/%2e%2E/x", True),
-        ("/v1/tasks/runs/.%2e", True),
-        ("/v1/tasks/runs/%2E", True),
-        ("/v1/tasks/runs/...", False),
-        ("/v1/tasks/runs/a.b", False),
-        ("/v1/tasks/runs/trun_1", False),
+        ("/v1/tasks/runs/../x", DOTS),
+        ("/v1/tasks/./runs", DOTS),
+        ("/v1/tasks/runs/%2e%2E/x", DOTS),
+        ("/v1/tasks/runs/.%2e", DOTS),
+        ("/v1/tasks/runs/%2E", DOTS),
+        ("/v1/tasks/r%75ns/trun_1/result", ESCAPED),
+        ("/v1/t%61sks/runs/trun_1", ESCAPED),
+        ("/v1/tasks/runs/trun_1/%72esult", ESCAPED),
+        ("/v1/tasks/runs/trun%5F1", ESCAPED),
+        ("/v1/tasks/runs/trun%2d1", ESCAPED),
+        ("/v1/tasks/runs/a%7eb", ESCAPED),
+        ("/v1/tasks/runs/a%39", ESCAPED),
+        ("/v1/tasks/runs/...", None),
+        ("/v1/tasks/runs/a.b", None),
+        ("/v1/tasks/runs/trun_1", None),
+        ("/v1/echo/a%2Fb/c%252F", None),
+        ("/v1/echo/%20%3F%23%40%5B", None),
     ],
 )
-def test_has_dot_segment(path: str, dotted: bool) -> None:
-    assert has_dot_segment(path) is dotted
+def test_path_problem(path: str, problem: str | None) -> None:
+    assert path_problem(path) == problem
 
 
 @pytest.mark.parametrize(
