@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from tests.fake_upstream import TEAM_KEY, FakeUpstream, Recorded, error_json
+from tests.fake_upstream import FakeUpstream, Recorded, error_json
 
 Json = dict[str, object]
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -196,15 +196,9 @@ class FakeParallel(FakeUpstream):
         if found is None:
             return await handler(request)
         route, ids = found
-        self.requests.append(Recorded(request.method, request.raw_path, dict(request.headers)))
-        self.on_request()
-        if self.script:
-            answer = self.script.popleft()
-            await asyncio.sleep(answer.delay)
-            return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-        await asyncio.sleep(self.delay)
-        if request.headers.get("x-api-key") != TEAM_KEY:
-            return _error(401, "Unauthorized: invalid or missing credentials")
+        intercepted = await self.intercept(request)
+        if intercepted is not None:
+            return intercepted
         return await route(Call(request, ids, body))
 
     def _resolve(self, method: str, raw_path: str) -> tuple[Route, tuple[str, ...]] | None:

@@ -81,7 +81,8 @@ class FakeUpstream:
         path = f"{INPUT_PREFIX}{run_id}/input"
         return sum(1 for r in self.requests if r.raw_path == path)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def intercept(self, request: web.Request) -> web.Response | None:
+        """Record the request; answer it if a script, the delay or a bad key says so."""
         self.requests.append(Recorded(request.method, request.raw_path, dict(request.headers)))
         self.on_request()
         if self.script:
@@ -91,6 +92,12 @@ class FakeUpstream:
         await asyncio.sleep(self.delay)
         if request.headers.get("x-api-key") != TEAM_KEY:
             return _json(401, error_json("Unauthorized: invalid or missing credentials"))
+        return None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        intercepted = await self.intercept(request)
+        if intercepted is not None:
+            return intercepted
         path = request.raw_path
         if request.method == "GET" and path.startswith(INPUT_PREFIX) and path.endswith("/input"):
             body = self.inputs.get(path[len(INPUT_PREFIX) : -len("/input")])
