@@ -12,10 +12,12 @@ from .auth import KeyRing
 from .cache import MemoryLRU, RunInputCache
 from .config import Settings
 from .db import Database
-from .middleware import create_observer
+from .metrics import Metrics
+from .middleware import add_request_id, create_observer
+from .ops import serve_metrics_apart
 from .periodic import Periodic
 from .routes import add_routes
-from .state import CACHE, DATABASE, KEYRING, SETTINGS, UPSTREAM
+from .state import CACHE, DATABASE, DRAINING, KEYRING, METRICS, SETTINGS, UPSTREAM
 from .store import SQLiteRunInputStore
 from .upstream import UpstreamClient, UpstreamResponse, create_session
 
@@ -31,16 +33,26 @@ def team_key_from(settings: Settings, env: Mapping[str, str]) -> str | None:
 def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.Application:
     """Build the gateway; the database and upstream session open when the app starts."""
     env = os.environ if env is None else env
-    app = web.Application(middlewares=[create_observer(settings.log.access_log)])
+    metrics = Metrics()
+    app = web.Application(middlewares=[create_observer(settings.log.access_log, metrics)])
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app[KEYRING] = KeyRing()
+    app[DRAINING] = [False]
     team_key = team_key_from(settings, env)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_sync_with_cli)
+    app.cleanup_ctx.append(serve_metrics_apart)
+    app.on_response_prepare.append(add_request_id)
+    app.on_shutdown.append(_start_draining)
     add_routes(app)
     return app
+
+
+async def _start_draining(app: web.Application) -> None:
+    app[DRAINING][0] = True
 
 
 def build_cache(settings: Settings, db: Database, upstream: UpstreamClient) -> RunInputCache:
@@ -74,7 +86,7 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
             "misses get 503.",
         )
     async with create_session(settings) as session:
-        app[UPSTREAM] = UpstreamClient(settings, team_key, session)
+        app[UPSTREAM] = UpstreamClient(settings, team_key, session, app[METRICS])
         yield
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from .policy import CACHE_HIT, Storability, cache_status, storability
-from .store import RunInputStore, StoredInput, now_rfc3339
+from .store import CacheStats, RunInputStore, StoredInput, now_rfc3339
 from .upstream import UpstreamResponse
 
 log = structlog.get_logger("gateway.cache")
@@ -99,6 +99,9 @@ class RunInputCache:
                 for run_id in purge.run_ids:
                     self.memory.discard(run_id)
             self._purge_seq = purge.seq
+
+    async def store_stats(self) -> CacheStats:
+        return await self._store.stats()
 
     def in_flight(self, run_id: str) -> bool:
         """Whether a lookup of `run_id` started now would wait on one already under way."""

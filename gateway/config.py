@@ -73,6 +73,12 @@ class IsolationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    port: int = 0
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "info"
     access_log: bool = True
@@ -86,6 +92,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     keys: KeysSettings = field(default_factory=KeysSettings)
     isolation: IsolationSettings = field(default_factory=IsolationSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -169,6 +176,8 @@ def _coerce(name: str, expected: type, value: Any) -> Any:
 def _check(s: Settings) -> None:
     if not 0 <= s.server.port <= 65535:
         _bad("server.port", s.server.port, PORT_RANGE)
+    if not 0 <= s.metrics.port <= 65535:
+        _bad("metrics.port", s.metrics.port, PORT_RANGE)
     if not s.upstream.base_url.lower().startswith(("http://", "https://")):
         _bad("upstream.base_url", s.upstream.base_url, "Must start with http:// or https://")
     if not s.upstream.api_key_env:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,7 +15,7 @@ from .errors import PayloadTooLargeError
 from .headers import forwarded_response_headers
 from .ownership import created_ids, record_created
 from .policy import CACHE_BYPASS
-from .state import APP_NAME, DATABASE, REQUEST_ID, SETTINGS, UPSTREAM
+from .state import APP_NAME, DATABASE, REQUEST_ID, SETTINGS, UPSTREAM, UPSTREAM_WAIT
 
 log = structlog.get_logger("gateway.forward")
 CHUNK = 64 * 1024
@@ -60,15 +61,22 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     with structlog.contextvars.bound_contextvars(
         request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
     ):
-        return await app[UPSTREAM].exchange(
-            request.method,
-            request.raw_path,
-            request.headers,
-            body,
-            relay,
-            timing=route.timing,
-            run_id=route.run_id,
-        )
+        started = time.perf_counter()
+        try:
+            return await app[UPSTREAM].exchange(
+                request.method,
+                request.raw_path,
+                request.headers,
+                body,
+                relay,
+                timing=route.timing,
+                run_id=route.run_id,
+                route=route.name,
+            )
+        finally:
+            # A relayed answer's whole exchange counts as upstream time: a stream lasts as
+            # long as upstream keeps it open.
+            request[UPSTREAM_WAIT] = time.perf_counter() - started
 
 
 async def _stream(

@@ -12,8 +12,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .errors import GatewayError, error_body
+from .metrics import Metrics
 from .policy import CACHE_NAME
-from .state import APP_NAME, REQUEST_ID, ROUTE
+from .state import APP_NAME, METRICS, REQUEST_ID, ROUTE, UPSTREAM_WAIT
 
 log = structlog.get_logger("gateway.access")
 CACHE_PREFIX = CACHE_NAME + "; "
@@ -28,6 +29,7 @@ def next_request_id() -> str:
 
 
 def gateway_error_response(error: GatewayError, request: web.Request) -> web.Response:
+    request.app[METRICS].errors.labels(error.reason).inc()
     log.warning(
         "gateway.error",
         status=error.status,
@@ -48,6 +50,7 @@ def gateway_error_response(error: GatewayError, request: web.Request) -> web.Res
 def http_exception_response(exc: web.HTTPException, request: web.Request) -> web.Response:
     """aiohttp's own errors (such as a body over client_max_size), in the ErrorResponse shape."""
     ref_id = str(uuid.uuid4())
+    request.app[METRICS].errors.labels(f"http-{exc.status}").inc()
     log.warning(
         "gateway.error",
         status=exc.status,
@@ -60,20 +63,37 @@ def http_exception_response(exc: web.HTTPException, request: web.Request) -> web
     )
 
 
-def create_observer(access_log: bool) -> Middleware:
-    """Middleware that gives each request an id, turns errors into ErrorResponses, and writes
-    the access line (unless `access_log` is off)."""
+def create_observer(access_log: bool, metrics: Metrics) -> Middleware:
+    """Middleware that gives each request an id, turns errors into ErrorResponses, counts it,
+    and writes its access line (unless `access_log` is off)."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request[REQUEST_ID] = next_request_id()
         response = await respond(request, handler)
+        duration = time.perf_counter() - started
+        cache = response.headers.get("Cache-Status")
+        outcome = cache.removeprefix(CACHE_PREFIX) if cache else ""
+        metrics.observe_request(
+            request.get(ROUTE, "other"),
+            response.status,
+            request.get(APP_NAME, ""),
+            outcome,
+            duration - request.get(UPSTREAM_WAIT, 0.0),
+        )
         if access_log:
-            write_access_line(request, response, started)
+            write_access_line(request, response, duration, outcome)
         return response
 
     return observe
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer, streamed ones too, names its request id."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["x-gateway-request-id"] = request_id
 
 
 async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -86,6 +106,7 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         return http_exception_response(e, request)
     except Exception:
         ref_id = str(uuid.uuid4())
+        request.app[METRICS].errors.labels("internal").inc()
         log.exception("gateway.internal_error", ref_id=ref_id, request_id=request[REQUEST_ID])
         return web.Response(
             status=500,
@@ -94,8 +115,9 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
-def write_access_line(request: web.Request, response: web.StreamResponse, started: float) -> None:
-    cache = response.headers.get("Cache-Status")
+def write_access_line(
+    request: web.Request, response: web.StreamResponse, duration: float, cache: str
+) -> None:
     log.info(
         "access",
         method=request.method,
@@ -103,7 +125,7 @@ def write_access_line(request: web.Request, response: web.StreamResponse, starte
         route=request.get(ROUTE),
         status=response.status,
         app=request.get(APP_NAME),
-        cache=cache.removeprefix(CACHE_PREFIX) if cache else None,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        cache=cache or None,
+        duration_ms=round(duration * 1000, 3),
         request_id=request[REQUEST_ID],
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
+import time
+
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
@@ -16,6 +17,7 @@ from .errors import (
     RunNotFoundError,
 )
 from .forward import forward
+from .ops import add_ops_routes
 from .ownership import may_read
 from .policy import (
     CACHE_HIT,
@@ -24,11 +26,21 @@ from .policy import (
     match_input_path,
     unconsulted_status,
 )
-from .state import APP_NAME, CACHE, DATABASE, KEYRING, REQUEST_ID, ROUTE, SETTINGS, UPSTREAM
+from .state import (
+    APP_NAME,
+    CACHE,
+    DATABASE,
+    KEYRING,
+    METRICS,
+    REQUEST_ID,
+    ROUTE,
+    SETTINGS,
+    UPSTREAM_WAIT,
+)
+from .upstream import INPUT_ROUTE
 
 JSON = "application/json"
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
-INPUT_ROUTE = "tasks.runs.input"
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -89,6 +101,9 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     if body is not None:
         return web.Response(body=body, content_type=JSON, headers=HIT_HEADERS)
     collapsed = cache.in_flight(run_id)
+    if collapsed:
+        app[METRICS].singleflight_waits.inc()
+    waiting = time.perf_counter()
     try:
         with structlog.contextvars.bound_contextvars(
             request_id=request[REQUEST_ID], app=app_name, run_id=run_id
@@ -97,6 +112,8 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     except GatewayError as e:
         status = cache_status(stored=False, collapsed=collapsed, detail=e.reason)
         raise e.with_headers({"Cache-Status": status}) from None
+    finally:
+        request[UPSTREAM_WAIT] = time.perf_counter() - waiting
     # Upstream's own Content-Type where it sent one (errors, unstorable bodies), else JSON.
     headers = CIMultiDict(lookup.headers)
     headers.setdefault("Content-Type", JSON)
@@ -104,17 +121,6 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     return web.Response(status=lookup.status, body=lookup.body, headers=headers)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness, with no key needed: the status, the mode, and whether a team key is set."""
-    upstream = request.app[UPSTREAM]
-    body = {
-        "status": "ok",
-        "mode": "offline" if upstream.offline else "online",
-        "upstream_configured": upstream.configured,
-    }
-    return web.Response(body=orjson.dumps(body), content_type=JSON)
-
-
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz, allow_head=False)
+    add_ops_routes(app)
     app.router.add_route("*", "/{path:.*}", handle)

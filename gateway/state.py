@@ -8,6 +8,7 @@ from .auth import KeyRing
 from .cache import RunInputCache
 from .config import Settings
 from .db import Database
+from .metrics import Metrics
 from .upstream import UpstreamClient
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -15,7 +16,11 @@ KEYRING = web.AppKey("keyring", KeyRing)
 DATABASE = web.AppKey("database", Database)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
+METRICS = web.AppKey("metrics", Metrics)
+DRAINING = web.AppKey("draining", list)  # [bool]: set once shutdown begins
 
 APP_NAME = web.RequestKey("app_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE = web.RequestKey("route", str)
+# Seconds this request spent waiting on upstream, so its overhead is the rest.
+UPSTREAM_WAIT = web.RequestKey("upstream_wait", float)

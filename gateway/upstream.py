@@ -24,12 +24,24 @@ from .errors import (
     parse_error_body,
 )
 from .headers import request_headers, response_headers
+from .metrics import Metrics
 from .retry import RetryPolicy
+from .store import now_rfc3339
 
 log = structlog.get_logger("gateway.upstream")
+INPUT_ROUTE = "tasks.runs.input"
 T = TypeVar("T")
 # Given the live response and, for an error, its body already read (to log its ref_id).
 Relay = Callable[[aiohttp.ClientResponse, bytes | None], Awaitable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """How the last attempt to reach upstream went, for /readyz."""
+
+    ok: bool
+    at: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +55,15 @@ class UpstreamClient:
     """One long-lived ClientSession to Parallel, with the team key injected."""
 
     def __init__(
-        self, settings: UpstreamSettings, team_key: str | None, session: aiohttp.ClientSession
+        self,
+        settings: UpstreamSettings,
+        team_key: str | None,
+        session: aiohttp.ClientSession,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
+        self.last_contact: Contact | None = None
         self._team_key = team_key
         self._session = session
         self._base = settings.base_url.rstrip("/")
@@ -89,6 +107,7 @@ class UpstreamClient:
         buffered: bool = False,
         timing: Timing = Timing.ORDINARY,
         run_id: str | None = None,
+        route: str = "other",
     ) -> T:
         """Send one request upstream and hand its response to `relay`.
 
@@ -106,6 +125,7 @@ class UpstreamClient:
             attempt = 0
             while True:
                 attempt += 1
+                sent = loop.time()
                 try:
                     resp = await self._session.request(
                         method,
@@ -124,6 +144,8 @@ class UpstreamClient:
                         resp.release()
                         raise
                 except (TimeoutError, aiohttp.ClientError) as e:
+                    self._metrics.observe_upstream(route, 0, loop.time() - sent)
+                    self.last_contact = Contact(False, now_rfc3339(), type(e).__name__)
                     if isinstance(e.__cause__, GatewayError):
                         # The request body's own refusal (too large), raised while sending it.
                         raise e.__cause__ from None
@@ -138,8 +160,11 @@ class UpstreamClient:
                     )
                     if delay is None:
                         raise _gateway_error(e) from e
+                    self._metrics.retries.labels(route).inc()
                     await asyncio.sleep(delay)
                     continue
+                self._metrics.observe_upstream(route, resp.status, loop.time() - sent)
+                self.last_contact = Contact(True, now_rfc3339(), f"HTTP {resp.status}")
                 try:
                     if resp.status >= 400:
                         assert read is not None
@@ -154,6 +179,7 @@ class UpstreamClient:
                         return await relay(resp, read)
                 finally:
                     resp.release()
+                self._metrics.retries.labels(route).inc()
                 await asyncio.sleep(delay)
 
     def _ready(self, run_id: str | None) -> str:

@@ -1,0 +1,88 @@
+"""Prometheus metrics (prometheus-client): what is counted, with app names as labels, never keys."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+# Sub-millisecond buckets: the gateway's own overhead on a cache hit is tens of microseconds.
+OVERHEAD_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+)  # fmt: skip
+UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 600.0)
+
+
+class Metrics:
+    """Every metric the gateway exposes, in one registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests answered, by route class, status, app and cache outcome.",
+            ["route", "status", "app", "cache"],
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_seconds",
+            "Time each request spent in the gateway itself, outside upstream.",
+            ["route"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "gateway_upstream_requests",
+            "Requests sent to Parallel, by route class and status (0: no answer).",
+            ["route", "status"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_seconds",
+            "Time from sending a request to Parallel to its response headers.",
+            ["route"],
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "gateway_upstream_retries", "Upstream attempts retried.", ["route"], registry=r
+        )
+        self.singleflight_waits = Counter(
+            "gateway_singleflight_waits",
+            "Cache misses that waited on another request's fetch of the same run.",
+            registry=r,
+        )
+        self.errors = Counter(
+            "gateway_errors", "Errors the gateway answered, by kind.", ["kind"], registry=r
+        )
+        self.cache_entries = Gauge(
+            "gateway_cache_entries", "Cached run inputs, by layer.", ["layer"], registry=r
+        )
+        self.cache_bytes = Gauge(
+            "gateway_cache_bytes", "Bytes of cached run inputs, by layer.", ["layer"], registry=r
+        )
+        self._request_children: dict[tuple[str, int, str, str], Counter] = {}
+        self._overhead_children: dict[str, Histogram] = {}
+
+    def observe_request(
+        self, route: str, status: int, app: str, cache: str, overhead: float
+    ) -> None:
+        """Count one answered request; label children are cached, as this runs on every hit."""
+        key = (route, status, app, cache)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(
+                route, str(status), app, cache
+            )
+        child.inc()
+        histogram = self._overhead_children.get(route)
+        if histogram is None:
+            histogram = self._overhead_children[route] = self.overhead.labels(route)
+        histogram.observe(overhead)
+
+    def observe_upstream(self, route: str, status: int, seconds: float) -> None:
+        self.upstream_requests.labels(route, str(status)).inc()
+        self.upstream_latency.labels(route).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

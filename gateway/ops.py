@@ -1,0 +1,110 @@
+"""Operations endpoints: /healthz (liveness), /readyz (readiness), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .errors import AuthenticationError
+from .migrate import load_migrations
+from .state import CACHE, DATABASE, DRAINING, METRICS, SETTINGS, UPSTREAM
+
+JSON = "application/json"
+log = structlog.get_logger("gateway.ops")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness, with no key needed: the status, the mode, and whether a team key is set."""
+    upstream = request.app[UPSTREAM]
+    body = {
+        "status": "ok",
+        "mode": "offline" if upstream.offline else "online",
+        "upstream_configured": upstream.configured,
+    }
+    return web.Response(body=orjson.dumps(body), content_type=JSON)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers, migrations are applied, and the gateway is not draining.
+
+    The last upstream contact is reported but does not decide readiness: cached runs are still
+    served while Parallel is unreachable.
+    """
+    app = request.app
+    checks: dict[str, object] = {"draining": app[DRAINING][0]}
+    try:
+        rows = await app[DATABASE].fetchall("SELECT version FROM schema_migrations")
+        checks["database"] = "ok"
+        missing = {m.version for m in load_migrations()} - {row[0] for row in rows}
+        checks["migrations"] = "ok" if not missing else f"missing {sorted(missing)}"
+    except Exception as e:  # an unreadable database is exactly what this reports
+        checks["database"] = f"error: {type(e).__name__}"
+        checks["migrations"] = "unknown"
+    contact = app[UPSTREAM].last_contact
+    checks["upstream"] = (
+        {"last_contact": "never"}
+        if contact is None
+        else {
+            "last_contact": "ok" if contact.ok else "failed",
+            "at": contact.at,
+            "detail": contact.detail,
+        }
+    )
+    ready = checks["database"] == "ok" and checks["migrations"] == "ok" and not checks["draining"]
+    body = {"status": "ready" if ready else "not-ready", **checks}
+    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
+
+
+async def render_metrics(app: web.Application, request: web.Request) -> web.Response:
+    """Prometheus exposition of `app`'s metrics, behind `metrics.token` when one is set."""
+    token = app[SETTINGS].metrics.token
+    if token and not hmac.compare_digest(
+        request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
+    ):
+        error = AuthenticationError("Unauthorized: /metrics needs Authorization: Bearer <token>.")
+        log.warning("gateway.error", status=401, reason=error.reason, ref_id=error.ref_id)
+        return web.Response(status=401, body=error.body(), content_type=JSON)
+    registry = app[METRICS]
+    memory = app[CACHE].memory
+    registry.cache_entries.labels("memory").set(len(memory))
+    registry.cache_bytes.labels("memory").set(memory.bytes)
+    stats = await app[CACHE].store_stats()
+    registry.cache_entries.labels("store").set(stats.entries)
+    registry.cache_bytes.labels("store").set(stats.bytes)
+    return web.Response(body=registry.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_ops_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    if not app[SETTINGS].metrics.port:
+        app.router.add_get("/metrics", _metrics_here, allow_head=False)
+
+
+async def _metrics_here(request: web.Request) -> web.Response:
+    return await render_metrics(request.app, request)
+
+
+async def serve_metrics_apart(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: with metrics.port set, /metrics is served there and not on the main port."""
+    settings = app[SETTINGS]
+    if not settings.metrics.port:
+        yield
+        return
+    async def metrics_of_main_app(request: web.Request) -> web.Response:
+        return await render_metrics(app, request)
+
+    side = web.Application()
+    side.router.add_get("/metrics", metrics_of_main_app, allow_head=False)
+    runner = web.AppRunner(side, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.metrics.port)
+    await site.start()
+    log.info("metrics.listening", host=settings.server.host, port=settings.metrics.port)
+    yield
+    await runner.cleanup()
