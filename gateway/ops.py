@@ -96,6 +96,7 @@ async def serve_metrics_apart(app: web.Application) -> AsyncIterator[None]:
     if not settings.metrics.port:
         yield
         return
+
     async def metrics_of_main_app(request: web.Request) -> web.Response:
         return await render_metrics(app, request)
 

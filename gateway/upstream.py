@@ -93,7 +93,7 @@ class UpstreamClient:
             return UpstreamResponse(resp.status, body, response_headers(resp.headers))
 
         return await self.exchange(
-            "GET", raw_path, incoming, None, keep, buffered=True, run_id=run_id
+            "GET", raw_path, incoming, None, keep, buffered=True, run_id=run_id, route=INPUT_ROUTE
         )
 
     async def exchange(
