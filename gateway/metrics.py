@@ -12,7 +12,7 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest
 
 # The *_created series double the exposition and tell a scraper nothing it uses here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Sub-millisecond buckets: the gateway's own overhead on a cache hit is tens of microseconds.
 OVERHEAD_BUCKETS = (
