@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 
 import structlog
-from aiohttp import web
+from aiohttp import ClientResponse, web
 
 from .auth import KeyRing
 from .cache import MemoryLRU, RunInputCache
@@ -17,7 +17,7 @@ from .middleware import add_request_id, create_observer
 from .ops import serve_metrics_apart
 from .periodic import Periodic
 from .routes import add_routes
-from .state import CACHE, DATABASE, DRAINING, KEYRING, METRICS, SETTINGS, UPSTREAM
+from .state import CACHE, DATABASE, DRAINING, KEYRING, METRICS, SETTINGS, STREAMS, UPSTREAM
 from .store import SQLiteRunInputStore
 from .upstream import UpstreamClient, UpstreamResponse, create_session
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app[METRICS] = metrics
     app[KEYRING] = KeyRing()
     app[DRAINING] = [False]
+    app[STREAMS] = set()
     team_key = team_key_from(settings, env)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
@@ -52,7 +53,16 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
 
 
 async def _start_draining(app: web.Application) -> None:
+    """on_shutdown: new requests get 503 from now on, and open streams end cleanly.
+
+    aiohttp has already stopped accepting; after this it waits up to server.shutdown_grace for
+    the requests in flight, then runs the cleanup (the database closes last).
+    """
     app[DRAINING][0] = True
+    streams: set[ClientResponse] = app[STREAMS]
+    log.info("gateway.draining", in_flight_streams=len(streams))
+    for stream in list(streams):
+        stream.close()
 
 
 def build_cache(settings: Settings, db: Database, upstream: UpstreamClient) -> RunInputCache:

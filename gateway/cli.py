@@ -119,6 +119,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print=None,
         # A client that goes away cancels its handler, which closes its upstream stream too.
         handler_cancellation=True,
+        # On SIGTERM or SIGINT: stop accepting, let requests in flight finish this long.
+        shutdown_timeout=settings.server.shutdown_grace,
     )
     return 0
 

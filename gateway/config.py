@@ -27,6 +27,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
+    shutdown_grace: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ def _check(s: Settings) -> None:
         "upstream.long_poll_timeout": s.upstream.long_poll_timeout,
         "upstream.stream_idle_timeout": s.upstream.stream_idle_timeout,
         "server.max_body_bytes": s.server.max_body_bytes,
+        "server.shutdown_grace": s.server.shutdown_grace,
         "storage.busy_timeout_ms": s.storage.busy_timeout_ms,
         "cache.memory_entries": s.cache.memory_entries,
         "cache.memory_bytes": s.cache.memory_bytes,

@@ -73,6 +73,16 @@ class UpstreamBusyError(GatewayError):
     reason = "upstream-busy"
 
 
+class DrainingError(GatewayError):
+    """A request that arrived after shutdown began."""
+
+    status = 503
+    reason = "draining"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class PayloadTooLargeError(GatewayError):
     status = 413
     reason = "payload-too-large"

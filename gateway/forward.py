@@ -15,7 +15,16 @@ from .errors import PayloadTooLargeError
 from .headers import forwarded_response_headers
 from .ownership import created_ids, record_created
 from .policy import CACHE_BYPASS
-from .state import APP_NAME, DATABASE, REQUEST_ID, SETTINGS, UPSTREAM, UPSTREAM_WAIT
+from .state import (
+    APP_NAME,
+    DATABASE,
+    DRAINING,
+    REQUEST_ID,
+    SETTINGS,
+    STREAMS,
+    UPSTREAM,
+    UPSTREAM_WAIT,
+)
 
 log = structlog.get_logger("gateway.forward")
 CHUNK = 64 * 1024
@@ -85,6 +94,8 @@ async def _stream(
     """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once."""
     response = web.StreamResponse(status=resp.status, headers=headers)
     await response.prepare(request)
+    streams = request.app[STREAMS]
+    streams.add(resp)
     try:
         async for chunk in resp.content.iter_any():
             await response.write(chunk)
@@ -93,11 +104,16 @@ async def _stream(
         log.info("client.disconnected")
         return response
     except (aiohttp.ClientError, TimeoutError) as e:
-        # The status line is gone already: all that is left is to cut the connection, so the
-        # app sees a broken body rather than a short one.
-        log.warning("upstream.stream_broken", error=type(e).__name__)
-        if request.transport is not None:
-            request.transport.close()
-        return response
+        if not request.app[DRAINING][0]:
+            # The status line is gone already: all that is left is to cut the connection, so
+            # the app sees a broken body rather than a short one.
+            log.warning("upstream.stream_broken", error=type(e).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        # Shutting down: end the stream cleanly, at an event boundary.
+        log.info("stream.closed_for_shutdown")
+    finally:
+        streams.discard(resp)
     await response.write_eof()
     return response

@@ -10,6 +10,7 @@ from multidict import CIMultiDict
 
 from .catalog import classify, path_problem
 from .errors import (
+    DrainingError,
     GatewayError,
     InvalidPathError,
     InvalidRunIdError,
@@ -30,6 +31,7 @@ from .state import (
     APP_NAME,
     CACHE,
     DATABASE,
+    DRAINING,
     KEYRING,
     METRICS,
     REQUEST_ID,
@@ -45,6 +47,8 @@ HIT_HEADERS = {"Cache-Status": CACHE_HIT}
 
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every path but /healthz: route on the raw path, authenticate, then serve or forward."""
+    if request.app[DRAINING][0]:
+        raise DrainingError("The gateway is shutting down; retry on another instance.")
     raw_path = request.raw_path.partition("?")[0]
     run_id = match_input_path(raw_path) if request.method == "GET" else None
     if run_id is not None:

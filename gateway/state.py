@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from .auth import KeyRing
@@ -17,7 +18,10 @@ DATABASE = web.AppKey("database", Database)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
 METRICS = web.AppKey("metrics", Metrics)
-DRAINING = web.AppKey("draining", list)  # [bool]: set once shutdown begins
+# [True] once shutdown begins (a list, so the flag can change on a frozen application)
+DRAINING: web.AppKey[list[bool]] = web.AppKey("draining")
+# Upstream responses being relayed to apps: closed when shutdown begins.
+STREAMS: web.AppKey[set[aiohttp.ClientResponse]] = web.AppKey("streams")
 
 APP_NAME = web.RequestKey("app_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)

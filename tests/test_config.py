@@ -43,6 +43,7 @@ def test_defaults_without_a_file() -> None:
         "host": "127.0.0.1",
         "port": 8080,
         "max_body_bytes": 10 * 1024 * 1024,
+        "shutdown_grace": 30.0,
     }
     assert field_defaults(UpstreamSettings) == {
         "base_url": "https://api.parallel.ai",
@@ -386,6 +387,7 @@ POSITIVE_KEYS = [
     ("upstream", "long_poll_timeout"),
     ("upstream", "stream_idle_timeout"),
     ("server", "max_body_bytes"),
+    ("server", "shutdown_grace"),
     ("storage", "busy_timeout_ms"),
     ("cache", "memory_entries"),
     ("cache", "memory_bytes"),

@@ -172,3 +172,16 @@ async def test_metrics_on_their_own_port_are_not_on_the_main_one(
     ):
         assert resp.status == 200
         assert "gateway_requests_total" in await resp.text()
+
+
+async def test_a_request_arriving_while_draining_gets_503(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    gateway.server.app[DRAINING][0] = True
+    reply = await gateway.get(RUN)
+    assert reply.status == 503
+    assert orjson.loads(reply.body)["error"]["message"] == (
+        "The gateway is shutting down; retry on another instance."
+    )
+    assert reply.headers["Connection"] == "close"
+    assert upstream.count() == 0

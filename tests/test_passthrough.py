@@ -356,6 +356,20 @@ async def test_an_app_that_closes_a_stream_cancels_the_upstream_stream(gw: Harne
     assert (await client.task_run.retrieve(run.run_id)).run_id == run.run_id
 
 
+async def test_shutdown_ends_an_open_stream_cleanly(gw: Harness) -> None:
+    client = gw.sdk()
+    run = await client.task_run.create(input="q", processor="lite")
+    gw.fake.hold_stream = asyncio.Event()
+    stream = await client.task_run.events(run.run_id)
+    assert isinstance(await asyncio.wait_for(anext(stream), timeout=2), TaskRunEvent)
+
+    closing = asyncio.create_task(gw.gateway.server.close())  # SIGTERM's path: runner cleanup
+    # The stream ends as a stream ends, with no error, after the events already sent.
+    assert [event async for event in stream] == []
+    await asyncio.wait_for(closing, timeout=5)
+    await eventually(lambda: gw.fake.streams_cancelled == 1)
+
+
 # Paths
 
 

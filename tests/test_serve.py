@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -207,3 +208,46 @@ async def test_serve_offline_says_so_and_never_calls_upstream(
 
     assert upstream.count() == 0
     assert [line["mode"] for line in lines if line["event"] == "gateway.starting"] == ["offline"]
+
+
+async def test_sigterm_lets_every_slow_call_in_flight_finish(
+    serve: Callable[..., Awaitable[ServeProcess]], tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    run_ids = [f"trun_slow{n}" for n in range(10)]
+    bodies = {run_id: upstream.add(run_id, task_run_input(n)) for n, run_id in enumerate(run_ids)}
+    process = await serve({"PARALLEL_API_KEY": TEAM_KEY})
+    created = await run_cli(tmp_path / "gateway.toml", "keys", "create", "drain")
+    headers = {"x-api-key": created.out.decode().strip()}
+
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for _ in range(40):  # until the new key is picked up
+            async with session.get(process.url + "/not-an-api-route") as resp:
+                if resp.status != 401:
+                    break
+            await asyncio.sleep(0.05)
+        upstream.delay = 1.0
+
+        async def fetch(run_id: str) -> tuple[int, bytes, str]:
+            async with session.get(f"{process.url}/v1/tasks/runs/{run_id}/input") as resp:
+                return resp.status, await resp.read(), resp.headers["Cache-Status"]
+
+        calls = [asyncio.create_task(fetch(run_id)) for run_id in run_ids]
+        for _ in range(100):  # until every call is waiting on the slow upstream
+            if upstream.count() == len(run_ids):
+                break
+            await asyncio.sleep(0.02)
+        assert upstream.count() == len(run_ids)
+        process.proc.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*calls)
+
+    assert [(status, cache) for status, _, cache in results] == [
+        (200, "parallel-gateway; fwd=uri-miss; stored")
+    ] * len(run_ids)
+    assert [body for _, body, _ in results] == [bodies[run_id] for run_id in run_ids]
+    _, err = await asyncio.wait_for(process.proc.communicate(), 10)
+    assert process.proc.returncode == 0
+    events = [orjson.loads(line)["event"] for line in err.splitlines()]
+    assert "gateway.draining" in events
+    with sqlite3.connect(tmp_path / "gw.db") as conn:
+        stored = [row[0] for row in conn.execute("SELECT run_id FROM run_inputs ORDER BY run_id")]
+    assert stored == sorted(run_ids)
