@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check format install clean bench-cache
+.PHONY: run test check format install clean bench-cache bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 bench-cache: $(STAMP)
 	$(BIN)/python bench/cache_io.py
+
+# A module, not a script: bench/http.py would hide the standard library's http. ARGS=--quick
+bench: $(STAMP)
+	$(BIN)/python -m bench.http $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build

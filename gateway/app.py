@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import ClientResponse, web
@@ -14,7 +14,7 @@ from .config import Settings
 from .db import Database
 from .metrics import Metrics
 from .middleware import add_request_id, create_observer
-from .ops import serve_metrics_apart
+from .ops import record_memory_layer, serve_metrics_apart
 from .periodic import Periodic
 from .routes import add_routes
 from .state import CACHE, DATABASE, DRAINING, KEYRING, METRICS, SETTINGS, STREAMS, UPSTREAM
@@ -105,6 +105,13 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def _record_memory(app: web.Application) -> Callable[[], Awaitable[None]]:
+    async def record() -> None:
+        record_memory_layer(app)
+
+    return record
+
+
 async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     """Pick up what the CLI changes in the database: keys, and purges of cached runs."""
     settings, db, keyring, cache = app[SETTINGS], app[DATABASE], app[KEYRING], app[CACHE]
@@ -113,6 +120,7 @@ async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     chores = [
         Periodic("keys.refresh", settings.keys.refresh_interval, lambda: keyring.refresh(db)),
         Periodic("cache.sync_purges", settings.cache.sync_interval, cache.sync_purges),
+        Periodic("metrics.memory", settings.cache.sync_interval, _record_memory(app)),
     ]
     for chore in chores:
         chore.start()

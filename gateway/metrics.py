@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -10,6 +12,11 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Set (by `serve --workers`) before prometheus-client is imported, it makes every worker write
+# its samples to files there, which /metrics merges.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # The *_created series double the exposition and tell a scraper nothing it uses here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -64,11 +71,31 @@ class Metrics:
         self.errors = Counter(
             "gateway_errors", "Errors the gateway answered, by kind.", ["kind"], registry=r
         )
+        # With several workers (multiprocess mode): the store is one SQLite file, so the most
+        # recent reading is right; each worker's memory layer is its own, so they add up.
         self.cache_entries = Gauge(
-            "gateway_cache_entries", "Cached run inputs, by layer.", ["layer"], registry=r
+            "gateway_cache_entries",
+            "Run inputs in the store (SQLite).",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.cache_bytes = Gauge(
-            "gateway_cache_bytes", "Bytes of cached run inputs, by layer.", ["layer"], registry=r
+            "gateway_cache_bytes",
+            "Bytes of run inputs in the store.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.memory_entries = Gauge(
+            "gateway_memory_entries",
+            "Run inputs in the memory layers of live workers.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.memory_bytes = Gauge(
+            "gateway_memory_bytes",
+            "Bytes in the memory layers of live workers.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self._request_children: dict[tuple[str, int, str, str], Counter] = {}
         self._overhead_children: dict[str, Histogram] = {}
@@ -94,4 +121,9 @@ class Metrics:
         self.upstream_latency.labels(route).observe(seconds)
 
     def exposition(self) -> bytes:
+        """The text format; with several workers, every worker's samples, merged."""
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)

@@ -70,13 +70,18 @@ async def render_metrics(app: web.Application, request: web.Request) -> web.Resp
         log.warning("gateway.error", status=401, reason=error.reason, ref_id=error.ref_id)
         return web.Response(status=401, body=error.body(), content_type=JSON)
     registry = app[METRICS]
-    memory = app[CACHE].memory
-    registry.cache_entries.labels("memory").set(len(memory))
-    registry.cache_bytes.labels("memory").set(memory.bytes)
+    record_memory_layer(app)
     stats = await app[CACHE].store_stats()
-    registry.cache_entries.labels("store").set(stats.entries)
-    registry.cache_bytes.labels("store").set(stats.bytes)
+    registry.cache_entries.set(stats.entries)
+    registry.cache_bytes.set(stats.bytes)
     return web.Response(body=registry.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def record_memory_layer(app: web.Application) -> None:
+    """Set this worker's memory-layer gauges (at each scrape, and every sync interval)."""
+    memory = app[CACHE].memory
+    app[METRICS].memory_entries.set(len(memory))
+    app[METRICS].memory_bytes.set(memory.bytes)
 
 
 def add_ops_routes(app: web.Application) -> None:

@@ -125,10 +125,11 @@ async def test_metrics_count_requests_upstream_calls_waits_and_errors(
     assert sample(text, "gateway_singleflight_waits_total") == 4.0
     assert sample(text, "gateway_errors_total", kind="unauthenticated") == 1.0
     assert sample(text, "gateway_overhead_seconds_count", route=route) == 7.0
-    assert sample(text, "gateway_cache_entries", layer="memory") == 1.0
-    assert sample(text, "gateway_cache_entries", layer="store") == 1.0
-    body_size = len(upstream.inputs["trun_ops"])
-    assert sample(text, "gateway_cache_bytes", layer="store") == float(body_size)
+    body_size = float(len(upstream.inputs["trun_ops"]))
+    assert sample(text, "gateway_memory_entries") == 1.0
+    assert sample(text, "gateway_memory_bytes") == body_size
+    assert sample(text, "gateway_cache_entries") == 1.0
+    assert sample(text, "gateway_cache_bytes") == body_size
     assert TEAM_KEY not in text
     assert gateway.app_key not in text
 
