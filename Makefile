@@ -32,9 +32,9 @@ format: $(STAMP)
 bench-cache: $(STAMP)
 	$(BIN)/python bench/cache_io.py
 
-# A module, not a script: bench/http.py would hide the standard library's http. ARGS=--quick
+# The gateway against a bare aiohttp handler (ARGS="--quick" skips the 1,000,000-run case).
 bench: $(STAMP)
-	$(BIN)/python -m bench.http $(ARGS)
+	$(BIN)/python -m bench.serve_bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build

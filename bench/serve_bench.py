@@ -1,6 +1,6 @@
 """Benchmark the gateway over HTTP: hits against a bare aiohttp handler, misses against upstream.
 
-Run: make bench   (or .venv/bin/python -m bench.http [--seconds 5] [--rounds 3] [--quick])
+Run: make bench   (or .venv/bin/python -m bench.serve_bench [--seconds 5] [--rounds 3] [--quick])
 Run it as a module, from the repository root: as a script, its directory would come first on
 sys.path, where this file's name hides the standard library's `http`.
 
@@ -225,7 +225,7 @@ def wait_until_ready(
 
 def start_server(procs: Processes, work: Path, role: str) -> str:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.http", "--serve", role, "--port", str(port)]
+    argv = [sys.executable, "-m", "bench.serve_bench", "--serve", role, "--port", str(port)]
     process = procs.start(argv, work / f"{role}.log")
     wait_until_ready(procs, process, port, "/count" if role == "fake" else input_path("ready"))
     return f"http://{HOST}:{port}"
