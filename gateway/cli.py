@@ -19,6 +19,7 @@ from .db import Database, StorageError, run_with_database
 from .keys import AppKeyError, create_key, list_keys, revoke_key
 from .log import configure_logging
 from .ownership import GrantError, grant
+from .workers import is_worker, supervise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--offline",
         action="store_true",
         help="never call upstream: serve cached runs, answer misses 503 (upstream.offline)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port with SO_REUSEPORT (default 1)",
     )
     serve.set_defaults(run=cmd_serve)
 
@@ -100,6 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings = replace_server(settings, args.host, args.port, args.offline)
+    if args.workers < 1 or (args.workers > 1 and settings.server.port == 0):
+        print(
+            f"parallel-gateway: --workers {args.workers} needs a number from 1 up, and more "
+            "than 1 needs a fixed port (not 0).",
+            file=sys.stderr,
+        )
+        return 2
     team_key = team_key_from(settings, os.environ)
     configure_logging(settings.log.level, secrets=[team_key] if team_key else [])
     log = structlog.get_logger("gateway")
@@ -110,7 +124,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         database=settings.storage.database,
         upstream=settings.upstream.base_url,
         mode="offline" if settings.upstream.offline else "online",
+        workers=args.workers,
     )
+    if args.workers < 1:
+        print(
+            f"parallel-gateway: --workers must be at least 1, not {args.workers}.", file=sys.stderr
+        )
+        return 2
+    if args.workers > 1 and not is_worker():
+        run_with_database(settings.storage, _applied)  # migrate once, before the workers start
+        return supervise(_worker_argv(args, settings), args.workers)
     web.run_app(
         create_app(settings),
         host=settings.server.host,
@@ -121,8 +144,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         handler_cancellation=True,
         # On SIGTERM or SIGINT: stop accepting, let requests in flight finish this long.
         shutdown_timeout=settings.server.shutdown_grace,
+        reuse_port=is_worker() or None,
     )
     return 0
+
+
+def _worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """`serve` as each worker runs it: the resolved address, the same config and mode."""
+    argv = ["serve", "--host", settings.server.host, "--port", str(settings.server.port)]
+    if args.config:
+        argv += ["--config", args.config]
+    if settings.upstream.offline:
+        argv.append("--offline")
+    return argv
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
