@@ -13,7 +13,7 @@ from .cache import MemoryLRU, RunInputCache
 from .config import Settings
 from .db import Database
 from .metrics import Metrics
-from .middleware import add_request_id, create_observer
+from .middleware import create_observer
 from .ops import record_memory_layer, serve_metrics_apart
 from .periodic import Periodic
 from .routes import add_routes
@@ -46,7 +46,6 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_sync_with_cli)
     app.cleanup_ctx.append(serve_metrics_apart)
-    app.on_response_prepare.append(add_request_id)
     app.on_shutdown.append(_start_draining)
     add_routes(app)
     return app

@@ -93,6 +93,7 @@ async def _stream(
 ) -> web.StreamResponse:
     """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once."""
     response = web.StreamResponse(status=resp.status, headers=headers)
+    response.headers["x-gateway-request-id"] = request[REQUEST_ID]
     await response.prepare(request)
     streams = request.app[STREAMS]
     streams.add(resp)

@@ -70,8 +70,17 @@ def create_observer(access_log: bool, metrics: Metrics) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        request[REQUEST_ID] = next_request_id()
-        response = await respond(request, handler)
+        request_id = request[REQUEST_ID] = next_request_id()
+        try:
+            response: web.StreamResponse = await handler(request)
+        except GatewayError as e:
+            response = gateway_error_response(e, request)
+        except web.HTTPException as e:
+            response = http_exception_response(e, request)
+        except Exception:
+            response = internal_error_response(request)
+        if not response.prepared:  # a stream sets it itself, before its headers go out
+            response.headers["x-gateway-request-id"] = request_id
         duration = time.perf_counter() - started
         cache = response.headers.get("Cache-Status")
         outcome = cache.removeprefix(CACHE_PREFIX) if cache else ""
@@ -89,30 +98,15 @@ def create_observer(access_log: bool, metrics: Metrics) -> Middleware:
     return observe
 
 
-async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer, streamed ones too, names its request id."""
-    request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        response.headers["x-gateway-request-id"] = request_id
-
-
-async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except GatewayError as e:
-        return gateway_error_response(e, request)
-    except web.HTTPException as e:
-        return http_exception_response(e, request)
-    except Exception:
-        ref_id = str(uuid.uuid4())
-        request.app[METRICS].errors.labels("internal").inc()
-        log.exception("gateway.internal_error", ref_id=ref_id, request_id=request[REQUEST_ID])
-        return web.Response(
-            status=500,
-            body=error_body("Internal gateway error", ref_id),
-            content_type="application/json",
-        )
+def internal_error_response(request: web.Request) -> web.Response:
+    ref_id = str(uuid.uuid4())
+    request.app[METRICS].errors.labels("internal").inc()
+    log.exception("gateway.internal_error", ref_id=ref_id, request_id=request[REQUEST_ID])
+    return web.Response(
+        status=500,
+        body=error_body("Internal gateway error", ref_id),
+        content_type="application/json",
+    )
 
 
 def write_access_line(

@@ -69,7 +69,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")
     request[ROUTE] = route.name
     owned = route.group_id or route.run_id
-    await _check_isolation(request, app_name, owned)
+    if _isolated(request, owned):
+        assert owned is not None
+        await _check_isolation(request, app_name, owned)
     return await forward(request, route)
 
 
@@ -81,10 +83,13 @@ def _admit(request: web.Request, raw_path: str) -> str:
     return app_name
 
 
-async def _check_isolation(request: web.Request, app_name: str, owned: str | None) -> None:
+def _isolated(request: web.Request, owned: str | None) -> bool:
+    """Whether this call must pass the isolation check (mode "app", and it names a run)."""
+    return owned is not None and request.app[SETTINGS].isolation.mode == "app"
+
+
+async def _check_isolation(request: web.Request, app_name: str, owned: str) -> None:
     """Under isolation mode "app", another app's run is answered as if it did not exist."""
-    if owned is None or request.app[SETTINGS].isolation.mode != "app":
-        return
     if not await may_read(request.app[DATABASE], app_name, [owned]):
         raise RunNotFoundError("Run id not found")
 
@@ -98,7 +103,8 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
             "Request validation error: run_id must be 1 to 128 characters from "
             "A-Z, a-z, 0-9, '_' and '-'."
         )
-    await _check_isolation(request, app_name, run_id)
+    if _isolated(request, run_id):
+        await _check_isolation(request, app_name, run_id)
     cache = app[CACHE]
     # The hot path: a memory hit touches neither SQLite nor upstream.
     body = cache.memory.get(run_id)
