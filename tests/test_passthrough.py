@@ -696,3 +696,15 @@ async def test_keys_create_allow_from_the_cli(
     with pytest.raises(PermissionDeniedError):
         await limited.search(search_queries=["x"])
     assert gw.sent() == [("POST", "/v1/tasks/runs"), ("GET", f"/v1/tasks/runs/{run.run_id}/input")]
+
+
+async def test_a_stream_names_its_request_id_as_its_access_line_does(gw: Harness) -> None:
+    client = gw.sdk()
+    run = await client.task_run.create(input="q", processor="lite")
+    with capture_logs() as logs:
+        raw = await client.task_run.with_raw_response.events(run.run_id)
+        events = [event async for event in await raw.parse()]
+    assert len(events) == len(RUN_EVENTS)
+    access = [line for line in logs if line["event"] == "access"]
+    assert [line["route"] for line in access] == ["tasks.runs.events"]
+    assert raw.headers["x-gateway-request-id"] == access[0]["request_id"]
