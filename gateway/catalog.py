@@ -35,12 +35,13 @@ class Route:
 
 
 SEGMENT = r"([^/]+)"
+INPUT_ROUTE = "tasks.runs.input"  # the cached route
 _TABLE: list[tuple[str, re.Pattern[str], str, Timing, Creates | None]] = [
     (method, re.compile(pattern), name, timing, creates)
     for method, pattern, name, timing, creates in [
         ("POST", r"/v1/tasks/runs", "tasks.runs.create", Timing.ORDINARY, Creates.RUN),
         ("GET", rf"/v1/tasks/runs/{SEGMENT}", "tasks.runs.retrieve", Timing.ORDINARY, None),
-        ("GET", rf"/v1/tasks/runs/{SEGMENT}/input", "tasks.runs.input", Timing.ORDINARY, None),
+        ("GET", rf"/v1/tasks/runs/{SEGMENT}/input", INPUT_ROUTE, Timing.ORDINARY, None),
         ("GET", rf"/v1/tasks/runs/{SEGMENT}/result", "tasks.runs.result", Timing.LONG_POLL, None),
         ("GET", rf"/v1/tasks/runs/{SEGMENT}/events", "tasks.runs.events", Timing.STREAM, None),
         ("POST", r"/v1/tasks/groups", "tasks.groups.create", Timing.ORDINARY, Creates.GROUP),

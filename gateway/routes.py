@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .catalog import classify, path_problem
+from .catalog import INPUT_ROUTE, classify, path_problem
 from .errors import (
     DrainingError,
     GatewayError,
@@ -39,7 +39,6 @@ from .state import (
     SETTINGS,
     UPSTREAM_WAIT,
 )
-from .upstream import INPUT_ROUTE
 
 JSON = "application/json"
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
@@ -69,8 +68,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")
     request[ROUTE] = route.name
     owned = route.group_id or route.run_id
-    if _isolated(request, owned):
-        assert owned is not None
+    if owned is not None and _app_mode(request):
         await _check_isolation(request, app_name, owned)
     return await forward(request, route)
 
@@ -83,9 +81,9 @@ def _admit(request: web.Request, raw_path: str) -> str:
     return app_name
 
 
-def _isolated(request: web.Request, owned: str | None) -> bool:
-    """Whether this call must pass the isolation check (mode "app", and it names a run)."""
-    return owned is not None and request.app[SETTINGS].isolation.mode == "app"
+def _app_mode(request: web.Request) -> bool:
+    """Whether calls naming a run must pass the isolation check (isolation.mode = "app")."""
+    return request.app[SETTINGS].isolation.mode == "app"
 
 
 async def _check_isolation(request: web.Request, app_name: str, owned: str) -> None:
@@ -103,7 +101,7 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
             "Request validation error: run_id must be 1 to 128 characters from "
             "A-Z, a-z, 0-9, '_' and '-'."
         )
-    if _isolated(request, run_id):
+    if _app_mode(request):
         await _check_isolation(request, app_name, run_id)
     cache = app[CACHE]
     # The hot path: a memory hit touches neither SQLite nor upstream.

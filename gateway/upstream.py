@@ -12,7 +12,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from .catalog import Timing
+from .catalog import INPUT_ROUTE, Timing
 from .config import UpstreamSettings
 from .errors import (
     GatewayError,
@@ -29,7 +29,6 @@ from .retry import RetryPolicy
 from .store import now_rfc3339
 
 log = structlog.get_logger("gateway.upstream")
-INPUT_ROUTE = "tasks.runs.input"
 T = TypeVar("T")
 # Given the live response and, for an error, its body already read (to log its ref_id).
 Relay = Callable[[aiohttp.ClientResponse, bytes | None], Awaitable[T]]
