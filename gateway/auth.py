@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from .allowlist import Rule, is_allowed
 from .db import Database
-from .errors import AuthenticationError, ForbiddenError
-from .keys import hash_key, key_owners, key_rules, record_last_used
-from .store import now_rfc3339
+from .errors import AuthenticationError, ForbiddenError, RateLimitedError
+from .keys import KeyState, hash_key, key_limits, key_owners, key_rules, record_last_used
+from .ratelimit import Limit, TokenBucket, retry_after_headers
+from .store import now_rfc3339, rfc3339
 
 BEARER = "bearer "
 
@@ -29,12 +32,32 @@ class KeyRing:
 
     def __init__(
         self,
-        owners: dict[str, tuple[str, bool]] | None = None,
+        owners: dict[str, KeyState] | None = None,
         rules: dict[str, tuple[Rule, ...]] | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._owners = owners or {}
         self._rules = rules or {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._used: set[str] = set()
+        self._wall_clock = wall_clock  # for expiry
+        self._clock = clock  # for rate limits
+
+    def throttle(self, app: str) -> None:
+        """Raise RateLimitedError when the app's token bucket (if it has one) is empty."""
+        bucket = self._buckets.get(app)
+        if bucket is None:
+            return
+        wait = bucket.take(self._clock())
+        if wait:
+            limit = bucket.limit
+            raise RateLimitedError(
+                f"Rate limit exceeded: app {app!r} may make {limit.rate:g} requests per second "
+                f"(bursts of {limit.burst}); retry in {wait:.3f} s.",
+                headers=retry_after_headers(wait),
+            )
 
     def authorize(self, app: str, method: str, raw_path: str) -> None:
         """Raise ForbiddenError unless the app's allowlist (if it has one) covers this call."""
@@ -53,11 +76,13 @@ class KeyRing:
         owner = self._owners.get(hash_key(key))
         if owner is None:
             raise AuthenticationError("Unauthorized: invalid gateway key.")
-        name, revoked = owner
-        if revoked:
+        if owner.revoked:
             raise AuthenticationError("Unauthorized: this gateway key has been revoked.")
-        self._used.add(name)
-        return name
+        if owner.expires is not None and self._wall_clock() >= owner.expires:
+            expired = rfc3339(datetime.fromtimestamp(owner.expires, UTC))
+            raise AuthenticationError(f"Unauthorized: this gateway key expired at {expired}.")
+        self._used.add(owner.name)
+        return owner.name
 
     async def refresh(self, db: Database) -> None:
         """Reload keys, and record which apps were seen since the last refresh."""
@@ -66,3 +91,18 @@ class KeyRing:
             await record_last_used(db, used, now_rfc3339())
         self._owners = await key_owners(db)
         self._rules = await key_rules(db)
+        self.set_limits(await key_limits(db))
+
+    def set_limits(self, limits: Mapping[str, Limit]) -> None:
+        """Apply changed rate limits; a bucket whose limit is unchanged keeps its state."""
+        now = self._clock()
+        buckets: dict[str, TokenBucket] = {}
+        for app, limit in limits.items():
+            bucket = self._buckets.get(app)
+            if bucket is None:
+                buckets[app] = TokenBucket(limit, now)
+            elif bucket.limit != limit:
+                buckets[app] = bucket.with_limit(limit, now)
+            else:
+                buckets[app] = bucket
+        self._buckets = buckets

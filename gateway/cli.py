@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 
-import orjson
 import structlog
 from aiohttp import web
 
@@ -16,7 +14,8 @@ from .app import create_app, team_key_from
 from .cache_commands import add_cache_commands
 from .config import ConfigError, Settings, load_settings, replace_server
 from .db import Database, StorageError, run_with_database
-from .keys import AppKeyError, create_key, list_keys, revoke_key
+from .key_commands import add_key_commands
+from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError, grant
 from .workers import is_worker, supervise
@@ -54,27 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", parents=[common], help="apply database migrations")
     migrate.set_defaults(run=cmd_migrate)
 
-    keys = commands.add_parser("keys", parents=[common], help="manage app keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
-    create = key_commands.add_parser(
-        "create", parents=[common], help="create a key for an app and print it"
-    )
-    create.add_argument("name", help="the app's unique name")
-    create.add_argument(
-        "--allow",
-        action="append",
-        metavar="'METHOD /path'",
-        help="limit the key to this route (repeatable; * is one path segment, a final ** the "
-        "rest); without --allow the key may use every route",
-    )
-    create.set_defaults(run=cmd_keys_create)
-    listing = key_commands.add_parser("list", parents=[common], help="list app keys")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(run=cmd_keys_list)
-    revoke = key_commands.add_parser("revoke", parents=[common], help="revoke an app's key")
-    revoke.add_argument("name", help="the app whose key to revoke")
-    revoke.set_defaults(run=cmd_keys_revoke)
-
+    add_key_commands(commands, common)
     add_cache_commands(commands, common)
 
     runs = commands.add_parser("runs", parents=[common], help="run ownership (isolation)")
@@ -167,47 +146,10 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    print(run_with_database(settings.storage, lambda db: create_key(db, args.name, args.allow)))
-    return 0
-
-
-def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    keys = run_with_database(settings.storage, list_keys)
-    if args.json:
-        for key in keys:
-            print(orjson.dumps({**dataclasses.asdict(key), "status": key.status}).decode())
-        return 0
-    rows = [("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "ALLOW")]
-    rows += [
-        (
-            k.name,
-            k.prefix,
-            k.created_at,
-            k.last_used_at or "never",
-            k.status,
-            "all routes" if k.allow is None else ", ".join(k.allow),
-        )
-        for k in keys
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-    return 0
-
-
 def cmd_runs_grant(args: argparse.Namespace, settings: Settings) -> int:
     added = run_with_database(settings.storage, lambda db: grant(db, args.run_id, args.app))
     state = "may now read" if added else "could already read"
     print(f"App {args.app!r} {state} {args.run_id}.", file=sys.stderr)
-    return 0
-
-
-def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    run_with_database(settings.storage, lambda db: revoke_key(db, args.name))
-    print(f"Revoked the key of app {args.name!r}.", file=sys.stderr)
     return 0
 
 

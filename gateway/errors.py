@@ -93,6 +93,13 @@ class ForbiddenError(GatewayError):
     reason = "forbidden"
 
 
+class RateLimitedError(GatewayError):
+    """An app over its key's rate limit; `retry-after` says when a token will be there."""
+
+    status = 429
+    reason = "rate-limited"
+
+
 class UpstreamTimeoutError(GatewayError):
     status = 504
     reason = "upstream-timeout"

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import orjson
 
 from .allowlist import AllowError, Rule, parse_rule
 from .db import Database
-from .store import now_rfc3339
+from .ratelimit import Limit
+from .store import now_rfc3339, rfc3339
 
 KEY_PREFIX = "pgw_"
 DISPLAY_CHARS = 8
+DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class AppKeyError(Exception):
@@ -30,10 +35,49 @@ class AppKey:
     last_used_at: str | None
     revoked_at: str | None
     allow: list[str] | None = None  # route rules; None: every route
+    rate: float | None = None  # requests per second; None: no limit
+    burst: int | None = None
+    expires_at: str | None = None  # None: never
 
-    @property
-    def status(self) -> str:
-        return "revoked" if self.revoked_at else "active"
+    def status(self, now: str) -> str:
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if self.expires_at is not None and self.expires_at <= now else "active"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What authentication needs of a key: its app, and whether it still opens anything."""
+
+    name: str
+    revoked: bool
+    expires: float | None  # POSIX seconds; None: never
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """`--expires 30d`: a count of s, m, h, d or w from `now`."""
+    match = DURATION.fullmatch(text.strip())
+    if match is None:
+        raise AppKeyError(
+            f"Expiry {text!r} is not valid: use a whole number and a unit, such as 90m, 12h, "
+            "30d or 8w (s, m, h, d, w)."
+        )
+    return now + timedelta(seconds=int(match[1]) * UNIT_SECONDS[match[2]])
+
+
+def parse_limit(rate: float | None, burst: int | None) -> Limit | None:
+    """`--rate R --burst B`: both or neither; the burst defaults to the rate, at least 1."""
+    if rate is None:
+        if burst is not None:
+            raise AppKeyError("--burst needs --rate: a burst is the size of a rate's bucket.")
+        return None
+    if not (0 < rate <= 1_000_000):  # also refuses NaN
+        raise AppKeyError(f"Rate {rate!r} is not valid: use requests per second, above 0.")
+    if burst is None:
+        burst = max(1, int(rate))
+    if not 1 <= burst <= 1_000_000:
+        raise AppKeyError(f"Burst {burst!r} is not valid: use a whole number from 1.")
+    return Limit(rate, burst)
 
 
 def generate_key() -> str:
@@ -50,10 +94,17 @@ def display_prefix(key: str) -> str:
     return key[: len(KEY_PREFIX) + DISPLAY_CHARS]
 
 
-async def create_key(db: Database, name: str, allow: Sequence[str] | None = None) -> str:
+async def create_key(
+    db: Database,
+    name: str,
+    allow: Sequence[str] | None = None,
+    limit: Limit | None = None,
+    expires_at: datetime | None = None,
+) -> str:
     """Create a key for app `name` and return it; only its hash is stored.
 
     `allow` limits the key to those route rules ("GET /v1/tasks/runs/*"); None allows all.
+    `limit` is its rate limit, and `expires_at` when it stops working; None for neither.
     """
     if not name or len(name) > 64 or not name.isprintable():
         raise AppKeyError(f"App name {name!r} is not valid: use 1 to 64 printable characters.")
@@ -64,14 +115,17 @@ async def create_key(db: Database, name: str, allow: Sequence[str] | None = None
     key = generate_key()
     try:
         await db.write(
-            "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow, rate, burst,"
+            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 name,
                 hash_key(key),
                 display_prefix(key),
                 now_rfc3339(),
                 None if rules is None else orjson.dumps(rules).decode(),
+                None if limit is None else limit.rate,
+                None if limit is None else limit.burst,
+                None if expires_at is None else rfc3339(expires_at),
             ),
         )
     except sqlite3.IntegrityError:
@@ -79,10 +133,33 @@ async def create_key(db: Database, name: str, allow: Sequence[str] | None = None
     return key
 
 
-async def revoke_key(db: Database, name: str) -> None:
+async def set_limit(db: Database, name: str, limit: Limit | None) -> None:
+    """Change (or, with None, remove) an app's rate limit."""
+    await _existing(db, name)
+    await db.write(
+        "UPDATE app_keys SET rate = ?, burst = ? WHERE name = ?",
+        (None if limit is None else limit.rate, None if limit is None else limit.burst, name),
+    )
+
+
+async def set_expiry(db: Database, name: str, expires_at: datetime | None) -> None:
+    """Change (or, with None, remove) when an app's key expires."""
+    await _existing(db, name)
+    await db.write(
+        "UPDATE app_keys SET expires_at = ? WHERE name = ?",
+        (None if expires_at is None else rfc3339(expires_at), name),
+    )
+
+
+async def _existing(db: Database, name: str) -> tuple[object, ...]:
     row = await db.fetchone("SELECT revoked_at FROM app_keys WHERE name = ?", (name,))
     if row is None:
         raise AppKeyError(f"No app named {name!r}.")
+    return tuple(row)
+
+
+async def revoke_key(db: Database, name: str) -> None:
+    row = await _existing(db, name)
     if row[0] is not None:
         raise AppKeyError(f"The key of app {name!r} was already revoked at {row[0]}.")
     await db.write(
@@ -93,16 +170,32 @@ async def revoke_key(db: Database, name: str) -> None:
 
 async def list_keys(db: Database) -> list[AppKey]:
     rows = await db.fetchall(
-        "SELECT name, prefix, created_at, last_used_at, revoked_at, allow"
-        " FROM app_keys ORDER BY name"
+        "SELECT name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst,"
+        " expires_at FROM app_keys ORDER BY name"
     )
-    return [AppKey(row[0], row[1], row[2], row[3], row[4], _rules(row[5])) for row in rows]
+    return [
+        AppKey(row[0], row[1], row[2], row[3], row[4], _rules(row[5]), row[6], row[7], row[8])
+        for row in rows
+    ]
 
 
-async def key_owners(db: Database) -> dict[str, tuple[str, bool]]:
-    """Map each key's hash to (app name, revoked)."""
-    rows = await db.fetchall("SELECT key_hash, name, revoked_at FROM app_keys")
-    return {row[0]: (row[1], row[2] is not None) for row in rows}
+async def key_owners(db: Database) -> dict[str, KeyState]:
+    """Map each key's hash to its app and state."""
+    rows = await db.fetchall("SELECT key_hash, name, revoked_at, expires_at FROM app_keys")
+    return {
+        row[0]: KeyState(
+            row[1],
+            row[2] is not None,
+            None if row[3] is None else datetime.fromisoformat(row[3]).timestamp(),
+        )
+        for row in rows
+    }
+
+
+async def key_limits(db: Database) -> dict[str, Limit]:
+    """Each rate-limited app's limit."""
+    rows = await db.fetchall("SELECT name, rate, burst FROM app_keys WHERE rate IS NOT NULL")
+    return {row[0]: Limit(row[1], row[2]) for row in rows}
 
 
 async def key_rules(db: Database) -> dict[str, tuple[Rule, ...]]:

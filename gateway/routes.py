@@ -74,9 +74,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 def _admit(request: web.Request, raw_path: str) -> str:
-    """Authenticate the key (401), then check its allowlist (403); return the app's name."""
+    """Authenticate the key (401), take a token from its rate limit (429), then check its
+    allowlist (403); return the app's name."""
     keyring = request.app[KEYRING]
     app_name = request[APP_NAME] = keyring.authenticate(request.headers)
+    keyring.throttle(app_name)
     keyring.authorize(app_name, request.method, raw_path)
     return app_name
 

@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from gateway.auth import KeyRing, presented_key
 from gateway.errors import AuthenticationError, GatewayError
-from gateway.keys import display_prefix, generate_key, hash_key
+from gateway.keys import KeyState, display_prefix, generate_key, hash_key
 
 KEY_SHAPE = re.compile(r"pgw_[A-Za-z0-9_-]{43}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -106,8 +106,21 @@ def test_presented_key(headers: Mapping[str, str], expected: str | None) -> None
     assert presented_key(headers) == expected
 
 
+NOW = 1_800_000_000.0  # the wall clock these key rings see: 2027-01-15T08:00:00Z
+EXPIRED = "pgw_expired000000000000000000000000000000000"
+EXPIRING = "pgw_expiring00000000000000000000000000000000"
+
+
 def keyring() -> KeyRing:
-    return KeyRing({hash_key(ACTIVE): ("billing", False), hash_key(REVOKED): ("old-app", True)})
+    return KeyRing(
+        {
+            hash_key(ACTIVE): KeyState("billing", False, None),
+            hash_key(REVOKED): KeyState("old-app", True, None),
+            hash_key(EXPIRED): KeyState("ci", False, NOW),  # expires the very second it is used
+            hash_key(EXPIRING): KeyState("billing", False, NOW + 0.001),
+        },
+        wall_clock=lambda: NOW,
+    )
 
 
 @pytest.mark.parametrize(
@@ -120,6 +133,7 @@ def keyring() -> KeyRing:
             {"x-api-key": ACTIVE, "authorization": f"Bearer {REVOKED}"}, id="x-api-key-wins"
         ),
         pytest.param({"x-api-key": ACTIVE, "authorization": "Bearer nope"}, id="x-api-key-wins-2"),
+        pytest.param({"x-api-key": EXPIRING}, id="not-yet-expired"),
     ],
 )
 def test_authenticate(headers: Mapping[str, str]) -> None:
@@ -142,6 +156,11 @@ def test_authenticate(headers: Mapping[str, str]) -> None:
             {"x-api-key": REVOKED, "authorization": f"Bearer {ACTIVE}"},
             WAS_REVOKED,
             id="x-api-key-wins-even-when-revoked",
+        ),
+        pytest.param(
+            {"x-api-key": EXPIRED},
+            "Unauthorized: this gateway key expired at 2027-01-15T08:00:00.000000Z.",
+            id="expired",
         ),
     ],
 )

@@ -77,6 +77,9 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         ("last_used_at", "TEXT", 0, 0),
         ("revoked_at", "TEXT", 0, 0),
         ("allow", "TEXT", 0, 0),
+        ("rate", "REAL", 0, 0),
+        ("burst", "INTEGER", 0, 0),
+        ("expires_at", "TEXT", 0, 0),
     ]
     rows = query(path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
     assert MIGRATION_FILES[0] == "0001_initial.sql"
