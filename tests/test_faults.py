@@ -1,0 +1,513 @@
+"""Fault injection: a misbehaving upstream never gets stored, never breaks cache hits, and every
+error the app gets carries a ref_id that was logged."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+import pytest
+from structlog.typing import EventDict
+
+from gateway.config import Settings
+from gateway.db import Database
+from gateway.store import SQLiteRunInputStore, StoredInput, now_rfc3339
+from tests.conftest import Gateway, Reply, StartGateway, capture_logs
+from tests.fake_upstream import error_json, task_run_input
+from tests.fault_servers import Answer, FaultServer, cut, hang_up, raw, respond, slow, trickle
+
+T = TypeVar("T")
+Logs = list[EventDict]
+
+
+def input_path(run_id: str) -> str:
+    return f"/v1/tasks/runs/{run_id}/input"
+
+
+FAULT_RUN = "trun_fault"
+FAULT_PATH = input_path(FAULT_RUN)
+PASS_PATH = f"/v1/tasks/runs/{FAULT_RUN}"  # tasks.runs.retrieve: forwarded, never cached
+CACHED = {
+    "trun_cached_a": orjson.dumps(task_run_input(1)),
+    "trun_cached_b": orjson.dumps(task_run_input(2, input="y" * 300)),
+}
+# With cache.memory_entries = 1, A then B alternate between a SQLite read and a memory hit.
+HIT_ORDER = ("trun_cached_a", "trun_cached_a", "trun_cached_b", "trun_cached_b")
+FRESH_RUN = "trun_fresh"
+FRESH_BODY = orjson.dumps(task_run_input(3))
+GOOD = orjson.dumps(task_run_input(4))  # what the fault run's input really is
+TASK_RUN = orjson.dumps({"run_id": FAULT_RUN, "status": "completed", "is_active": False})
+HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+CACHE = "parallel-gateway; "
+HIT, STORED, BYPASS = CACHE + "hit", CACHE + "fwd=uri-miss; stored", CACHE + "fwd=bypass"
+TIMED_OUT = "Parallel API did not answer in time."
+DETAIL = {502: "upstream-unavailable", 504: "upstream-timeout"}
+HEALTHY = {"status": "ok", "mode": "online", "upstream_configured": True}
+ATTEMPTS = 3  # upstream.max_attempts in these tests
+SLOW = {"timeout": 0.2}  # per-attempt timeout for the faults that are about time
+
+
+def unreachable(error: str) -> str:
+    return f"Parallel API could not be reached ({error})."
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What upstream does to each attempt of one request, and what the app must get for it.
+
+    `answers` are upstream's, one per request it gets; `sends` is how many requests each of
+    the gateway's attempts makes. `error` names the exception of a gateway-made 502/504;
+    `ref_ids` are those of upstream's own errors, one per attempt; `reason` is why a 200 passed
+    back was not stored.
+    """
+
+    answers: tuple[Answer, ...]
+    status: int
+    body: bytes | None = None  # exactly what upstream sent, when the app gets upstream's answer
+    error: str | None = None
+    ref_ids: tuple[str | None, ...] = ()
+    reason: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    upstream: Mapping[str, Any] = field(default_factory=dict)
+    cache: Mapping[str, Any] = field(default_factory=dict)
+    within: float = 1.5  # seconds the app may wait, all attempts included
+    sends: int = 1
+
+    @property
+    def attempts(self) -> int:
+        return len(self.answers) // self.sends
+
+    @property
+    def message(self) -> str | None:
+        if self.error is None:
+            return None
+        return TIMED_OUT if self.status == 504 else unreachable(self.error)
+
+
+def refusals(status: int, times: int, **headers: str) -> Fault:
+    """`times` ErrorResponses with `status`, each with its own ref_id; the app gets the last."""
+    ref_ids = tuple(f"ref-{status}-{n}" for n in range(times))
+    bodies = [error_json(f"Upstream says {status}", ref_id) for ref_id in ref_ids]
+    return Fault(
+        tuple(respond(status, body, headers) for body in bodies),
+        status,
+        body=bodies[-1],
+        ref_ids=ref_ids,
+        headers={"Content-Type": "application/json", **headers},
+    )
+
+
+def times(answer: Answer) -> tuple[Answer, ...]:
+    return (answer,) * ATTEMPTS
+
+
+def gateway_error(status: int, error: str, answer: Answer, **upstream: Any) -> Fault:
+    return Fault(times(answer), status, error=error, upstream=upstream)
+
+
+def hung_up(error: str, answer: Answer) -> Fault:
+    """A connection closed before any byte of answer: aiohttp itself sends each attempt twice
+    (RFC 9112 section 9.3.1 lets a client retry an idempotent request on a closed connection)."""
+    return Fault(times(answer) * 2, 502, error=error, sends=2)
+
+
+def not_stored(
+    reason: str, body: bytes, content_type: str = "application/json", **cache: Any
+) -> Fault:
+    answer = respond(200, body, content_type=content_type)
+    headers = {"Content-Type": content_type}
+    return Fault((answer,), 200, body=body, reason=reason, headers=headers, cache=cache)
+
+
+TOO_LARGE = orjson.dumps(task_run_input(5, input="z" * 2000))
+FAULTS = {
+    "slow-headers": gateway_error(504, "TimeoutError", slow(5.0, respond(200, GOOD)), **SLOW),
+    "body-trickles-past-timeout": gateway_error(
+        504, "TimeoutError", trickle(GOOD, 10, 0.05), **SLOW
+    ),
+    "reset-mid-body": gateway_error(502, "ClientPayloadError", cut(GOOD, 40, reset=True)),
+    "closed-mid-body": gateway_error(502, "ClientPayloadError", cut(GOOD, 40, reset=False)),
+    "closed-before-answering": hung_up("ServerDisconnectedError", hang_up(reset=False)),
+    "reset-before-answering": hung_up("ClientOSError", hang_up(reset=True)),
+    "not-http": gateway_error(502, "ClientResponseError", raw(b"SSH-2.0-OpenSSH_9.6\r\n")),
+    "tls-alert-not-http": gateway_error(502, "ClientResponseError", raw(b"\x15\x03\x01\x00\x02")),
+    "garbage-after-the-head": gateway_error(
+        502,
+        "ClientResponseError",
+        raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+    ),
+    "truncated-json-200": not_stored("malformed", GOOD[:-9]),
+    "html-200": not_stored("malformed", b"<html><body>Welcome</body></html>", "text/html"),
+    "body-over-max-body-bytes": not_stored("too-large", TOO_LARGE, max_body_bytes=1000),
+    # Not waited out: returned at once, far inside upstream.deadline (5 s here).
+    "429-retry-after-3600": replace(refusals(429, 1, **{"retry-after": "3600"}), within=0.5),
+    "500-is-not-retried": refusals(500, 1),
+    "502-persists": refusals(502, ATTEMPTS),
+    "503-persists": refusals(503, ATTEMPTS),
+    "504-persists": refusals(504, ATTEMPTS),
+    "502-html-from-a-proxy-persists": Fault(
+        times(respond(502, HTML, content_type="text/html")),
+        502,
+        body=HTML,
+        ref_ids=(None,) * ATTEMPTS,
+        headers={"Content-Type": "text/html"},
+    ),
+}
+PASS_THROUGH = (
+    "slow-headers",
+    "closed-before-answering",
+    "not-http",
+    "429-retry-after-3600",
+    "500-is-not-retried",
+    "503-persists",
+)
+
+
+# Fixtures and helpers
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[FaultServer]:
+    server = FaultServer()
+    server.routes[input_path(FRESH_RUN)] = FRESH_BODY
+    await server.start()
+    yield server
+    await server.stop()
+
+
+Start = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def start(start_gateway: StartGateway, make_settings: Callable[..., Settings]) -> Start:
+    """A gateway in front of `base_url`, with CACHED already stored and one memory entry."""
+
+    async def start(
+        base_url: str, upstream: Mapping[str, Any] = {}, cache: Mapping[str, Any] = {}
+    ) -> Gateway:
+        settings = make_settings(
+            upstream={"base_url": base_url, "max_attempts": ATTEMPTS, **upstream},
+            cache={"memory_entries": 1, **cache},
+        )
+        db = await Database.open(settings.storage)
+        try:
+            store = SQLiteRunInputStore(db)
+            for run_id, body in CACHED.items():
+                await store.put(StoredInput(run_id, body, now_rfc3339()))
+        finally:
+            await db.close()
+        return await start_gateway(settings)
+
+    return start
+
+
+def stored_run_ids(gateway: Gateway) -> list[str]:
+    """Committed rows, read through a connection of our own."""
+    with sqlite3.connect(gateway.settings.storage.database) as conn:
+        return [row[0] for row in conn.execute("SELECT run_id FROM run_inputs ORDER BY run_id")]
+
+
+@asynccontextmanager
+async def cache_hits(gateway: Gateway) -> AsyncIterator[None]:
+    """GETs of cached runs, one after another, from before the body runs until after it ends;
+    every one must be a 200 hit with the exact stored body."""
+    seen: list[tuple[str, int, bytes, str | None]] = []
+    stop, started = asyncio.Event(), asyncio.Event()
+
+    async def hit() -> None:
+        async with aiohttp.ClientSession(headers={"x-api-key": gateway.app_key}) as session:
+            while not stop.is_set():
+                for run_id in HIT_ORDER:
+                    async with session.get(gateway.url + input_path(run_id)) as resp:
+                        got = (run_id, resp.status, await resp.read())
+                        seen.append((*got, resp.headers.get("Cache-Status")))
+                    started.set()
+
+    task = asyncio.create_task(hit())
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        yield
+    finally:
+        stop.set()
+        await task
+    assert len(seen) >= len(HIT_ORDER)
+    assert [s for s in seen if s != (s[0], 200, CACHED[s[0]], HIT)] == []
+
+
+async def timed(action: Awaitable[T]) -> tuple[T, float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await action
+    return result, loop.time() - started
+
+
+def error_of(body: bytes) -> dict[str, Any]:
+    """The `error` of an ErrorResponse, after checking the shape around it."""
+    data = orjson.loads(body)
+    assert isinstance(data, dict)
+    assert set(data) == {"type", "error"}
+    assert data["type"] == "error"
+    error = data["error"]
+    assert isinstance(error, dict)
+    assert set(error) == {"ref_id", "message", "detail"}
+    assert isinstance(error["ref_id"], str)
+    assert isinstance(error["message"], str)
+    return error
+
+
+def events(logs: Logs, name: str, *keys: str) -> list[tuple[Any, ...]]:
+    return [tuple(line.get(key) for key in keys) for line in logs if line["event"] == name]
+
+
+def check_gateway_error(reply: Reply, logs: Logs, status: int, message: str) -> None:
+    """The gateway's own error: its ref_id is new, and logged as gateway.error."""
+    assert reply.status == status
+    assert reply.headers["Content-Type"] == "application/json"
+    error = error_of(reply.body)
+    assert (error["message"], error["detail"]) == (message, None)
+    assert events(logs, "gateway.error", "status", "ref_id") == [(status, error["ref_id"])]
+    assert events(logs, "upstream.error", "ref_id") == []
+
+
+def check_reply(reply: Reply, logs: Logs, fault: Fault, route: str) -> None:
+    """What the app got for one request, and what was logged for it."""
+    failed = events(logs, "upstream.attempt_failed", "attempt", "error")
+    if fault.error is not None:
+        assert fault.message is not None
+        check_gateway_error(reply, logs, fault.status, fault.message)
+        assert failed == [(n + 1, fault.error) for n in range(fault.attempts)]
+        if route == "input":
+            detail = f"; detail={DETAIL[fault.status]}"
+            assert reply.headers["Cache-Status"] == CACHE + "fwd=uri-miss" + detail
+        else:
+            # Refused before anything was relayed: as for every gateway error off the input route.
+            assert "Cache-Status" not in reply.headers
+        return
+    assert failed == []
+    assert (reply.status, reply.body) == (fault.status, fault.body)
+    for name, value in fault.headers.items():
+        assert reply.headers[name] == value
+    assert events(logs, "gateway.error", "ref_id") == []
+    logged = events(logs, "upstream.error", "status", "ref_id", "attempt")
+    assert logged == [(fault.status, ref, n + 1) for n, ref in enumerate(fault.ref_ids)]
+    if fault.ref_ids and fault.ref_ids[-1] is not None:
+        # Upstream's own ErrorResponse reaches the app, and its ref_id was logged.
+        assert error_of(reply.body)["ref_id"] == fault.ref_ids[-1]
+    not_stored = events(logs, "cache.not_stored", "run_id", "reason")
+    assert not_stored == ([(FAULT_RUN, fault.reason)] if fault.reason else [])
+    if route == "pass-through":
+        assert reply.headers["Cache-Status"] == BYPASS
+    elif fault.status == 200:
+        assert reply.headers["Cache-Status"] == CACHE + "fwd=uri-miss"
+    else:
+        assert reply.headers["Cache-Status"] == CACHE + f"fwd=uri-miss; fwd-status={fault.status}"
+
+
+async def check_healthy(gateway: Gateway, faulty: FaultServer | None) -> None:
+    """Liveness, readiness and (when upstream is there) a fresh miss, after the fault."""
+    health = await gateway.get("/healthz", key=None)
+    assert (health.status, orjson.loads(health.body)) == (200, HEALTHY)
+    ready = await gateway.get("/readyz", key=None)
+    assert ready.status == 200
+    assert orjson.loads(ready.body)["status"] == "ready"
+    if faulty is not None:
+        fresh = await gateway.get(input_path(FRESH_RUN))
+        assert (fresh.status, fresh.body, fresh.headers["Cache-Status"]) == (
+            200,
+            FRESH_BODY,
+            STORED,
+        )
+        assert faulty.count(input_path(FRESH_RUN)) == 1
+        assert FRESH_RUN in stored_run_ids(gateway)
+
+
+# The cached input route
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+async def test_a_fault_is_answered_and_nothing_is_stored(
+    faulty: FaultServer, start: Start, fault: Fault
+) -> None:
+    gateway = await start(faulty.base_url, fault.upstream, fault.cache)
+    faulty.add(FAULT_PATH, fault.answers * 2)
+
+    async with cache_hits(gateway):
+        for request in (1, 2):  # the second goes upstream again: nothing was kept
+            with capture_logs() as logs:
+                reply, elapsed = await timed(gateway.get(FAULT_PATH))
+            check_reply(reply, logs, fault, "input")
+            assert elapsed < fault.within
+            assert faulty.count(FAULT_PATH) == request * len(fault.answers)
+            assert stored_run_ids(gateway) == sorted(CACHED)
+
+    await check_healthy(gateway, faulty)
+    assert faulty.count(FAULT_PATH) == 2 * len(fault.answers)
+
+
+RECOVERIES = {
+    # answers before the good one; what the gateway logged for each; requests upstream got
+    "502-502-then-200": (refusals(502, 2).answers, ["502", "502"], 3),
+    "503-503-then-200": (refusals(503, 2).answers, ["503", "503"], 3),
+    "504-504-then-200": (refusals(504, 2).answers, ["504", "504"], 3),
+    "429-then-200": (refusals(429, 1, **{"retry-after": "0"}).answers, ["429"], 2),
+    "slow-headers-then-200": ((slow(5.0, respond(200, GOOD)),), ["TimeoutError"], 2),
+    "reset-then-not-http-then-200": (
+        (cut(GOOD, 40, reset=True), raw(b"\x00\r\n")),
+        ["ClientPayloadError", "ClientResponseError"],
+        3,
+    ),
+    # aiohttp sends again on its own, on a new connection: no attempt of the gateway's is spent.
+    "closed-before-answering-then-200": ((hang_up(reset=False),), [], 2),
+    "body-trickles-within-timeout": ((trickle(GOOD, 4, 0.03),), [], 1),
+}
+
+
+@pytest.mark.parametrize(
+    ("answers", "failures", "requests"), RECOVERIES.values(), ids=RECOVERIES.keys()
+)
+async def test_a_burst_of_failures_then_a_good_answer_is_stored(
+    faulty: FaultServer,
+    start: Start,
+    answers: tuple[Answer, ...],
+    failures: list[str],
+    requests: int,
+) -> None:
+    gateway = await start(faulty.base_url, {"timeout": 0.5})
+    faulty.add(FAULT_PATH, answers)
+    faulty.routes[FAULT_PATH] = GOOD
+
+    async with cache_hits(gateway):
+        with capture_logs() as logs:
+            reply = await gateway.get(FAULT_PATH)
+        again = await gateway.get(FAULT_PATH)
+
+    assert (reply.status, reply.body, reply.headers["Cache-Status"]) == (200, GOOD, STORED)
+    assert (again.status, again.body, again.headers["Cache-Status"]) == (200, GOOD, HIT)
+    assert faulty.count(FAULT_PATH) == requests
+    logged = [
+        str(line["status"]) if line["event"] == "upstream.error" else line["error"]
+        for line in logs
+        if line["event"] in ("upstream.error", "upstream.attempt_failed")
+    ]
+    assert logged == failures
+    assert events(logs, "gateway.error", "ref_id") == []
+    assert stored_run_ids(gateway) == sorted([*CACHED, FAULT_RUN])
+    await check_healthy(gateway, faulty)
+
+
+async def test_a_500_is_returned_at_once_and_the_next_request_fetches_again(
+    faulty: FaultServer, start: Start
+) -> None:
+    gateway = await start(faulty.base_url)
+    fault = refusals(500, 1)
+    faulty.add(FAULT_PATH, fault.answers)
+    faulty.routes[FAULT_PATH] = GOOD
+
+    async with cache_hits(gateway):
+        with capture_logs() as logs:
+            first = await gateway.get(FAULT_PATH)
+        check_reply(first, logs, fault, "input")
+        second = await gateway.get(FAULT_PATH)
+
+    assert (second.status, second.body, second.headers["Cache-Status"]) == (200, GOOD, STORED)
+    assert faulty.count(FAULT_PATH) == 2
+    await check_healthy(gateway, faulty)
+
+
+async def test_dns_failure_is_502(start: Start) -> None:
+    gateway = await start("http://nonexistent.invalid")
+
+    async with cache_hits(gateway):
+        for _ in (1, 2):
+            with capture_logs() as logs:
+                reply, elapsed = await timed(gateway.get(FAULT_PATH))
+            check_gateway_error(reply, logs, 502, unreachable("ClientConnectorDNSError"))
+            failed = events(logs, "upstream.attempt_failed", "attempt", "error")
+            assert failed == [(n, "ClientConnectorDNSError") for n in (1, 2, 3)]
+            assert elapsed < 2.0
+            assert stored_run_ids(gateway) == sorted(CACHED)
+
+    await check_healthy(gateway, None)
+    ready = orjson.loads((await gateway.get("/readyz", key=None)).body)
+    assert ready["upstream"]["last_contact"] == "failed"
+    assert ready["upstream"]["detail"] == "ClientConnectorDNSError"
+
+
+async def test_connection_refused_is_502_until_upstream_is_back(
+    faulty: FaultServer, start: Start
+) -> None:
+    gateway = await start(faulty.base_url)
+    await faulty.stop()  # nothing listens on the port now
+
+    async with cache_hits(gateway):
+        for _ in (1, 2):
+            with capture_logs() as logs:
+                reply, elapsed = await timed(gateway.get(FAULT_PATH))
+            check_gateway_error(reply, logs, 502, unreachable("ClientConnectorError"))
+            failed = events(logs, "upstream.attempt_failed", "attempt", "error")
+            assert failed == [(n, "ClientConnectorError") for n in (1, 2, 3)]
+            assert elapsed < 1.0
+            assert stored_run_ids(gateway) == sorted(CACHED)
+
+    await faulty.start()  # the same port again
+    faulty.routes[FAULT_PATH] = GOOD
+    reply = await gateway.get(FAULT_PATH)
+    assert (reply.status, reply.body, reply.headers["Cache-Status"]) == (200, GOOD, STORED)
+    assert faulty.requests == [FAULT_PATH]
+    await check_healthy(gateway, faulty)
+
+
+# A forwarded route: GET /v1/tasks/runs/{id}
+
+
+@pytest.mark.parametrize("name", PASS_THROUGH)
+async def test_a_fault_on_a_forwarded_get(faulty: FaultServer, start: Start, name: str) -> None:
+    fault = FAULTS[name]
+    gateway = await start(faulty.base_url, fault.upstream)
+    faulty.add(PASS_PATH, fault.answers)
+    faulty.routes[PASS_PATH] = TASK_RUN
+
+    async with cache_hits(gateway):
+        with capture_logs() as logs:
+            reply, elapsed = await timed(gateway.get(PASS_PATH))
+        check_reply(reply, logs, fault, "pass-through")
+        assert elapsed < fault.within
+        assert faulty.count(PASS_PATH) == len(fault.answers)
+        after = await gateway.get(PASS_PATH)
+
+    assert (after.status, after.body, after.headers["Cache-Status"]) == (200, TASK_RUN, BYPASS)
+    assert faulty.count(PASS_PATH) == len(fault.answers) + 1
+    assert stored_run_ids(gateway) == sorted(CACHED)
+    await check_healthy(gateway, faulty)
+
+
+BROKEN_BODIES = {
+    "trickles-past-timeout": (trickle(TASK_RUN, 10, 0.05), SLOW, "TimeoutError"),
+    "reset-mid-body": (cut(TASK_RUN, 20, reset=True), {}, "ClientPayloadError"),
+}
+
+
+@pytest.mark.parametrize(("answer", "timeouts", "error"), BROKEN_BODIES.values(), ids=BROKEN_BODIES)
+async def test_a_forwarded_body_that_breaks_after_its_head_is_cut_off(
+    faulty: FaultServer, start: Start, answer: Answer, timeouts: dict[str, float], error: str
+) -> None:
+    """The 200 head has gone to the app: the gateway cuts the connection, so the app sees a
+    broken body, never a short one passed off as whole."""
+    gateway = await start(faulty.base_url, timeouts)
+    faulty.add(PASS_PATH, [answer])
+
+    async with cache_hits(gateway):
+        with capture_logs() as logs, pytest.raises(aiohttp.ClientPayloadError):
+            await gateway.get(PASS_PATH)
+
+    assert faulty.count(PASS_PATH) == 1  # bytes reached the app: never retried
+    assert events(logs, "upstream.stream_broken", "error") == [(error,)]
+    assert stored_run_ids(gateway) == sorted(CACHED)
+    await check_healthy(gateway, faulty)
