@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .errors import GatewayError, error_body
+from .log import log_info
 from .metrics import Metrics
 from .policy import CACHE_NAME
 from .state import APP_NAME, METRICS, REQUEST_ID, ROUTE, UPSTREAM_WAIT
@@ -112,14 +113,14 @@ def internal_error_response(request: web.Request) -> web.Response:
 def write_access_line(
     request: web.Request, response: web.StreamResponse, duration: float, cache: str
 ) -> None:
-    log.info(
-        "access",
-        method=request.method,
-        path=request.raw_path,
-        route=request.get(ROUTE),
-        status=response.status,
-        app=request.get(APP_NAME),
-        cache=cache or None,
-        duration_ms=round(duration * 1000, 3),
-        request_id=request[REQUEST_ID],
-    )
+    fields = {
+        "method": request.method,
+        "path": request.raw_path,
+        "route": request.get(ROUTE),
+        "status": response.status,
+        "app": request.get(APP_NAME),
+        "cache": cache or None,
+        "duration_ms": round(duration * 1000, 3),
+        "request_id": request[REQUEST_ID],
+    }
+    log_info(log, "access", fields)
