@@ -10,7 +10,7 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from gateway.auth import KeyRing, presented_key
+from gateway.auth import KeyRing, _hash_recent, presented_key
 from gateway.errors import AuthenticationError, GatewayError
 from gateway.keys import KeyState, display_prefix, generate_key, hash_key
 
@@ -181,3 +181,22 @@ def test_empty_keyring_knows_no_key() -> None:
     with pytest.raises(AuthenticationError) as e:
         KeyRing().authenticate({"x-api-key": ACTIVE})
     assert e.value.message == INVALID
+
+
+def test_a_key_revoked_after_use_is_refused_though_its_hash_is_remembered() -> None:
+    owners = {hash_key(ACTIVE): KeyState("billing", False, None)}
+    ring = KeyRing(owners)
+    assert ring.authenticate({"x-api-key": ACTIVE}) == "billing"
+    owners[hash_key(ACTIVE)] = KeyState("billing", True, None)
+    with pytest.raises(AuthenticationError) as e:
+        ring.authenticate({"x-api-key": ACTIVE})
+    assert e.value.message == WAS_REVOKED
+
+
+def test_remembered_hashes_are_bounded() -> None:
+    ring = keyring()
+    for n in range(3000):
+        with pytest.raises(AuthenticationError):
+            ring.authenticate({"x-api-key": f"pgw_unknown{n:032d}"})
+    assert _hash_recent.cache_info().currsize <= 1024
+    assert ring.authenticate({"x-api-key": ACTIVE}) == "billing"
