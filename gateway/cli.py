@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 
 import structlog
-from aiohttp import web
 
 from .app import create_app, team_key_from
 from .cache_commands import add_cache_commands
@@ -18,6 +17,7 @@ from .key_commands import add_key_commands
 from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError, grant
+from .server import run_server
 from .workers import is_worker, supervise
 
 
@@ -113,18 +113,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1 and not is_worker():
         run_with_database(settings.storage, _applied)  # migrate once, before the workers start
         return supervise(_worker_argv(args, settings), args.workers)
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        access_log=None,
-        print=None,
-        # A client that goes away cancels its handler, which closes its upstream stream too.
-        handler_cancellation=True,
-        # On SIGTERM or SIGINT: stop accepting, let requests in flight finish this long.
-        shutdown_timeout=settings.server.shutdown_grace,
-        reuse_port=is_worker() or None,
-    )
+    run_server(create_app(settings), settings.server, reuse_port=is_worker() or None)
     return 0
 
 

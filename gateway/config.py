@@ -16,6 +16,7 @@ SYNCHRONOUS_MODES = ("normal", "full", "extra")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ISOLATION_MODES = ("team", "app")
 PORT_RANGE = "Must be a port number from 0 to 65535"
+MAX_HEAD_LIMIT = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -28,6 +29,11 @@ class ServerSettings:
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_grace: float = 30.0
+    # Request head limits (aiohttp's defaults) and how long a client may take to send a head.
+    max_line_bytes: int = 8190
+    max_header_bytes: int = 8190
+    max_headers: int = 128
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +202,7 @@ def _check(s: Settings) -> None:
         "upstream.stream_idle_timeout": s.upstream.stream_idle_timeout,
         "server.max_body_bytes": s.server.max_body_bytes,
         "server.shutdown_grace": s.server.shutdown_grace,
+        "server.header_timeout": s.server.header_timeout,
         "storage.busy_timeout_ms": s.storage.busy_timeout_ms,
         "cache.memory_entries": s.cache.memory_entries,
         "cache.memory_bytes": s.cache.memory_bytes,
@@ -206,6 +213,15 @@ def _check(s: Settings) -> None:
     for name, value in positive.items():
         if not (value > 0 and _finite(value)):  # written so that NaN fails too
             _bad(name, value, "Must be a finite number greater than 0")
+    head_limits = {
+        "server.max_line_bytes": s.server.max_line_bytes,
+        "server.max_header_bytes": s.server.max_header_bytes,
+        "server.max_headers": s.server.max_headers,
+    }
+    for name, value in head_limits.items():
+        # Far past any real client's head; the bound also keeps them within the parser's C size_t.
+        if not 1 <= value <= MAX_HEAD_LIMIT:
+            _bad(name, value, f"Must be a whole number from 1 to {MAX_HEAD_LIMIT}")
     cap = s.upstream.retry_after_cap
     if not (cap >= 0 and _finite(cap)):
         _bad("upstream.retry_after_cap", cap, "Must be a finite number, 0 or more")

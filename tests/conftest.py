@@ -15,16 +15,19 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 from multidict import CIMultiDict
 from parallel import AsyncParallel
 from structlog.typing import EventDict
 from yarl import URL
 
 from gateway.app import create_app
-from gateway.config import Settings, settings_from_dict
+from gateway.config import ServerSettings, Settings, settings_from_dict
 from gateway.db import Database
 from gateway.keys import create_key
+from gateway.server import GatewayRunner
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -148,13 +151,41 @@ def make_settings(tmp_path: Path, upstream: FakeUpstream) -> Callable[..., Setti
     return make
 
 
+class GatewayTestServer(TestServer):
+    """A TestServer that runs the app as `serve` does: GatewayRunner, the [server] limits."""
+
+    def __init__(self, app: web.Application, limits: ServerSettings) -> None:
+        super().__init__(app)
+        self._limits = limits
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return GatewayRunner(self.app, self._limits, **kwargs)
+
+
+ServeApp = Callable[[web.Application, ServerSettings], Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[ServeApp]:
+    """Start an app on an ephemeral port the way `serve` does; every one is closed after."""
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application, limits: ServerSettings) -> TestServer:
+        server = GatewayTestServer(app, limits)
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    while servers:
+        await servers.pop().close()
+
+
 StartGateway = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-def start_gateway(
-    aiohttp_server: ServerFactory, make_settings: Callable[..., Settings]
-) -> StartGateway:
+def start_gateway(serve_app: ServeApp, make_settings: Callable[..., Settings]) -> StartGateway:
     async def start(
         settings: Settings | None = None, env: dict[str, str] | None = None, app: str = "app"
     ) -> Gateway:
@@ -165,7 +196,7 @@ def start_gateway(
         finally:
             await db.close()
         env = {"PARALLEL_API_KEY": TEAM_KEY} if env is None else env
-        server = await aiohttp_server(create_app(settings, env=env))
+        server = await serve_app(create_app(settings, env=env), settings.server)
         return Gateway(server, settings, key)
 
     return start

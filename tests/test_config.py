@@ -44,6 +44,10 @@ def test_defaults_without_a_file() -> None:
         "port": 8080,
         "max_body_bytes": 10 * 1024 * 1024,
         "shutdown_grace": 30.0,
+        "max_line_bytes": 8190,
+        "max_header_bytes": 8190,
+        "max_headers": 128,
+        "header_timeout": 10.0,
     }
     assert field_defaults(UpstreamSettings) == {
         "base_url": "https://api.parallel.ai",
@@ -388,6 +392,7 @@ POSITIVE_KEYS = [
     ("upstream", "stream_idle_timeout"),
     ("server", "max_body_bytes"),
     ("server", "shutdown_grace"),
+    ("server", "header_timeout"),
     ("storage", "busy_timeout_ms"),
     ("cache", "memory_entries"),
     ("cache", "memory_bytes"),
@@ -489,6 +494,7 @@ FLOAT_KEYS = [
     ("upstream", "queue_timeout"),
     ("upstream", "long_poll_timeout"),
     ("upstream", "stream_idle_timeout"),
+    ("server", "header_timeout"),
     ("cache", "sync_interval"),
     ("keys", "refresh_interval"),
 ]

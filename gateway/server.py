@@ -1,0 +1,109 @@
+"""How the HTTP server is built and run: request-head limits, the header timeout, the serve loop."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from typing import Any
+
+from aiohttp import web
+
+from .config import ServerSettings
+from .connection import GatewayConnection
+from .metrics import Metrics
+from .state import METRICS
+
+# web.run_app's default: an idle keep-alive connection is closed after this many seconds.
+KEEPALIVE_TIMEOUT = 75.0
+
+
+class GatewayServer(web.Server):
+    """aiohttp's low-level server, whose connections are GatewayConnection."""
+
+    def __init__(self, base: web.Server, limits: ServerSettings, metrics: Metrics | None) -> None:
+        # What the runner and the app configured for each connection (access log, keep-alive):
+        # aiohttp keeps it only in this private field.
+        kwargs: dict[str, Any] = dict(base._kwargs)
+        super().__init__(
+            base.request_handler,
+            request_factory=base.request_factory,
+            handler_cancellation=base.handler_cancellation,
+            **kwargs,
+        )
+        self._connection_kwargs = kwargs
+        self._connection_loop = asyncio.get_running_loop()
+        self._limits = limits
+        self._metrics = metrics
+
+    def __call__(self) -> web.RequestHandler:
+        return GatewayConnection(
+            self,
+            loop=self._connection_loop,
+            limits=self._limits,
+            metrics=self._metrics,
+            **self._connection_kwargs,
+        )
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose connections enforce the [server] limits and header timeout."""
+
+    __slots__ = ("_limits",)
+
+    def __init__(self, app: web.Application, limits: ServerSettings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._limits = limits
+
+    async def _make_server(self) -> web.Server:
+        base = await super()._make_server()  # starts the app and builds aiohttp's own server
+        return GatewayServer(base, self._limits, self.app.get(METRICS))
+
+
+def run_server(
+    app: web.Application, settings: ServerSettings, *, reuse_port: bool | None = None
+) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully: web.run_app's loop, with
+    GatewayRunner in place of its AppRunner."""
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(_serve(app, settings, reuse_port))
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():
+            main.cancel()  # runs _serve's cleanup: drain, then close the app
+            with suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
+        _cancel_remaining(loop)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(app: web.Application, settings: ServerSettings, reuse_port: bool | None) -> None:
+    runner = GatewayRunner(
+        app,
+        settings,
+        handle_signals=True,  # SIGTERM and SIGINT raise GracefulExit
+        access_log=None,  # the observer middleware writes the access lines
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        # A client that goes away cancels its handler, which closes its upstream stream too.
+        handler_cancellation=True,
+        # On SIGTERM or SIGINT: stop accepting, let requests in flight finish this long.
+        shutdown_timeout=settings.shutdown_grace,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
+        await site.start()
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await runner.cleanup()
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
