@@ -12,6 +12,7 @@ from .auth import KeyRing
 from .cache import MemoryLRU, RunInputCache
 from .config import Settings
 from .db import Database
+from .log import scrub_also
 from .metrics import Metrics
 from .middleware import create_observer
 from .ops import record_memory_layer, serve_metrics_apart
@@ -19,15 +20,12 @@ from .periodic import Periodic
 from .routes import add_routes
 from .state import CACHE, DATABASE, DRAINING, KEYRING, METRICS, SETTINGS, STREAMS, UPSTREAM
 from .store import SQLiteRunInputStore
+from .team_key import key_file_rotation, team_key_from
 from .upstream import UpstreamClient, UpstreamResponse, create_session
 
 log = structlog.get_logger("gateway.app")
 # The input route's response is shared by every app, so no app's headers shape the request.
 ACCEPT_JSON = {"accept": "application/json"}
-
-
-def team_key_from(settings: Settings, env: Mapping[str, str]) -> str | None:
-    return env.get(settings.upstream.api_key_env) or None
 
 
 def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.Application:
@@ -43,6 +41,7 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     team_key = team_key_from(settings, env)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
+    app.cleanup_ctx.append(_watch_key_file)
     app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_sync_with_cli)
     app.cleanup_ctx.append(serve_metrics_apart)
@@ -96,6 +95,17 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
         )
     async with create_session(settings) as session:
         app[UPSTREAM] = UpstreamClient(settings, team_key, session, app[METRICS])
+        yield
+
+
+async def _watch_key_file(app: web.Application) -> AsyncIterator[None]:
+    upstream = app[UPSTREAM]
+
+    def rotate(key: str) -> None:
+        scrub_also(key)  # before any log line could hold it
+        upstream.use_team_key(key)
+
+    async with key_file_rotation(app[SETTINGS].upstream, rotate):
         yield
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from .errors import UpstreamInvalidError
 from .policy import CACHE_HIT, Storability, cache_status, storability
 from .store import CacheStats, RunInputStore, StoredInput, now_rfc3339
 from .upstream import UpstreamResponse
@@ -138,6 +139,19 @@ class RunInputCache:
                 return Lookup(200, response.body, {}, fetched=True)
             self.memory.put(run_id, response.body)
             return Lookup(200, response.body, {}, stored=True, fetched=True)
+        if decision is Storability.NOT_JSON:
+            error = UpstreamInvalidError(
+                f"Parallel API answered {response.status} for run {run_id} with a body that is "
+                "not JSON; it was not stored."
+            )
+            log.warning(
+                "cache.not_stored",
+                run_id=run_id,
+                reason=decision.value,
+                size=len(response.body),
+                ref_id=error.ref_id,
+            )
+            raise error
         if decision is not Storability.NOT_OK:
             log.warning(
                 "cache.not_stored", run_id=run_id, reason=decision.value, size=len(response.body)

@@ -15,12 +15,13 @@ from typing import BinaryIO
 
 import orjson
 
-from .app import build_cache, team_key_from
+from .app import build_cache
 from .cache_admin import ImportReport, WarmResult, export_entries, import_entries, progress, warm
 from .config import Settings
 from .db import Database, run_with_database
 from .log import configure_logging
 from .store import SQLiteRunInputStore
+from .team_key import team_key_from
 from .upstream import UpstreamClient, create_session
 
 DEFAULT_WARM_CONCURRENCY = 8

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from .app import create_app, team_key_from
+from .app import create_app
 from .cache_commands import add_cache_commands
 from .config import ConfigError, Settings, load_settings, replace_server
 from .db import Database, StorageError, run_with_database
@@ -18,6 +18,7 @@ from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError, grant
 from .server import run_server
+from .team_key import team_key_from
 from .workers import is_worker, supervise
 
 

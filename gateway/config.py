@@ -40,6 +40,8 @@ class ServerSettings:
 class UpstreamSettings:
     base_url: str = "https://api.parallel.ai"
     api_key_env: str = "PARALLEL_API_KEY"
+    api_key_file: str = ""
+    api_key_file_interval: float = 1.0
     offline: bool = False
     connect_timeout: float = 5.0
     timeout: float = 30.0
@@ -200,6 +202,7 @@ def _check(s: Settings) -> None:
         "upstream.queue_timeout": s.upstream.queue_timeout,
         "upstream.long_poll_timeout": s.upstream.long_poll_timeout,
         "upstream.stream_idle_timeout": s.upstream.stream_idle_timeout,
+        "upstream.api_key_file_interval": s.upstream.api_key_file_interval,
         "server.max_body_bytes": s.server.max_body_bytes,
         "server.shutdown_grace": s.server.shutdown_grace,
         "server.header_timeout": s.server.header_timeout,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Mapping
 from typing import Any, Self
@@ -15,6 +14,7 @@ class GatewayError(Exception):
 
     status = 500
     reason = "internal"
+    detail: Mapping[str, Any] | None = None
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -23,11 +23,14 @@ class GatewayError(Exception):
         self.headers = dict(headers or {})
 
     def body(self) -> bytes:
-        return error_body(self.message, self.ref_id)
+        return error_body(self.message, self.ref_id, self.detail)
 
     def with_headers(self, headers: Mapping[str, str]) -> Self:
         """The same error (same ref_id) with more response headers, for one of its requests."""
-        clone = copy.copy(self)
+        # Not copy.copy: it rebuilds an exception from its args, which not every __init__ takes.
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
         clone.headers = {**self.headers, **headers}
         return clone
 
@@ -64,6 +67,35 @@ class UpstreamUnavailableError(GatewayError):
 
     status = 502
     reason = "upstream-unavailable"
+
+
+class UpstreamInvalidError(GatewayError):
+    """A 200 on the input route whose body is not JSON: nothing the SDK could read, not stored."""
+
+    status = 502
+    reason = "upstream-invalid"
+
+
+class UnreadableUpstreamError(GatewayError):
+    """An upstream error answer without an ErrorResponse in it (a proxy's HTML page, an empty
+    body): its status, in the ErrorResponse shape, under a ref_id the gateway logged for it."""
+
+    reason = "upstream-error-unreadable"
+
+    def __init__(
+        self,
+        status: int,
+        ref_id: str,
+        detail: Mapping[str, Any],
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(
+            f"Parallel API answered {status} without an error body the gateway could read.",
+            headers=headers,
+        )
+        self.status = status
+        self.ref_id = ref_id
+        self.detail = detail
 
 
 class UpstreamBusyError(GatewayError):

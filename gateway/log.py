@@ -31,14 +31,20 @@ class SecretScrubber:
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = set()
+        self._secrets: list[bytes] = []
         for secret in secrets:
-            if secret:
-                # As it is, inside a JSON string, and inside a repr() inside a JSON string (the
-                # renderer's fallback for objects such as exceptions).
-                for text in (secret, repr(secret)[1:-1]):
-                    forms.add(text.encode())
-                    forms.add(orjson.dumps(text)[1:-1])
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        """Scrub `secret` too from now on (a rotated team key)."""
+        if not secret:
+            return
+        forms = set(self._secrets)
+        # As it is, inside a JSON string, and inside a repr() inside a JSON string (the
+        # renderer's fallback for objects such as exceptions).
+        for text in (secret, repr(secret)[1:-1]):
+            forms.add(text.encode())
+            forms.add(orjson.dumps(text)[1:-1])
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, _: WrappedLogger, __: str, line: bytes) -> bytes:
@@ -117,15 +123,16 @@ class UTCTimestamper:
 
 def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
     """Configure structlog as its performance guide suggests: filtering logger, orjson, bytes."""
+    global _scrubber
+    _scrubber = SecretScrubber(secrets)
     timestamper = UTCTimestamper()
-    scrubber = SecretScrubber(secrets)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         timestamper,
         structlog.processors.format_exc_info,
         structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        scrubber,
+        _scrubber,
     ]
     min_level = logging.getLevelNamesMapping()[level.upper()]
     sink = BufferedLineLogger(sys.stderr.buffer)
@@ -137,7 +144,15 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
     )
     global _chain
     info = min_level <= logging.INFO
-    _chain = InfoChain(processors, timestamper, scrubber, sink) if info else None
+    _chain = InfoChain(processors, timestamper, _scrubber, sink) if info else None
+
+
+def scrub_also(secret: str) -> None:
+    """Add a secret learnt after start-up (a rotated team key) to the configured scrubber."""
+    _scrubber.add(secret)
+
+
+_scrubber = SecretScrubber(())
 
 
 class InfoChain:

@@ -52,7 +52,8 @@ def unconsulted_status(detail: str) -> str:
 class Storability(enum.Enum):
     STORE = "store"
     NOT_OK = "not-ok"
-    MALFORMED = "malformed"
+    NOT_JSON = "not-json"  # nothing the SDK could read: the app gets 502
+    MALFORMED = "malformed"  # JSON, but not a TaskRunInput: relayed, not stored
     TOO_LARGE = "too-large"
 
 
@@ -79,7 +80,7 @@ def storability(status: int, body: bytes, max_body_bytes: int) -> Storability:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return Storability.MALFORMED
+        return Storability.NOT_JSON
     return Storability.STORE if is_task_run_input(data) else Storability.MALFORMED
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -18,6 +19,7 @@ from .errors import (
     GatewayError,
     NoTeamKeyError,
     OfflineError,
+    UnreadableUpstreamError,
     UpstreamBusyError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -29,6 +31,8 @@ from .retry import RetryPolicy
 from .store import now_rfc3339
 
 log = structlog.get_logger("gateway.upstream")
+# How much of an unreadable upstream error body is passed on in the ErrorResponse's detail.
+UNREADABLE_BODY_CHARS = 500
 T = TypeVar("T")
 # Given the live response and, for an error, its body already read (to log its ref_id).
 Relay = Callable[[aiohttp.ClientResponse, bytes | None], Awaitable[T]]
@@ -73,6 +77,10 @@ class UpstreamClient:
             backoff_max=settings.backoff_max,
             retry_after_cap=settings.retry_after_cap,
         )
+
+    def use_team_key(self, team_key: str) -> None:
+        """Send `team_key` from the next request on (the key file was rotated)."""
+        self._team_key = team_key
 
     @property
     def configured(self) -> bool:
@@ -165,9 +173,10 @@ class UpstreamClient:
                 self._metrics.observe_upstream(route, resp.status, loop.time() - sent)
                 self.last_contact = Contact(True, now_rfc3339(), f"HTTP {resp.status}")
                 try:
+                    minted = None
                     if resp.status >= 400:
                         assert read is not None
-                        _log_error_response(resp.status, read, attempt, run_id)
+                        minted = _log_error_response(resp.status, read, attempt, run_id)
                     delay = None
                     if retryable:
                         remaining = deadline - loop.time()
@@ -175,6 +184,9 @@ class UpstreamClient:
                             attempt, remaining, resp.status, resp.headers
                         )
                     if delay is None:
+                        if minted is not None:
+                            assert read is not None
+                            raise _unreadable_error(resp, read, minted)
                         return await relay(resp, read)
                 finally:
                     resp.release()
@@ -232,16 +244,36 @@ def _gateway_error(e: BaseException) -> UpstreamTimeoutError | UpstreamUnavailab
     return UpstreamUnavailableError(f"Parallel API could not be reached ({type(e).__name__}).")
 
 
-def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | None) -> None:
+def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | None) -> str | None:
+    """Log an upstream error with its ref_id. A body with none (not Parallel's ErrorResponse,
+    but a proxy's page or nothing) is logged under a ref_id of the gateway's own, returned."""
     ref_id, message = parse_error_body(body)
+    minted = None
+    if ref_id is None:
+        ref_id = minted = str(uuid.uuid4())
     log.warning(
         "upstream.error",
         status=status,
         ref_id=ref_id,
+        ref_id_by="upstream" if minted is None else "gateway",
         message=message,
         run_id=run_id,
         attempt=attempt,
     )
+    return minted
+
+
+def _unreadable_error(
+    resp: aiohttp.ClientResponse, body: bytes, ref_id: str
+) -> UnreadableUpstreamError:
+    detail = {
+        "upstream_status": resp.status,
+        "upstream_content_type": resp.headers.get("Content-Type"),
+        "upstream_body": body.decode("utf-8", "replace")[:UNREADABLE_BODY_CHARS],
+    }
+    # Its retry advice (retry-after, x-should-retry) goes back; its content type does not.
+    headers = {k: v for k, v in response_headers(resp.headers).items() if k != "content-type"}
+    return UnreadableUpstreamError(resp.status, ref_id, detail, headers)
 
 
 def create_session(settings: UpstreamSettings) -> aiohttp.ClientSession:

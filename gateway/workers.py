@@ -26,9 +26,9 @@ def is_worker() -> bool:
 
 
 def supervise(worker_argv: Sequence[str], workers: int) -> int:
-    """Start `workers` processes running `python -m gateway <worker_argv>`; pass SIGTERM and
-    SIGINT on to them, and wait. If one dies on its own, stop the rest and fail, so whatever
-    supervises the gateway (systemd, Kubernetes) restarts it whole."""
+    """Start `workers` processes running `python -m gateway <worker_argv>`; pass SIGTERM,
+    SIGINT and SIGHUP on to them, and wait. If one dies on its own, stop the rest and fail, so
+    whatever supervises the gateway (systemd, Kubernetes) restarts it whole."""
     metrics_dir = tempfile.mkdtemp(prefix="parallel-gateway-metrics-")
     env = {**os.environ, MULTIPROC_ENV: metrics_dir, WORKER_ENV: "1"}
     children = [
@@ -40,13 +40,13 @@ def supervise(worker_argv: Sequence[str], workers: int) -> int:
 
     def pass_on(signum: int, _: FrameType | None) -> None:
         nonlocal stopping
-        stopping = True
+        stopping = stopping or signum != signal.SIGHUP  # SIGHUP: re-read the team key file
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, pass_on)
-    signal.signal(signal.SIGINT, pass_on)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, pass_on)
     try:
         while any(child.poll() is None for child in children):
             if not stopping and any(child.poll() is not None for child in children):

@@ -103,6 +103,16 @@ async def run_cli(
     return CliResult(proc.returncode, out, err.decode())
 
 
+async def eventually(check: Callable[[], bool], within: float = 2.0) -> None:
+    """Poll `check` every 10 ms; fail if it does not hold within `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition never held")
+        await asyncio.sleep(0.01)
+
+
 def unused_port() -> int:
     """A loopback port that was free a moment ago: nothing listens on it."""
     with socket.socket() as s:

@@ -62,6 +62,7 @@ class FakeUpstream:
         self.server: TestServer | None = None
         self.on_request: Callable[[], None] = lambda: None
         self.last_error = b""  # the body of the last 404 it made
+        self.team_keys = {TEAM_KEY}  # the keys it accepts
         self.app = web.Application()
         self.app.router.add_route("*", "/{path:.*}", self.handle)
 
@@ -90,7 +91,7 @@ class FakeUpstream:
             await asyncio.sleep(answer.delay)
             return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
         await asyncio.sleep(self.delay)
-        if request.headers.get("x-api-key") != TEAM_KEY:
+        if request.headers.get("x-api-key") not in self.team_keys:
             return _json(401, error_json("Unauthorized: invalid or missing credentials"))
         return None
 

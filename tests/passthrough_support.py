@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -216,13 +215,3 @@ def error_of(body: bytes) -> dict[str, Any]:
     assert isinstance(error, dict)
     assert set(error) == {"ref_id", "message", "detail"}
     return error
-
-
-async def eventually(check: Callable[[], bool], within: float = 2.0) -> None:
-    """Poll `check` every 10 ms; fail if it does not hold within `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError("condition never held")
-        await asyncio.sleep(0.01)

@@ -14,6 +14,7 @@ from gateway.errors import (
     NoTeamKeyError,
     NotFoundError,
     RunNotFoundError,
+    UnreadableUpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     error_body,
@@ -101,6 +102,24 @@ def test_with_headers_keeps_the_ref_id_and_leaves_the_original_alone() -> None:
     }
     assert error.headers == {"x-should-retry": "false"}
     assert clone.body() == error.body()
+
+
+def test_with_headers_copies_an_error_whose_init_takes_more_than_a_message() -> None:
+    detail = {"upstream_status": 502, "upstream_content_type": None, "upstream_body": ""}
+    error = UnreadableUpstreamError(502, "ref-1", detail, {"retry-after": "0"})
+    clone = error.with_headers({"Cache-Status": "x"})
+    assert type(clone) is UnreadableUpstreamError
+    assert (clone.status, clone.ref_id, clone.detail, clone.args) == (
+        502,
+        "ref-1",
+        detail,
+        ("Parallel API answered 502 without an error body the gateway could read.",),
+    )
+    assert clone.headers == {"retry-after": "0", "Cache-Status": "x"}
+    assert orjson.loads(clone.body()) == {
+        "type": "error",
+        "error": {"ref_id": "ref-1", "message": clone.message, "detail": detail},
+    }
 
 
 def test_with_headers_overrides_a_header_of_the_same_name() -> None:

@@ -35,6 +35,7 @@ from parallel.types.beta import (
 )
 from yarl import URL
 
+from tests.conftest import eventually
 from tests.fake_parallel import FINDALL_BETA, FakeParallel
 from tests.fake_upstream import TEAM_KEY, Scripted, error_json
 
@@ -57,14 +58,6 @@ async def client(fake: FakeParallel) -> AsyncIterator[AsyncParallel]:
     )
     yield sdk
     await sdk.close()
-
-
-async def eventually(check: Callable[[], bool]) -> None:
-    for _ in range(100):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def test_task_run_create_retrieve_result_input(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,17 @@ from gateway.db import Database
 from gateway.store import SQLiteRunInputStore, StoredInput, now_rfc3339
 from tests.conftest import Gateway, Reply, StartGateway, capture_logs
 from tests.fake_upstream import error_json, task_run_input
-from tests.fault_servers import Answer, FaultServer, cut, hang_up, raw, respond, slow, trickle
+from tests.fault_servers import (
+    Answer,
+    FaultServer,
+    cut,
+    hang_up,
+    head,
+    raw,
+    respond,
+    slow,
+    trickle,
+)
 
 T = TypeVar("T")
 Logs = list[EventDict]
@@ -43,12 +54,22 @@ FRESH_RUN = "trun_fresh"
 FRESH_BODY = orjson.dumps(task_run_input(3))
 GOOD = orjson.dumps(task_run_input(4))  # what the fault run's input really is
 TASK_RUN = orjson.dumps({"run_id": FAULT_RUN, "status": "completed", "is_active": False})
-HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+# nginx's own 502 page, padded past 512 bytes so browsers show it: longer than the detail holds.
+NGINX_PADDING = b"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n"
+PROXY_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+) + NGINX_PADDING * 6
+BODY_IN_DETAIL = 500  # how much of an unreadable error body the app gets back in its detail
+assert len(PROXY_PAGE) > BODY_IN_DETAIL
 
+JSON = "application/json"
+MADE = {"Content-Type": JSON}  # the headers of every ErrorResponse the gateway makes
 CACHE = "parallel-gateway; "
-HIT, STORED, BYPASS = CACHE + "hit", CACHE + "fwd=uri-miss; stored", CACHE + "fwd=bypass"
+MISS = CACHE + "fwd=uri-miss"
+HIT, STORED, BYPASS = CACHE + "hit", MISS + "; stored", CACHE + "fwd=bypass"
 TIMED_OUT = "Parallel API did not answer in time."
-DETAIL = {502: "upstream-unavailable", 504: "upstream-timeout"}
 HEALTHY = {"status": "ok", "mode": "online", "upstream_configured": True}
 ATTEMPTS = 3  # upstream.max_attempts in these tests
 SLOW = {"timeout": 0.2}  # per-attempt timeout for the faults that are about time
@@ -62,33 +83,32 @@ def unreachable(error: str) -> str:
 class Fault:
     """What upstream does to each attempt of one request, and what the app must get for it.
 
-    `answers` are upstream's, one per request it gets; `sends` is how many requests each of
-    the gateway's attempts makes. `error` names the exception of a gateway-made 502/504;
-    `ref_ids` are those of upstream's own errors, one per attempt; `reason` is why a 200 passed
-    back was not stored.
+    `answers` are upstream's, one per request it gets. The app gets either upstream's answer
+    byte for byte (`relayed`), or an ErrorResponse the gateway made (`message`, `detail`),
+    logged as gateway.error with `reason`, which is also the Cache-Status detail on the input
+    route. Logged besides: `failed`, the exception of each attempt that got no HTTP answer
+    (upstream.attempt_failed); `ref_ids`, one per upstream error answer (upstream.error), None
+    where its body had none and the gateway minted one; `not_stored`, why a 200 was not stored
+    (cache.not_stored).
     """
 
     answers: tuple[Answer, ...]
     status: int
-    body: bytes | None = None  # exactly what upstream sent, when the app gets upstream's answer
-    error: str | None = None
-    ref_ids: tuple[str | None, ...] = ()
+    relayed: bytes | None = None
     reason: str | None = None
+    message: str | None = None
+    detail: Mapping[str, Any] | None = None
+    failed: tuple[str, ...] = ()
+    ref_ids: tuple[str | None, ...] = ()
+    not_stored: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     upstream: Mapping[str, Any] = field(default_factory=dict)
     cache: Mapping[str, Any] = field(default_factory=dict)
     within: float = 1.5  # seconds the app may wait, all attempts included
-    sends: int = 1
 
-    @property
-    def attempts(self) -> int:
-        return len(self.answers) // self.sends
 
-    @property
-    def message(self) -> str | None:
-        if self.error is None:
-            return None
-        return TIMED_OUT if self.status == 504 else unreachable(self.error)
+def times(answer: Answer) -> tuple[Answer, ...]:
+    return (answer,) * ATTEMPTS
 
 
 def refusals(status: int, times: int, **headers: str) -> Fault:
@@ -98,53 +118,99 @@ def refusals(status: int, times: int, **headers: str) -> Fault:
     return Fault(
         tuple(respond(status, body, headers) for body in bodies),
         status,
-        body=bodies[-1],
+        relayed=bodies[-1],
         ref_ids=ref_ids,
-        headers={"Content-Type": "application/json", **headers},
+        headers={"Content-Type": JSON, **headers},
     )
 
 
-def times(answer: Answer) -> tuple[Answer, ...]:
-    return (answer,) * ATTEMPTS
-
-
-def gateway_error(status: int, error: str, answer: Answer, **upstream: Any) -> Fault:
-    return Fault(times(answer), status, error=error, upstream=upstream)
+def could_not_get(status: int, error: str, answers: tuple[Answer, ...], **upstream: Any) -> Fault:
+    """No attempt got an HTTP answer (each failed with `error`): the gateway's own 502 or 504."""
+    timed_out = status == 504
+    return Fault(
+        answers,
+        status,
+        reason="upstream-timeout" if timed_out else "upstream-unavailable",
+        message=TIMED_OUT if timed_out else unreachable(error),
+        failed=(error,) * ATTEMPTS,
+        headers=MADE,
+        upstream=upstream,
+    )
 
 
 def hung_up(error: str, answer: Answer) -> Fault:
     """A connection closed before any byte of answer: aiohttp itself sends each attempt twice
     (RFC 9112 section 9.3.1 lets a client retry an idempotent request on a closed connection)."""
-    return Fault(times(answer) * 2, 502, error=error, sends=2)
+    return could_not_get(502, error, times(answer) * 2)
 
 
-def not_stored(
-    reason: str, body: bytes, content_type: str = "application/json", **cache: Any
-) -> Fault:
+def not_stored(reason: str, body: bytes, content_type: str = JSON, **cache: Any) -> Fault:
+    """A 200 the app gets as it came, but that is not stored."""
     answer = respond(200, body, content_type=content_type)
     headers = {"Content-Type": content_type}
-    return Fault((answer,), 200, body=body, reason=reason, headers=headers, cache=cache)
+    return Fault((answer,), 200, relayed=body, not_stored=reason, headers=headers, cache=cache)
+
+
+def not_json(body: bytes, content_type: str = JSON) -> Fault:
+    """A 200 no SDK could read: neither stored nor relayed; the app gets the gateway's 502."""
+    return Fault(
+        (respond(200, body, content_type=content_type),),
+        502,
+        reason="upstream-invalid",
+        message=f"Parallel API answered 200 for run {FAULT_RUN} with a body that is not JSON; "
+        "it was not stored.",
+        not_stored="not-json",
+        headers=MADE,
+    )
+
+
+def unreadable(status: int, body: bytes, content_type: str | None = None, **headers: str) -> Fault:
+    """An error answer with no ErrorResponse in it, on every attempt: the app gets its status
+    and retry advice, in the ErrorResponse shape, under the ref_id logged for the last one."""
+    if content_type is None:  # respond() always names one; written raw, then closed
+        answer = raw(head(status, len(body), {**headers, "Connection": "close"}) + body)
+    else:
+        answer = respond(status, body, headers, content_type)
+    return Fault(
+        times(answer),
+        status,
+        reason="upstream-error-unreadable",
+        message=f"Parallel API answered {status} without an error body the gateway could read.",
+        detail={
+            "upstream_status": status,
+            "upstream_content_type": content_type,
+            "upstream_body": body[:BODY_IN_DETAIL].decode("utf-8", "replace"),
+        },
+        ref_ids=(None,) * ATTEMPTS,
+        headers={**MADE, **headers},
+    )
 
 
 TOO_LARGE = orjson.dumps(task_run_input(5, input="z" * 2000))
 FAULTS = {
-    "slow-headers": gateway_error(504, "TimeoutError", slow(5.0, respond(200, GOOD)), **SLOW),
-    "body-trickles-past-timeout": gateway_error(
-        504, "TimeoutError", trickle(GOOD, 10, 0.05), **SLOW
+    "slow-headers": could_not_get(
+        504, "TimeoutError", times(slow(5.0, respond(200, GOOD))), **SLOW
     ),
-    "reset-mid-body": gateway_error(502, "ClientPayloadError", cut(GOOD, 40, reset=True)),
-    "closed-mid-body": gateway_error(502, "ClientPayloadError", cut(GOOD, 40, reset=False)),
+    "body-trickles-past-timeout": could_not_get(
+        504, "TimeoutError", times(trickle(GOOD, 10, 0.05)), **SLOW
+    ),
+    "reset-mid-body": could_not_get(502, "ClientPayloadError", times(cut(GOOD, 40, reset=True))),
+    "closed-mid-body": could_not_get(502, "ClientPayloadError", times(cut(GOOD, 40, reset=False))),
     "closed-before-answering": hung_up("ServerDisconnectedError", hang_up(reset=False)),
     "reset-before-answering": hung_up("ClientOSError", hang_up(reset=True)),
-    "not-http": gateway_error(502, "ClientResponseError", raw(b"SSH-2.0-OpenSSH_9.6\r\n")),
-    "tls-alert-not-http": gateway_error(502, "ClientResponseError", raw(b"\x15\x03\x01\x00\x02")),
-    "garbage-after-the-head": gateway_error(
+    "not-http": could_not_get(502, "ClientResponseError", times(raw(b"SSH-2.0-OpenSSH_9.6\r\n"))),
+    "tls-alert-not-http": could_not_get(
+        502, "ClientResponseError", times(raw(b"\x15\x03\x01\x00\x02"))
+    ),
+    "garbage-after-the-head": could_not_get(
         502,
         "ClientResponseError",
-        raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        times(raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")),
     ),
-    "truncated-json-200": not_stored("malformed", GOOD[:-9]),
-    "html-200": not_stored("malformed", b"<html><body>Welcome</body></html>", "text/html"),
+    "truncated-json-200": not_json(GOOD[:-9]),
+    "html-200": not_json(b"<html><body>Welcome</body></html>", "text/html"),
+    "empty-200": not_json(b""),
+    "json-not-a-run-input-200": not_stored("malformed", b'{"status":"ok"}'),
     "body-over-max-body-bytes": not_stored("too-large", TOO_LARGE, max_body_bytes=1000),
     # Not waited out: returned at once, far inside upstream.deadline (5 s here).
     "429-retry-after-3600": replace(refusals(429, 1, **{"retry-after": "3600"}), within=0.5),
@@ -152,13 +218,8 @@ FAULTS = {
     "502-persists": refusals(502, ATTEMPTS),
     "503-persists": refusals(503, ATTEMPTS),
     "504-persists": refusals(504, ATTEMPTS),
-    "502-html-from-a-proxy-persists": Fault(
-        times(respond(502, HTML, content_type="text/html")),
-        502,
-        body=HTML,
-        ref_ids=(None,) * ATTEMPTS,
-        headers={"Content-Type": "text/html"},
-    ),
+    "502-html-from-a-proxy-persists": unreadable(502, PROXY_PAGE, "text/html"),
+    "empty-body-502": unreadable(502, b"", **{"retry-after": "0"}),
 }
 PASS_THROUGH = (
     "slow-headers",
@@ -167,6 +228,8 @@ PASS_THROUGH = (
     "429-retry-after-3600",
     "500-is-not-retried",
     "503-persists",
+    "502-html-from-a-proxy-persists",
+    "empty-body-502",
 )
 
 
@@ -266,48 +329,54 @@ def events(logs: Logs, name: str, *keys: str) -> list[tuple[Any, ...]]:
     return [tuple(line.get(key) for key in keys) for line in logs if line["event"] == name]
 
 
-def check_gateway_error(reply: Reply, logs: Logs, status: int, message: str) -> None:
-    """The gateway's own error: its ref_id is new, and logged as gateway.error."""
-    assert reply.status == status
-    assert reply.headers["Content-Type"] == "application/json"
-    error = error_of(reply.body)
-    assert (error["message"], error["detail"]) == (message, None)
-    assert events(logs, "gateway.error", "status", "ref_id") == [(status, error["ref_id"])]
-    assert events(logs, "upstream.error", "ref_id") == []
-
-
 def check_reply(reply: Reply, logs: Logs, fault: Fault, route: str) -> None:
     """What the app got for one request, and what was logged for it."""
-    failed = events(logs, "upstream.attempt_failed", "attempt", "error")
-    if fault.error is not None:
-        assert fault.message is not None
-        check_gateway_error(reply, logs, fault.status, fault.message)
-        assert failed == [(n + 1, fault.error) for n in range(fault.attempts)]
-        if route == "input":
-            detail = f"; detail={DETAIL[fault.status]}"
-            assert reply.headers["Cache-Status"] == CACHE + "fwd=uri-miss" + detail
-        else:
-            # Refused before anything was relayed: as for every gateway error off the input route.
-            assert "Cache-Status" not in reply.headers
-        return
-    assert failed == []
-    assert (reply.status, reply.body) == (fault.status, fault.body)
+    assert reply.status == fault.status
     for name, value in fault.headers.items():
         assert reply.headers[name] == value
-    assert events(logs, "gateway.error", "ref_id") == []
-    logged = events(logs, "upstream.error", "status", "ref_id", "attempt")
-    assert logged == [(fault.status, ref, n + 1) for n, ref in enumerate(fault.ref_ids)]
-    if fault.ref_ids and fault.ref_ids[-1] is not None:
-        # Upstream's own ErrorResponse reaches the app, and its ref_id was logged.
-        assert error_of(reply.body)["ref_id"] == fault.ref_ids[-1]
-    not_stored = events(logs, "cache.not_stored", "run_id", "reason")
-    assert not_stored == ([(FAULT_RUN, fault.reason)] if fault.reason else [])
-    if route == "pass-through":
-        assert reply.headers["Cache-Status"] == BYPASS
-    elif fault.status == 200:
-        assert reply.headers["Cache-Status"] == CACHE + "fwd=uri-miss"
+    failed = events(logs, "upstream.attempt_failed", "attempt", "error")
+    assert failed == list(enumerate(fault.failed, 1))
+    made = None  # the ref_id of the gateway's own ErrorResponse
+    if fault.relayed is None:
+        error = error_of(reply.body)
+        assert (error["message"], error["detail"]) == (fault.message, fault.detail)
+        made = error["ref_id"]
+        logged = events(logs, "gateway.error", "status", "reason", "ref_id")
+        assert logged == [(fault.status, fault.reason, made)]
     else:
-        assert reply.headers["Cache-Status"] == CACHE + f"fwd=uri-miss; fwd-status={fault.status}"
+        assert reply.body == fault.relayed
+        assert events(logs, "gateway.error", "ref_id") == []
+    check_upstream_errors(reply, logs, fault)
+    not_stored = events(logs, "cache.not_stored", "run_id", "reason", "ref_id")
+    assert not_stored == ([(FAULT_RUN, fault.not_stored, made)] if fault.not_stored else [])
+    assert reply.headers.get("Cache-Status") == expected_cache_status(fault, route)
+
+
+def check_upstream_errors(reply: Reply, logs: Logs, fault: Fault) -> None:
+    """One upstream.error per error answer, each under its own ref_id: upstream's, else one the
+    gateway minted. The app's ref_id is the one logged for the last."""
+    logged = events(logs, "upstream.error", "attempt", "status", "ref_id", "ref_id_by")
+    for n, (line, expected) in enumerate(zip(logged, fault.ref_ids, strict=True), 1):
+        attempt, status, ref_id, by = line
+        assert (attempt, status) == (n, fault.status)
+        if expected is None:
+            assert (uuid.UUID(ref_id).version, by) == (4, "gateway")
+        else:
+            assert (ref_id, by) == (expected, "upstream")
+    ref_ids = [line[2] for line in logged]
+    assert len(set(ref_ids)) == len(ref_ids)
+    if ref_ids:
+        assert error_of(reply.body)["ref_id"] == ref_ids[-1]
+
+
+def expected_cache_status(fault: Fault, route: str) -> str | None:
+    if route == "pass-through":
+        # A gateway error is refused before anything was relayed: no Cache-Status, as for every
+        # gateway error off the input route.
+        return BYPASS if fault.relayed is not None else None
+    if fault.relayed is None:
+        return MISS + f"; detail={fault.reason}"
+    return MISS if fault.status == 200 else MISS + f"; fwd-status={fault.status}"
 
 
 async def check_healthy(gateway: Gateway, faulty: FaultServer | None) -> None:
@@ -357,6 +426,7 @@ RECOVERIES = {
     "503-503-then-200": (refusals(503, 2).answers, ["503", "503"], 3),
     "504-504-then-200": (refusals(504, 2).answers, ["504", "504"], 3),
     "429-then-200": (refusals(429, 1, **{"retry-after": "0"}).answers, ["429"], 2),
+    "proxy-502-then-200": (unreadable(502, PROXY_PAGE, "text/html").answers[:1], ["502"], 2),
     "slow-headers-then-200": ((slow(5.0, respond(200, GOOD)),), ["TimeoutError"], 2),
     "reset-then-not-http-then-200": (
         (cut(GOOD, 40, reset=True), raw(b"\x00\r\n")),
@@ -428,9 +498,7 @@ async def test_dns_failure_is_502(start: Start) -> None:
         for _ in (1, 2):
             with capture_logs() as logs:
                 reply, elapsed = await timed(gateway.get(FAULT_PATH))
-            check_gateway_error(reply, logs, 502, unreachable("ClientConnectorDNSError"))
-            failed = events(logs, "upstream.attempt_failed", "attempt", "error")
-            assert failed == [(n, "ClientConnectorDNSError") for n in (1, 2, 3)]
+            check_reply(reply, logs, could_not_get(502, "ClientConnectorDNSError", ()), "input")
             assert elapsed < 2.0
             assert stored_run_ids(gateway) == sorted(CACHED)
 
@@ -450,9 +518,7 @@ async def test_connection_refused_is_502_until_upstream_is_back(
         for _ in (1, 2):
             with capture_logs() as logs:
                 reply, elapsed = await timed(gateway.get(FAULT_PATH))
-            check_gateway_error(reply, logs, 502, unreachable("ClientConnectorError"))
-            failed = events(logs, "upstream.attempt_failed", "attempt", "error")
-            assert failed == [(n, "ClientConnectorError") for n in (1, 2, 3)]
+            check_reply(reply, logs, could_not_get(502, "ClientConnectorError", ()), "input")
             assert elapsed < 1.0
             assert stored_run_ids(gateway) == sorted(CACHED)
 

@@ -14,7 +14,13 @@ import pytest
 import structlog
 
 from gateway.keys import generate_key
-from gateway.log import APP_KEY_PATTERN, REDACTED, SecretScrubber, configure_logging
+from gateway.log import (
+    APP_KEY_PATTERN,
+    REDACTED,
+    SecretScrubber,
+    configure_logging,
+    scrub_also,
+)
 
 TEAM_KEY = "team-secret-0123456789"
 APP_KEY = "pgw_AbCdEf0123456789_-xyz"
@@ -316,3 +322,16 @@ def test_repr_escaped_secret_is_scrubbed(start_logging: StartLogging, value: obj
     stderr = start_logging("info", [secret])
     structlog.get_logger().info("x", value=value)
     assert b"secret-0123" not in stderr.getvalue()
+
+
+def test_a_rotated_team_key_is_scrubbed_from_then_on(start_logging: StartLogging) -> None:
+    rotated = "rotated-team-key-9f8e7d6c5b4a"
+    stderr = start_logging("info", [TEAM_KEY])
+    log = structlog.get_logger("gateway.test")
+    log.warning("before", key=rotated)
+    scrub_also(rotated)
+    log.warning("after", key=rotated, old=TEAM_KEY)
+    assert lines(stderr) == [
+        {"event": "before", "key": rotated, "level": "warning"},
+        {"event": "after", "key": "[redacted]", "old": "[redacted]", "level": "warning"},
+    ]

@@ -29,7 +29,7 @@ from parallel.types import (
 from parallel.types.beta import FindAllCandidateMatchStatusEvent, FindAllRunStatusEvent
 
 from gateway.config import Settings
-from tests.conftest import StartGateway, capture_logs, run_cli, write_config
+from tests.conftest import StartGateway, capture_logs, eventually, run_cli, write_config
 from tests.fake_parallel import FINDALL_BETA
 from tests.fake_upstream import Scripted, error_json
 from tests.passthrough_support import (
@@ -42,7 +42,6 @@ from tests.passthrough_support import (
     Start,
     WatchedParallel,
     error_of,
-    eventually,
     harnesses,
     watched_parallel,
 )

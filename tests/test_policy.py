@@ -216,10 +216,10 @@ LIMIT = 1024
         ),
         pytest.param(500, TASK_RUN_INPUT, Storability.NOT_OK, id="500-with-input-shape"),
         pytest.param(503, b"x" * (LIMIT + 1), Storability.NOT_OK, id="non-200-over-limit"),
-        pytest.param(200, b"<html>oops</html>", Storability.MALFORMED, id="html"),
-        pytest.param(200, b"", Storability.MALFORMED, id="empty-body"),
-        pytest.param(200, TASK_RUN_INPUT[:-1], Storability.MALFORMED, id="truncated-json"),
-        pytest.param(200, b"\xff\xfe{}", Storability.MALFORMED, id="invalid-utf8"),
+        pytest.param(200, b"<html>oops</html>", Storability.NOT_JSON, id="html"),
+        pytest.param(200, b"", Storability.NOT_JSON, id="empty-body"),
+        pytest.param(200, TASK_RUN_INPUT[:-1], Storability.NOT_JSON, id="truncated-json"),
+        pytest.param(200, b"\xff\xfe{}", Storability.NOT_JSON, id="invalid-utf8"),
         pytest.param(200, b"null", Storability.MALFORMED, id="json-null"),
         pytest.param(200, b'"processor input"', Storability.MALFORMED, id="json-string"),
         pytest.param(200, b"42", Storability.MALFORMED, id="json-number"),
@@ -300,6 +300,7 @@ def test_storability_values() -> None:
     assert {s.name: s.value for s in Storability} == {
         "STORE": "store",
         "NOT_OK": "not-ok",
+        "NOT_JSON": "not-json",
         "MALFORMED": "malformed",
         "TOO_LARGE": "too-large",
     }

@@ -81,6 +81,7 @@ async def test_upstream_404_reaches_sdk_with_its_ref_id(
             "log_level": "warning",
             "status": 404,
             "ref_id": ref_id,
+            "ref_id_by": "upstream",
             "message": "Run id not found",
             "run_id": "trun_nope",
             "attempt": 1,

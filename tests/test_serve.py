@@ -79,11 +79,11 @@ async def serve(
 ) -> AsyncIterator[Callable[..., Awaitable[ServeProcess]]]:
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(env_extra: dict[str, str], *args: str) -> ServeProcess:
+    async def start(env_extra: dict[str, str], *args: str, upstream_toml: str = "") -> ServeProcess:
         config = tmp_path / "gateway.toml"
         config.write_text(
             f'[server]\nport = 1\n[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
-            f'[upstream]\nbase_url = "{upstream.base_url}"\n'
+            f'[upstream]\nbase_url = "{upstream.base_url}"\n{upstream_toml}'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
         port = unused_port()

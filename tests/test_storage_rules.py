@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import Gateway, StartGateway
+from tests.conftest import Gateway, StartGateway, capture_logs
 from tests.fake_upstream import FakeUpstream, Scripted, task_run_input
 
 RUN = "/v1/tasks/runs/trun_store/input"
@@ -21,9 +21,12 @@ def stored_rows(database: str) -> list[tuple[str, bytes, int]]:
         return conn.execute("SELECT run_id, body, size FROM run_inputs").fetchall()
 
 
-BAD_200S = {
-    "not-json": b"<html>oops</html>",
+NOT_JSON_200S = {
+    "html": b"<html>oops</html>",
     "truncated-json": b'{"processor": "core", "inp',
+    "empty": b"",
+}
+BAD_200S = {
     "json-array": b'[{"processor": "core", "input": "x"}]',
     "no-input": b'{"processor": "core"}',
     "no-processor": b'{"input": "x"}',
@@ -46,6 +49,41 @@ async def test_malformed_200_is_passed_through_but_never_stored(
     assert second.headers["Cache-Status"] == "parallel-gateway; fwd=uri-miss"
     assert upstream.count() == 2
     assert stored_rows(gateway.settings.storage.database) == []
+
+
+@pytest.mark.parametrize("body", NOT_JSON_200S.values(), ids=NOT_JSON_200S.keys())
+async def test_a_200_that_is_not_json_gets_502_and_is_never_stored(
+    gateway: Gateway, upstream: FakeUpstream, body: bytes
+) -> None:
+    upstream.script.append(Scripted(200, body, {"content-type": "application/json"}))
+    upstream.script.append(Scripted(200, body, {"content-type": "application/json"}))
+
+    with capture_logs() as logs:
+        first = await gateway.get(RUN)
+    second = await gateway.get(RUN)
+
+    assert first.status == 502
+    error = orjson.loads(first.body)
+    assert error == {
+        "type": "error",
+        "error": {
+            "ref_id": error["error"]["ref_id"],
+            "message": "Parallel API answered 200 for run trun_store with a body that is not "
+            "JSON; it was not stored.",
+            "detail": None,
+        },
+    }
+    assert first.headers["Content-Type"] == "application/json"
+    assert first.headers["Cache-Status"] == (
+        "parallel-gateway; fwd=uri-miss; detail=upstream-invalid"
+    )
+    assert second.status == 502
+    assert upstream.count() == 2
+    assert stored_rows(gateway.settings.storage.database) == []
+    logged = [
+        (e["event"], e.get("reason")) for e in logs if e.get("ref_id") == error["error"]["ref_id"]
+    ]
+    assert logged == [("cache.not_stored", "not-json"), ("gateway.error", "upstream-invalid")]
 
 
 async def test_errors_are_never_stored(gateway: Gateway, upstream: FakeUpstream) -> None:
