@@ -244,10 +244,14 @@ async def test_a_killed_import_leaves_all_or_nothing(gateway: Gateway, tmp_path:
         stderr=asyncio.subprocess.DEVNULL,
     )
     # Kill it once the import transaction has started spilling pages into the WAL.
-    for _ in range(400):
+    for _ in range(1000):
         if wal.exists() and wal.stat().st_size > wal_before + 1_000_000:
             break
         await asyncio.sleep(0.01)
+    else:
+        proc.kill()
+        raise AssertionError("the import never reached its transaction: nothing was tested")
+    assert proc.returncode is None  # still importing: the kill lands mid-transaction
     proc.kill()
     await proc.wait()
 
