@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -30,3 +31,42 @@ def test_readme_config_table_names_every_key() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = sorted(key for key in all_keys() if f"`{key}`" not in readme)
     assert missing == []
+
+
+SECURITY_ROW = re.compile(r"\| `([a-z_]+\.[a-z_]+)` \| ([0-9.]+)(?: (bytes|MiB|s))? \|")
+UNITS = {"": 1, "bytes": 1, "s": 1, "MiB": 1024 * 1024}
+# The settings that bound what a client or upstream can make the gateway do or hold.
+LIMITS = {
+    "server.max_line_bytes",
+    "server.max_header_bytes",
+    "server.max_headers",
+    "server.header_timeout",
+    "server.max_body_bytes",
+    "server.shutdown_grace",
+    "cache.max_body_bytes",
+    "cache.memory_entries",
+    "cache.memory_bytes",
+    "upstream.connect_timeout",
+    "upstream.timeout",
+    "upstream.deadline",
+    "upstream.max_attempts",
+    "upstream.retry_after_cap",
+    "upstream.max_connections",
+    "upstream.queue_timeout",
+    "upstream.long_poll_timeout",
+    "upstream.stream_idle_timeout",
+}
+
+
+def test_security_md_gives_every_limit_with_its_real_default() -> None:
+    text = (ROOT / "SECURITY.md").read_text()
+    documented = {
+        key: float(number) * UNITS[unit] for key, number, unit in SECURITY_ROW.findall(text)
+    }
+    defaults = Settings()
+    actual = {
+        key: float(getattr(getattr(defaults, key.split(".")[0]), key.split(".")[1]))
+        for key in documented
+    }
+    assert documented == actual
+    assert set(documented) == LIMITS
