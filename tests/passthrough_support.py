@@ -214,4 +214,6 @@ def error_of(body: bytes) -> dict[str, Any]:
     error = data["error"]
     assert isinstance(error, dict)
     assert set(error) == {"ref_id", "message", "detail"}
+    assert isinstance(error["ref_id"], str)
+    assert isinstance(error["message"], str)
     return error

@@ -32,6 +32,7 @@ from tests.fault_servers import (
     slow,
     trickle,
 )
+from tests.passthrough_support import error_of
 
 T = TypeVar("T")
 Logs = list[EventDict]
@@ -309,20 +310,6 @@ async def timed(action: Awaitable[T]) -> tuple[T, float]:
     started = loop.time()
     result = await action
     return result, loop.time() - started
-
-
-def error_of(body: bytes) -> dict[str, Any]:
-    """The `error` of an ErrorResponse, after checking the shape around it."""
-    data = orjson.loads(body)
-    assert isinstance(data, dict)
-    assert set(data) == {"type", "error"}
-    assert data["type"] == "error"
-    error = data["error"]
-    assert isinstance(error, dict)
-    assert set(error) == {"ref_id", "message", "detail"}
-    assert isinstance(error["ref_id"], str)
-    assert isinstance(error["message"], str)
-    return error
 
 
 def events(logs: Logs, name: str, *keys: str) -> list[tuple[Any, ...]]:

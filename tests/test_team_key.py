@@ -14,7 +14,7 @@ import pytest
 
 from gateway.config import Settings
 from gateway.team_key import TeamKeyError, read_key_file, team_key_from
-from tests.conftest import StartGateway, capture_logs, eventually, run_cli
+from tests.conftest import Gateway, StartGateway, capture_logs, eventually, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.test_serve import ServeProcess
 from tests.test_serve import serve as serve  # the fixture
@@ -82,18 +82,30 @@ def test_the_key_file_wins_over_the_environment(
     assert team_key_from(make_settings(upstream={"api_key_file": str(path)}), env) == NEW_KEY
 
 
+StartWithKeyFile = Callable[[float], Awaitable[tuple[Gateway, Path]]]
+
+
+@pytest.fixture
+def start_with_key_file(
+    tmp_path: Path, start_gateway: StartGateway, make_settings: Callable[..., Settings]
+) -> StartWithKeyFile:
+    """A gateway reading the team key from a file (holding TEAM_KEY), checked this often."""
+
+    async def start(interval: float) -> tuple[Gateway, Path]:
+        key_file = tmp_path / "team-key"
+        write_key(key_file, TEAM_KEY)
+        settings = make_settings(
+            upstream={"api_key_file": str(key_file), "api_key_file_interval": interval}
+        )
+        return await start_gateway(settings, env={}), key_file
+
+    return start
+
+
 async def test_a_key_rotated_under_load_fails_no_request(
-    tmp_path: Path,
-    start_gateway: StartGateway,
-    make_settings: Callable[..., Settings],
-    upstream: FakeUpstream,
+    start_with_key_file: StartWithKeyFile, upstream: FakeUpstream
 ) -> None:
-    key_file = tmp_path / "team-key"
-    write_key(key_file, TEAM_KEY)
-    settings = make_settings(
-        upstream={"api_key_file": str(key_file), "api_key_file_interval": 0.05}
-    )
-    gateway = await start_gateway(settings, env={})
+    gateway, key_file = await start_with_key_file(0.05)
     for n in range(2000):
         upstream.add(f"trun_rot{n}", task_run_input(n))
     upstream.team_keys = {TEAM_KEY, NEW_KEY}  # Parallel: both valid while the secret rolls
@@ -147,17 +159,9 @@ async def test_a_key_rotated_under_load_fails_no_request(
 
 
 async def test_an_unreadable_key_file_keeps_the_current_key(
-    tmp_path: Path,
-    start_gateway: StartGateway,
-    make_settings: Callable[..., Settings],
-    upstream: FakeUpstream,
+    start_with_key_file: StartWithKeyFile, upstream: FakeUpstream
 ) -> None:
-    key_file = tmp_path / "team-key"
-    write_key(key_file, TEAM_KEY)
-    settings = make_settings(
-        upstream={"api_key_file": str(key_file), "api_key_file_interval": 0.02}
-    )
-    gateway = await start_gateway(settings, env={})
+    gateway, key_file = await start_with_key_file(0.02)
     upstream.add("trun_a", task_run_input(1))
     upstream.add("trun_b", task_run_input(2))
     with capture_logs() as logs:
