@@ -59,16 +59,20 @@ class Workers:
 @pytest.fixture
 async def workers(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Workers]:
     config = tmp_path / "gateway.toml"
+    key_file = tmp_path / "team-key"
+    key_file.write_text(TEAM_KEY)
+    # The team key from a file, checked hourly: in these tests only SIGHUP re-reads it.
     config.write_text(
         f'[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
-        f'[upstream]\nbase_url = "{upstream.base_url}"\n'
+        f'[upstream]\nbase_url = "{upstream.base_url}"\napi_key_file = "{key_file}"\n'
+        "api_key_file_interval = 3600.0\n"
     )
     port = unused_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--config", str(config),
         "--port", str(port), "--workers", "2",
-        env={**env, "PARALLEL_API_KEY": TEAM_KEY},
+        env=env,
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -118,6 +122,43 @@ async def test_a_purge_reaches_both_workers_memory(
     assert (await run_cli(workers.config, "cache", "purge", "trun_workers")).code == 0
 
     assert await workers.until(RUN, key, 404) == [404] * ROUNDS
+
+
+async def test_sighup_to_the_supervisor_rotates_the_team_key_in_both_workers(
+    workers: Workers, upstream: FakeUpstream
+) -> None:
+    new_key = "team-secret-key-rotated-0000000000000000"
+    upstream.team_keys = {TEAM_KEY, new_key}
+    for n in range(200):
+        upstream.add(f"trun_hup{n}", task_run_input(n))
+    upstream.add("trun_workers", task_run_input())
+    key = (await run_cli(workers.config, "keys", "create", "hup")).out.decode().strip()
+    assert await workers.until(RUN, key, 200) == [200] * ROUNDS  # both workers know the key
+    assert {r.headers["x-api-key"] for r in upstream.requests} == {TEAM_KEY}
+    (workers.config.parent / "team-key").write_text(new_key)
+
+    workers.proc.send_signal(signal.SIGHUP)
+
+    loop = asyncio.get_running_loop()
+    deadline, runs = loop.time() + 2.0, iter(range(200))
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": key}) as session:
+
+        async def miss() -> tuple[int, str, str | None]:
+            """A fresh run: (status, which worker answered, the team key it sent upstream)."""
+            async with session.get(f"{workers.url}/v1/tasks/runs/trun_hup{next(runs)}/input") as r:
+                worker = r.headers["x-gateway-request-id"].split("-")[0]
+                return r.status, worker, upstream.requests[-1].headers.get("x-api-key")
+
+        while True:
+            answers = [await miss() for _ in range(ROUNDS)]
+            if {sent for _, _, sent in answers} == {new_key} or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+
+    assert {(status, sent) for status, _, sent in answers} == {(200, new_key)}
+    assert len({worker for _, worker, _ in answers}) == 2  # both workers use the new key
+    assert workers.proc.returncode is None  # SIGHUP stopped neither supervisor nor workers
 
 
 async def test_metrics_add_up_across_workers(workers: Workers, upstream: FakeUpstream) -> None:
