@@ -9,6 +9,8 @@ bare aiohttp handler serving the same 529 bytes, and `parallel-gateway serve` wi
 config (access log on). One load generator (wrk if installed, else an aiohttp client) drives
 the bare handler and the gateway in alternating rounds; the table quotes medians, and quotes
 throughput as a ratio to the bare handler measured in the same run, since the machine is noisy.
+It also quotes the CPU time each server spent per request, which other work on a shared machine
+disturbs far less than throughput.
 
 Targets: hit throughput >= 0.85x bare and hit p99 <= bare p99 + 0.5 ms; a miss adds <= 1 ms
 to calling upstream directly; 1,000 concurrent requests for one cold run make exactly one
@@ -223,12 +225,13 @@ def wait_until_ready(
         time.sleep(0.002)
 
 
-def start_server(procs: Processes, work: Path, role: str) -> str:
+def start_server(procs: Processes, work: Path, role: str) -> tuple[str, int]:
+    """Start the fake upstream or the bare handler; return its URL and process id."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.serve_bench", "--serve", role, "--port", str(port)]
     process = procs.start(argv, work / f"{role}.log")
     wait_until_ready(procs, process, port, "/count" if role == "fake" else input_path("ready"))
-    return f"http://{HOST}:{port}"
+    return f"http://{HOST}:{port}", process.pid
 
 
 # ---- The gateway ----
@@ -301,6 +304,21 @@ def serve_has_workers() -> bool:
     return "--workers" in done.stdout.decode()
 
 
+def cpu_seconds(group: int) -> float:
+    """User and system CPU time of every live process in a process group (a server and any
+    workers it started)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the ")" that ends the command name: state, ppid, pgrp, ...
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process has gone
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -338,6 +356,7 @@ class Load:
     rate: float  # requests per second
     p50_ms: float
     p99_ms: float
+    cpu_us: float = math.nan  # the server's CPU time per request
 
 
 Driver = Callable[[str, str, int], Load]  # (url, key, seconds) -> Load
@@ -409,26 +428,35 @@ def load_driver() -> tuple[Driver, str]:
     return functools.partial(drive_wrk, wrk), f"{name}, -t1 -c{CONNECTIONS}"
 
 
+@dataclass(frozen=True)
+class Target:
+    url: str
+    group: int  # the server's process group, for its CPU time
+
+
 def hit_rounds(
-    drive: Driver, targets: dict[str, str], key: str, seconds: int, rounds: int
+    drive: Driver, targets: dict[str, Target], key: str, seconds: int, rounds: int
 ) -> dict[str, Load]:
     """Alternate the targets round by round; the median of each measure per target."""
-    for url in targets.values():
-        drive(url, key, 1)  # warm-up, not counted
+    for target in targets.values():
+        drive(target.url, key, 1)  # warm-up, not counted
     loads: dict[str, list[Load]] = {name: [] for name in targets}
     for n in range(1, rounds + 1):
-        for name, url in targets.items():
-            load = drive(url, key, seconds)
-            loads[name].append(load)
+        for name, target in targets.items():
+            cpu = cpu_seconds(target.group)
+            load = drive(target.url, key, seconds)
+            cpu_us = (cpu_seconds(target.group) - cpu) / (load.rate * seconds) * 1e6
+            loads[name].append(Load(load.rate, load.p50_ms, load.p99_ms, cpu_us))
             say(
                 f"round {n}/{rounds} {name}: {load.rate:,.0f} req/s, "
-                f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms"
+                f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, {cpu_us:.0f} us CPU/request"
             )
     return {
         name: Load(
             statistics.median(x.rate for x in runs),
             statistics.median(x.p50_ms for x in runs),
             statistics.median(x.p99_ms for x in runs),
+            statistics.median(x.cpu_us for x in runs),
         )
         for name, runs in loads.items()
     }
@@ -581,6 +609,12 @@ def hit_rows(loads: dict[str, Load], rounds: int) -> list[Row]:
             ratio >= TARGET_RATIO,
         ),
         row(
+            "hit CPU time per request, us (server process)",
+            f"{gateway.cpu_us:.0f}",
+            f"{bare.cpu_us:.0f}",
+            f"{bare.cpu_us / gateway.cpu_us:.2f}x (as throughput)",
+        ),
+        row(
             "hit latency p50, ms",
             f"{gateway.p50_ms:.2f}",
             f"{bare.p50_ms:.2f}",
@@ -666,18 +700,21 @@ def run(seconds: int, rounds: int, quick: bool) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, Processes() as procs:
         work = Path(tmp)
-        fake_url = start_server(procs, work, "fake")
-        bare_url = start_server(procs, work, "bare")
+        fake_url, _ = start_server(procs, work, "fake")
+        bare_url, bare_pid = start_server(procs, work, "bare")
         gateway = setup_gateway(work, "gateway", fake_url)
         process, empty_startup = start_gateway(procs, gateway)
-        servers = {"bare": bare_url, "gateway": gateway.url}
+        # Each server leads its own process group (Processes.start).
+        servers = {"bare": (bare_url, bare_pid), "gateway": (gateway.url, process.pid)}
         two_workers = None
         if serve_has_workers():
             two = Gateway(gateway.directory, free_port(), gateway.key)
             two_workers, _ = start_gateway(procs, two, "--port", str(two.port), "--workers", "2")
-            servers[WORKERS] = two.url
-        targets = {name: url + input_path(HOT_RUN) for name, url in servers.items()}
-        asyncio.run(warm([url for name, url in targets.items() if name != "bare"], gateway.key))
+            servers[WORKERS] = (two.url, two_workers.pid)
+        targets = {
+            name: Target(url + input_path(HOT_RUN), pid) for name, (url, pid) in servers.items()
+        }
+        asyncio.run(warm([t.url for name, t in targets.items() if name != "bare"], gateway.key))
         rows += hit_rows(hit_rounds(drive, targets, gateway.key, seconds, rounds), rounds)
         if two_workers is not None:
             procs.stop(two_workers)
