@@ -41,7 +41,7 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     team_key = team_key_from(settings, env)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
-    app.cleanup_ctx.append(_watch_key_file)
+    app.cleanup_ctx.append(lambda app: _watch_key_file(app, team_key))
     app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_sync_with_cli)
     app.cleanup_ctx.append(serve_metrics_apart)
@@ -98,14 +98,14 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
         yield
 
 
-async def _watch_key_file(app: web.Application) -> AsyncIterator[None]:
+async def _watch_key_file(app: web.Application, team_key: str | None) -> AsyncIterator[None]:
     upstream = app[UPSTREAM]
 
     def rotate(key: str) -> None:
         scrub_also(key)  # before any log line could hold it
         upstream.use_team_key(key)
 
-    async with key_file_rotation(app[SETTINGS].upstream, rotate):
+    async with key_file_rotation(app[SETTINGS].upstream, team_key, rotate):
         yield
 
 

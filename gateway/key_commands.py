@@ -21,6 +21,7 @@ from .keys import (
     set_expiry,
     set_limit,
 )
+from .ratelimit import Limit
 from .store import now_rfc3339
 
 
@@ -74,9 +75,14 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    limit = parse_limit(args.rate, args.burst)
+def _limit_and_expiry(args: argparse.Namespace) -> tuple[Limit | None, datetime | None]:
+    """What --rate/--burst and --expires ask for (None where not given)."""
     expires_at = parse_expiry(args.expires, datetime.now(UTC)) if args.expires else None
+    return parse_limit(args.rate, args.burst), expires_at
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    limit, expires_at = _limit_and_expiry(args)
     print(
         run_with_database(
             settings.storage, lambda db: create_key(db, args.name, args.allow, limit, expires_at)
@@ -90,8 +96,7 @@ def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
         raise AppKeyError("Give --rate or --no-rate, not both.")
     if args.no_expiry and args.expires:
         raise AppKeyError("Give --expires or --no-expiry, not both.")
-    limit = parse_limit(args.rate, args.burst)
-    expires_at = parse_expiry(args.expires, datetime.now(UTC)) if args.expires else None
+    limit, expires_at = _limit_and_expiry(args)
     if limit is None and not args.no_rate and expires_at is None and not args.no_expiry:
         raise AppKeyError("Nothing to change: give --rate, --no-rate, --expires or --no-expiry.")
 

@@ -56,10 +56,13 @@ class KeyFileWatcher:
     empty for a moment (a secret being replaced) leaves the current key in use.
     """
 
-    def __init__(self, settings: UpstreamSettings, on_change: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: UpstreamSettings, current: str | None, on_change: Callable[[str], None]
+    ) -> None:
         self._path = settings.api_key_file
         self._on_change = on_change
-        self._current = read_key_file(self._path)
+        # The key in use, as read at start: a file changed since is a rotation like any other.
+        self._current = current
         self._failing = False
 
     async def check(self, why: str = "interval") -> None:
@@ -79,7 +82,7 @@ class KeyFileWatcher:
 
 @contextlib.asynccontextmanager
 async def key_file_rotation(
-    settings: UpstreamSettings, on_change: Callable[[str], None]
+    settings: UpstreamSettings, current: str | None, on_change: Callable[[str], None]
 ) -> AsyncIterator[None]:
     """While serving: re-read upstream.api_key_file every api_key_file_interval and on SIGHUP.
 
@@ -87,7 +90,7 @@ async def key_file_rotation(
     """
     watcher = None
     if settings.api_key_file and not settings.offline:
-        watcher = KeyFileWatcher(settings, on_change)
+        watcher = KeyFileWatcher(settings, current, on_change)
     loop = asyncio.get_running_loop()
     checks: set[asyncio.Task[None]] = set()
 
