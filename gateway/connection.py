@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from .config import ServerSettings
 from .errors import error_body
+from .hit_path import HitPath, Messages, ParserTap
 from .metrics import Metrics
 from .middleware import next_request_id
 
@@ -81,8 +82,12 @@ def timeout_response(message: str, ref_id: str, request_id: str) -> bytes:
 
 
 class GatewayConnection(web.RequestHandler):
-    """aiohttp's connection protocol, with two additions.
+    """aiohttp's connection protocol, with three additions.
 
+    - The hit path (gateway/hit_path.py): while the connection is idle, a request that is a
+      plain memory hit is answered as soon as it is parsed, without aiohttp's task, request,
+      middleware, router and response objects. Anything else, and everything behind it on the
+      connection, goes to aiohttp in order.
     - A header timeout. aiohttp's only bound on a slow head is keepalive_timeout (75 s under
       web.run_app), counted from the connection's start or its last answer, and it closes idle
       connections too. Here, from the connection's start, or from the first byte of a request
@@ -91,21 +96,25 @@ class GatewayConnection(web.RequestHandler):
     - Requests aiohttp refuses before any handler runs (too long, too many headers, malformed)
       get an ErrorResponse with the right status (414, 431 or 400) instead of a text page.
 
-    aiohttp offers no public hook for either: this overrides RequestHandler's public methods
-    and reads two of its private fields, `_waiter` (set while it waits for the next request)
-    and `_request_count` (requests parsed so far). tests/test_limits.py pins the behaviour.
+    aiohttp offers no public hook for any of these: this overrides RequestHandler's public
+    methods, puts a ParserTap in its private `_parser`, reads `_waiter` (set while it waits for
+    the next request), and keeps its keep-alive timer (`_keepalive_timeout`, `_keepalive_handle`,
+    `_next_keepalive_close_time`, `_process_keepalive`) as its own loop does after an answer.
+    tests/test_limits.py and tests/test_hit_path.py pin the behaviour.
     """
 
     __slots__ = (
         "_head_deadline",
         "_head_received",
         "_head_timer",
+        "_hits",
         "_in_request_line",
         "_limits",
         "_line_bytes",
         "_line_started",
         "_metrics",
         "_request_line_failed",
+        "_tap",
         "_timer_loop",
     )
 
@@ -116,6 +125,7 @@ class GatewayConnection(web.RequestHandler):
         loop: asyncio.AbstractEventLoop,
         limits: ServerSettings,
         metrics: Metrics | None,
+        hits: HitPath | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -128,6 +138,9 @@ class GatewayConnection(web.RequestHandler):
         )
         self._limits = limits
         self._metrics = metrics
+        self._hits = hits
+        self._tap = ParserTap(self._parser, self._answer_hits)
+        self._parser = self._tap  # type: ignore[assignment]  # it passes on what it does not add
         self._timer_loop = loop
         self._head_deadline: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
@@ -155,7 +168,7 @@ class GatewayConnection(web.RequestHandler):
             super().data_received(data)
             return
         self._head_received = self._head_received or bool(data)
-        parsed = self._request_count
+        parsed = self._tap.heads
         cut = self._request_line_length(data) if self._in_request_line else 0
         self._line_bytes += cut
         if cut and (self._in_request_line or self._line_bytes > self._limits.max_line_bytes):
@@ -163,14 +176,45 @@ class GatewayConnection(web.RequestHandler):
             # parsing it is the line's. That tells an over-long URL (414) from an over-long
             # header field (431), which aiohttp reports alike.
             super().data_received(data[:cut])
-            if self._request_count != parsed:
+            if self._tap.heads != parsed:
                 self._request_line_failed = True
             elif cut < len(data):
                 super().data_received(data[cut:])
         else:
             super().data_received(data)
-        if self._request_count != parsed:  # a whole head (or a refusal) is in
+        if self._tap.heads != parsed:  # a whole head (or a refusal) is in
             self._head_deadline = None
+
+    def _answer_hits(self, messages: Messages) -> Messages:
+        """Answer the hits at the front of `messages` (just parsed) at once, if the connection
+        is idle; return the rest, for aiohttp to queue and answer in order after them."""
+        hits = self._hits
+        if hits is None or not self._awaiting_request():
+            return messages
+        for i, (message, payload) in enumerate(messages):
+            transport = self.transport
+            # A client that is not reading its answers is left to aiohttp, which waits on it.
+            if transport is None or self.writing_paused:
+                return messages[i:]
+            response = hits.answer(message, payload)
+            if response is None:
+                return messages[i:]
+            transport.write(response)
+            self._answered()
+        return []
+
+    def _answered(self) -> None:
+        """What aiohttp does after answering a request, for one answered by the hit path."""
+        self._tap.message_consumed()
+        if self._manager is not None:
+            self._manager.requests_count += 1
+        if self._keepalive_timeout > 0:
+            close_time = self._timer_loop.time() + self._keepalive_timeout
+            self._next_keepalive_close_time = close_time
+            if self._keepalive_handle is None:
+                self._keepalive_handle = self._timer_loop.call_at(
+                    close_time, self._process_keepalive
+                )
 
     def handle_error(
         self,

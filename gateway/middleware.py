@@ -93,7 +93,16 @@ def create_observer(access_log: bool, metrics: Metrics) -> Middleware:
             duration - request.get(UPSTREAM_WAIT, 0.0),
         )
         if access_log:
-            write_access_line(request, response, duration, outcome)
+            access_line(
+                request.method,
+                request.raw_path,
+                request.get(ROUTE),
+                response.status,
+                request.get(APP_NAME),
+                outcome,
+                duration,
+                request_id,
+            )
         return response
 
     return observe
@@ -110,17 +119,25 @@ def internal_error_response(request: web.Request) -> web.Response:
     )
 
 
-def write_access_line(
-    request: web.Request, response: web.StreamResponse, duration: float, cache: str
+def access_line(
+    method: str,
+    path: str,
+    route: str | None,
+    status: int,
+    app: str | None,
+    cache: str,
+    duration: float,
+    request_id: str,
 ) -> None:
+    """Write one request's access line."""
     fields = {
-        "method": request.method,
-        "path": request.raw_path,
-        "route": request.get(ROUTE),
-        "status": response.status,
-        "app": request.get(APP_NAME),
+        "method": method,
+        "path": path,
+        "route": route,
+        "status": status,
+        "app": app,
         "cache": cache or None,
         "duration_ms": round(duration * 1000, 3),
-        "request_id": request[REQUEST_ID],
+        "request_id": request_id,
     }
     log_info(log, "access", fields)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .config import ServerSettings
 from .connection import GatewayConnection
+from .hit_path import HitPath
 from .metrics import Metrics
 from .state import METRICS
 
@@ -20,7 +21,13 @@ KEEPALIVE_TIMEOUT = 75.0
 class GatewayServer(web.Server):
     """aiohttp's low-level server, whose connections are GatewayConnection."""
 
-    def __init__(self, base: web.Server, limits: ServerSettings, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        base: web.Server,
+        limits: ServerSettings,
+        metrics: Metrics | None,
+        hits: HitPath | None = None,
+    ) -> None:
         # What the runner and the app configured for each connection (access log, keep-alive):
         # aiohttp keeps it only in this private field.
         kwargs: dict[str, Any] = dict(base._kwargs)
@@ -34,6 +41,7 @@ class GatewayServer(web.Server):
         self._connection_loop = asyncio.get_running_loop()
         self._limits = limits
         self._metrics = metrics
+        self._hits = hits
 
     def __call__(self) -> web.RequestHandler:
         return GatewayConnection(
@@ -41,22 +49,33 @@ class GatewayServer(web.Server):
             loop=self._connection_loop,
             limits=self._limits,
             metrics=self._metrics,
+            hits=self._hits,
             **self._connection_kwargs,
         )
 
 
 class GatewayRunner(web.AppRunner):
-    """An AppRunner whose connections enforce the [server] limits and header timeout."""
+    """An AppRunner whose connections enforce the [server] limits and header timeout, and answer
+    memory hits on the hit path (unless `hit_path` is False: then aiohttp's full stack does)."""
 
-    __slots__ = ("_limits",)
+    __slots__ = ("_hit_path", "_limits")
 
-    def __init__(self, app: web.Application, limits: ServerSettings, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        limits: ServerSettings,
+        *,
+        hit_path: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
         self._limits = limits
+        self._hit_path = hit_path
 
     async def _make_server(self) -> web.Server:
         base = await super()._make_server()  # starts the app and builds aiohttp's own server
-        return GatewayServer(base, self._limits, self.app.get(METRICS))
+        hits = HitPath(self.app) if self._hit_path else None
+        return GatewayServer(base, self._limits, self.app[METRICS], hits)
 
 
 def run_server(

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +15,6 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
-from multidict import CIMultiDict
 
 from gateway.config import ConfigError, ServerSettings, Settings, settings_from_dict
 from gateway.connection import Refusal, refusal_for
@@ -28,6 +26,7 @@ from tests.conftest import (
     unused_port,
 )
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
+from tests.raw_http import RawReply, connect, read_reply, request, send_raw
 
 UUID_LENGTH = 36
 # Small limits, so a test can stand just at and just past each one; the line and field limits
@@ -37,47 +36,6 @@ UUID_LENGTH = 36
 SMALL = {"max_line_bytes": 100, "max_header_bytes": 80, "max_headers": 10, "header_timeout": 0.3}
 
 
-@dataclass
-class RawReply:
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-    closed: bool  # the server closed the connection after this answer
-
-
-async def read_reply(reader: asyncio.StreamReader) -> RawReply:
-    """One HTTP/1.x response, read by its Content-Length."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
-    headers: CIMultiDict[str] = CIMultiDict()
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers.add(name.strip(), value.strip())
-    body = await reader.readexactly(int(headers["Content-Length"]))
-    closed = headers.get("Connection", "").lower() == "close"
-    return RawReply(int(status_line.split()[1]), headers, body, closed)
-
-
-async def connect(server_url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    host, port = server_url.removeprefix("http://").rsplit(":", 1)
-    return await asyncio.open_connection(host, int(port))
-
-
-async def send_raw(server_url: str, data: bytes) -> RawReply:
-    """Send bytes exactly as given (no client would send them), and read the one answer."""
-    reader, writer = await connect(server_url)
-    try:
-        writer.write(data)
-        await writer.drain()
-        reply = await read_reply(reader)
-        if reply.closed:
-            assert await reader.read() == b""  # the server did close it
-        return reply
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
 async def trickle(writer: asyncio.StreamWriter, data: bytes, pause: float) -> None:
     """Send `data` a byte at a time, until it is all sent or the server hangs up."""
     with contextlib.suppress(ConnectionError):
@@ -85,10 +43,6 @@ async def trickle(writer: asyncio.StreamWriter, data: bytes, pause: float) -> No
             writer.write(bytes([byte]))
             await writer.drain()
             await asyncio.sleep(pause)
-
-
-def request(path: str, *headers: str) -> bytes:
-    return ("\r\n".join([f"GET {path} HTTP/1.1", "Host: gw", *headers]) + "\r\n\r\n").encode()
 
 
 def assert_error_response(reply: RawReply, status: int, message: str) -> str:
