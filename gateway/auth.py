@@ -94,9 +94,10 @@ class KeyRing:
         used, self._used = self._used, set()
         if used:
             await record_last_used(db, used, now_rfc3339())
-        self._owners = await key_owners(db)
-        self._rules = await key_rules(db)
-        self.set_limits(await key_limits(db))
+        owners, rules, limits = await key_owners(db), await key_rules(db), await key_limits(db)
+        # All at once: a key must never be served between getting its owner and its limits.
+        self._owners, self._rules = owners, rules
+        self.set_limits(limits)
 
     def set_limits(self, limits: Mapping[str, Limit]) -> None:
         """Apply changed rate limits; a bucket whose limit is unchanged keeps its state."""

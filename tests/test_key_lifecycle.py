@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 from parallel import AsyncParallel
 
+from gateway.auth import KeyRing
+from gateway.config import StorageSettings
+from gateway.db import Database
+from gateway.errors import GatewayError
+from gateway.keys import create_key
+from gateway.ratelimit import Limit
 from tests.conftest import Gateway, Reply, run_cli
 from tests.fake_upstream import FakeUpstream, task_run_input
 from tests.test_ops import metrics_text, sample
@@ -102,6 +110,24 @@ async def test_pass_through_calls_count_against_the_same_limit(
 
     assert refused.status == 429
     assert upstream.count() == before
+
+
+async def test_a_new_key_is_never_served_without_its_rate_limit(tmp_path: Path) -> None:
+    db = await Database.open(StorageSettings(database=str(tmp_path / "keys.db")))
+    try:
+        key = await create_key(db, "capped", limit=Limit(rate=0.001, burst=1))
+        ring = KeyRing()
+        refresh = asyncio.create_task(ring.refresh(db))
+        admitted = 0
+        while not refresh.done():  # requests keep coming while the keys are reloaded
+            with contextlib.suppress(GatewayError):
+                ring.throttle(ring.authenticate({"x-api-key": key}))
+                admitted += 1
+            await asyncio.sleep(0)
+        await refresh
+    finally:
+        await db.close()
+    assert admitted <= 1  # its burst
 
 
 async def test_the_sdk_retry_waits_as_long_as_retry_after_says(
