@@ -1,17 +1,21 @@
-"""log_info: the access line's shortcut writes exactly what structlog's bound logger would."""
+"""log_info: the access line's shortcut writes exactly what structlog's bound logger would,
+deferred until the buffer is written, in its place and with its own time."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 import structlog
 
-from gateway.log import configure_logging, log_info
+from gateway.log import DEFERRED_LINES, FLUSH_SECONDS, configure_logging, log_info
 
 TEAM_KEY = "team-secret-0123456789"
 APP_KEY = "pgw_AbCdEf0123456789_-xyz"
@@ -84,3 +88,36 @@ def test_through_structlog_once_it_is_configured_otherwise(start_logging: StartL
         log_info(structlog.get_logger("gateway.access"), "access", {"status": 200})
     assert logs == [{"status": 200, "event": "access", "log_level": "info"}]
     assert stderr.getvalue() == b""
+
+
+def test_a_deferred_line_keeps_its_time_and_its_place(
+    start_logging: StartLogging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr = start_logging("info")
+    log = structlog.get_logger("gateway.access")
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.123456)
+    log_info(log, "access", {"n": 1})  # deferred: rendered when the buffer is written
+    log.info("other", n=2)  # through structlog's chain, rendered at once
+    log_info(log, "access", {"n": 3})
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_009.5)
+    log.warning("flush")
+    assert [orjson.loads(line) for line in stderr.getvalue().splitlines()] == [
+        {"n": 1, "event": "access", "level": "info", "timestamp": "2023-11-14T22:13:20.123456Z"},
+        {"n": 2, "event": "other", "level": "info", "timestamp": "2023-11-14T22:13:20.123456Z"},
+        {"n": 3, "event": "access", "level": "info", "timestamp": "2023-11-14T22:13:20.123456Z"},
+        {"event": "flush", "level": "warning", "timestamp": "2023-11-14T22:13:29.500000Z"},
+    ]
+
+
+async def test_deferred_lines_are_written_in_batches_or_soon(start_logging: StartLogging) -> None:
+    stderr = start_logging("info")
+    log = structlog.get_logger("gateway.access")
+    for n in range(DEFERRED_LINES - 1):
+        log_info(log, "access", {"n": n})
+    assert stderr.getvalue() == b""  # a loop runs: they wait for the batch, or the timer
+    log_info(log, "access", {"n": DEFERRED_LINES - 1})
+    lines = stderr.getvalue().splitlines()
+    assert [orjson.loads(line)["n"] for line in lines] == list(range(DEFERRED_LINES))
+    log_info(log, "access", {"n": "late"})
+    await asyncio.sleep(FLUSH_SECONDS * 2)
+    assert orjson.loads(stderr.getvalue().splitlines()[-1])["n"] == "late"
