@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
@@ -20,8 +18,8 @@ import pytest
 from gateway.config import StorageSettings
 from gateway.db import Database
 from gateway.keys import create_key
-from tests.conftest import unused_port
 from tests.fake_upstream import INPUT_PREFIX, TEAM_KEY, FakeUpstream, task_run_input
+from tests.serve_support import launch_serve
 
 RUNS = 2_000
 CLIENTS = 32
@@ -67,40 +65,20 @@ class Launcher:
             await db.close()
 
     async def start(self) -> Serve:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
-        port = unused_port()
         # Access lines go to a file: a pipe nobody reads would stall the gateway under load.
         log = self.log.open("ab")
         self._logs.append(log)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(self.config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            env={**env, "PARALLEL_API_KEY": TEAM_KEY},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-        )
+        try:
+            proc, url = await launch_serve(
+                self.config,
+                env={"PARALLEL_API_KEY": TEAM_KEY},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}{self.log.read_text()[-2000:]}") from None
         self.procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                if proc.returncode is not None:
-                    break
-                try:
-                    async with session.get(url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return Serve(proc, url)
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-        raise AssertionError(f"serve did not start:\n{self.log.read_text()[-2000:]}")
+        return Serve(proc, url)
 
     async def close(self) -> None:
         for proc in self.procs:

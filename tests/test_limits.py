@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,10 +21,10 @@ from tests.conftest import (
     ServerFactory,
     StartGateway,
     capture_logs,
-    unused_port,
 )
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.raw_http import RawReply, connect, read_reply, request, send_raw
+from tests.serve_support import launch_serve
 
 UUID_LENGTH = 36
 # Small limits, so a test can stand just at and just past each one; the line and field limits
@@ -357,24 +355,8 @@ async def test_serve_applies_the_limits_and_the_header_timeout(
         f'[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
         f'[upstream]\nbase_url = "{upstream.base_url}"\n'
     )
-    port = unused_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "gateway", "serve", "--config", str(config), "--port", str(port)),
-        env={**env, "PARALLEL_API_KEY": TEAM_KEY},
-        stderr=asyncio.subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = await launch_serve(config, env={"PARALLEL_API_KEY": TEAM_KEY})
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url + "/healthz") as resp:
-                        assert resp.status == 200
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
         too_long = await send_raw(url, request("/v1/" + "a" * 97))
         too_many = await send_raw(url, request("/v1/x", *[f"x-{n}: v" for n in range(10)]))
         reader, writer = await connect(url)

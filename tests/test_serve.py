@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -15,8 +13,9 @@ import orjson
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import StartGateway, run_cli, unused_port
+from tests.conftest import StartGateway, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
+from tests.serve_support import launch_serve
 
 RUN = "/v1/tasks/runs/trun_serve/input"
 
@@ -85,34 +84,9 @@ async def serve(
             f'[server]\nport = 1\n[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
             f'[upstream]\nbase_url = "{upstream.base_url}"\n{upstream_toml}'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
-        port = unused_port()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            *args,
-            env={**env, **env_extra},
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc, url = await launch_serve(config, *args, env=env_extra)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return ServeProcess(proc, url)
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-        raise AssertionError("serve did not start")
+        return ServeProcess(proc, url)
 
     yield start
     for proc in procs:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import run_cli, unused_port
+from tests.conftest import run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
+from tests.serve_support import launch_serve
 
 RUN = "/v1/tasks/runs/trun_workers/input"
 ROUNDS = 24  # fresh connections per check: SO_REUSEPORT spreads them over both workers
@@ -67,23 +66,9 @@ async def workers(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Worke
         f'[upstream]\nbase_url = "{upstream.base_url}"\napi_key_file = "{key_file}"\n'
         "api_key_file_interval = 3600.0\n"
     )
-    port = unused_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--config", str(config),
-        "--port", str(port), "--workers", "2",
-        env=env,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url + "/readyz") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
+    proc, url = await launch_serve(
+        config, "--workers", "2", env={}, stderr=asyncio.subprocess.DEVNULL, probe="/readyz"
+    )
     yield Workers(proc, url, config)
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
