@@ -90,19 +90,20 @@ class BufferedLineLogger:
             self._flush_soon()
 
     def buffered(self, message: bytes) -> None:
-        self._render_deferred()
-        self._buffer += message
-        self._buffer += b"\n"
+        self._append(message)
         if len(self._buffer) >= BUFFER_BYTES:
             self.flush()
         else:
             self._flush_soon()
 
     def at_once(self, message: bytes) -> None:
-        self._render_deferred()
+        self._append(message)
+        self.flush()
+
+    def _append(self, message: bytes) -> None:
+        self._render_deferred()  # what was deferred before it goes first
         self._buffer += message
         self._buffer += b"\n"
-        self.flush()
 
     def _flush_soon(self) -> None:
         if self._scheduled:

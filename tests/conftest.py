@@ -162,14 +162,18 @@ def make_settings(tmp_path: Path, upstream: FakeUpstream) -> Callable[..., Setti
 
 
 class GatewayTestServer(TestServer):
-    """A TestServer that runs the app as `serve` does: GatewayRunner, the [server] limits."""
+    """A TestServer that runs the app as `serve` does: GatewayRunner, the [server] limits (and
+    the hit path, unless `hit_path` is False)."""
 
-    def __init__(self, app: web.Application, limits: ServerSettings) -> None:
+    def __init__(
+        self, app: web.Application, limits: ServerSettings, *, hit_path: bool = True
+    ) -> None:
         super().__init__(app)
         self._limits = limits
+        self._hit_path = hit_path
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
-        return GatewayRunner(self.app, self._limits, **kwargs)
+        return GatewayRunner(self.app, self._limits, hit_path=self._hit_path, **kwargs)
 
 
 ServeApp = Callable[[web.Application, ServerSettings], Awaitable[TestServer]]

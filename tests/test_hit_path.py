@@ -19,9 +19,8 @@ from gateway.db import Database
 from gateway.keys import create_key
 from gateway.ownership import grant
 from gateway.ratelimit import Limit
-from gateway.server import GatewayRunner
 from gateway.state import DRAINING
-from tests.conftest import capture_logs, eventually
+from tests.conftest import GatewayTestServer, capture_logs, eventually
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.raw_http import RawReply, connect, read_reply, request
 
@@ -30,18 +29,6 @@ OTHER = "trun_other"
 PATH = f"/v1/tasks/runs/{RUN}/input"
 # Headers that differ on every answer by design.
 PER_ANSWER = {"Date", "x-gateway-request-id"}
-
-
-class Server(TestServer):
-    """A gateway app served as `serve` does, with or without the hit path."""
-
-    def __init__(self, app: web.Application, settings: Settings, hit_path: bool) -> None:
-        super().__init__(app)
-        self._limits = settings.server
-        self._hit_path = hit_path
-
-    async def _make_runner(self, **kwargs: object) -> GatewayRunner:
-        return GatewayRunner(self.app, self._limits, hit_path=self._hit_path, **kwargs)
 
 
 @dataclass
@@ -91,7 +78,7 @@ async def start(
         finally:
             await db.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
-        gateway = Gateway(Server(app, config, hit_path), config, keys)
+        gateway = Gateway(GatewayTestServer(app, config.server, hit_path=hit_path), config, keys)
 
         async def record(request: web.Request, _: web.StreamResponse) -> None:
             gateway.full_stack.append(request.path)
