@@ -64,6 +64,10 @@ class KeyRing:
                 headers=retry_after_headers(wait),
             )
 
+    def restricted(self, app: str) -> bool:
+        """Whether the app's key has an allowlist."""
+        return app in self._rules
+
     def authorize(self, app: str, method: str, raw_path: str) -> None:
         """Raise ForbiddenError unless the app's allowlist (if it has one) covers this call."""
         if not is_allowed(self._rules.get(app), method, raw_path):

@@ -57,6 +57,11 @@ class InvalidPathError(GatewayError):
     reason = "invalid-path"
 
 
+class MethodNotAllowedError(GatewayError):
+    status = 405
+    reason = "method-not-allowed"
+
+
 class InvalidRunIdError(GatewayError):
     status = 422
     reason = "invalid-run-id"

@@ -10,6 +10,14 @@ from .catalog import Creates
 from .db import Database
 from .store import now_rfc3339
 
+# The field of a create's answer that names what it created (the SDK's types).
+CREATED_ID = {
+    Creates.RUN: "run_id",
+    Creates.GROUP: "taskgroup_id",
+    Creates.FINDALL: "findall_id",
+    Creates.MONITOR: "monitor_id",
+}
+
 
 class GrantError(Exception):
     """A grant that cannot be made (an unknown app)."""
@@ -23,12 +31,7 @@ def created_ids(creates: Creates, body: bytes) -> list[str]:
         return []
     if not isinstance(data, dict):
         return []
-    if creates is Creates.RUN:
-        ids: object = [data.get("run_id")]
-    elif creates is Creates.GROUP:
-        ids = [data.get("taskgroup_id")]
-    else:
-        ids = data.get("run_ids")
+    ids = data.get("run_ids") if creates is Creates.GROUP_RUNS else [data.get(CREATED_ID[creates])]
     if not isinstance(ids, list):
         return []
     return [i for i in ids if isinstance(i, str) and i]

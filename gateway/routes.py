@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .catalog import INPUT_ROUTE, classify, path_problem
+from .catalog import INPUT_ROUTE, refuse_bad_path, resolve
 from .errors import (
     DrainingError,
     GatewayError,
-    InvalidPathError,
     InvalidRunIdError,
-    NotFoundError,
     RunNotFoundError,
 )
 from .forward import forward
@@ -60,16 +59,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
             # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
             raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
     app_name = _admit(request, raw_path)
-    problem = path_problem(raw_path)
-    if problem is not None:
-        raise InvalidPathError(f"Request validation error: {problem}.")
-    route = classify(request.method, raw_path, request.headers.get("accept", ""))
-    if route is None:
-        raise NotFoundError(f"No such route on this gateway: {request.method} {raw_path[:200]}")
+    app_mode = _app_mode(request)
+    strict = app_mode or request.app[KEYRING].restricted(app_name)
+    route = resolve(request.method, raw_path, request.headers.get("accept", ""), strict=strict)
     request[ROUTE] = route.name
-    owned = route.group_id or route.run_id
-    if owned is not None and _app_mode(request):
-        await _check_isolation(request, app_name, owned)
+    if route.owned and app_mode:
+        await _check_isolation(request, app_name, route.owned)
     return await forward(request, route)
 
 
@@ -88,9 +83,9 @@ def _app_mode(request: web.Request) -> bool:
     return request.app[SETTINGS].isolation.mode == "app"
 
 
-async def _check_isolation(request: web.Request, app_name: str, owned: str) -> None:
+async def _check_isolation(request: web.Request, app_name: str, owned: Sequence[str]) -> None:
     """Under isolation mode "app", another app's run is answered as if it did not exist."""
-    if not await may_read(request.app[DATABASE], app_name, [owned]):
+    if not await may_read(request.app[DATABASE], app_name, owned):
         raise RunNotFoundError("Run id not found")
 
 
@@ -98,13 +93,14 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     """GET /v1/tasks/runs/{run_id}/input: from memory, else SQLite, else upstream."""
     app = request.app
     app_name = _admit(request, raw_path)
+    refuse_bad_path(raw_path)
     if not is_valid_run_id(run_id):
         raise InvalidRunIdError(
             "Request validation error: run_id must be 1 to 128 characters from "
             "A-Z, a-z, 0-9, '_' and '-'."
         )
     if _app_mode(request):
-        await _check_isolation(request, app_name, run_id)
+        await _check_isolation(request, app_name, (run_id,))
     cache = app[CACHE]
     # The hot path: a memory hit touches neither SQLite nor upstream.
     body = cache.memory.get(run_id)

@@ -173,6 +173,46 @@ async def test_another_apps_task_group_is_not_found_until_granted(isolated: Harn
     ]
 
 
+async def test_another_apps_findall_run_is_not_found_until_granted(isolated: Harness) -> None:
+    gw = isolated
+    a, b = gw.sdk("A"), gw.sdk("B")
+    run = await a.beta.findall.create(
+        entity_type="companies",
+        generator="core",
+        match_conditions=[{"name": "saas", "description": "Sells software"}],
+        match_limit=5,
+        objective="SaaS companies",
+    )
+    fid = run.findall_id
+    after_create = len(gw.fake.exchanges)
+
+    with pytest.raises(NotFoundError):
+        await b.beta.findall.retrieve(fid)
+    with pytest.raises(NotFoundError):
+        await b.beta.findall.result(fid)
+    for raw_path in (f"/v1beta/findall/runs/{fid}/events", f"/v1beta/findall/runs/{fid}/schema"):
+        await assert_not_found(gw, "B", raw_path)
+    assert len(gw.fake.exchanges) == after_create
+
+    assert (await a.beta.findall.retrieve(fid)).findall_id == fid
+    await grant(gw, fid, "B")
+    assert (await b.beta.findall.retrieve(fid)).findall_id == fid
+    assert [(e.method, e.raw_path) for e in gw.fake.exchanges[after_create:]] == [
+        ("GET", f"/v1beta/findall/runs/{fid}"),
+        ("GET", f"/v1beta/findall/runs/{fid}"),
+    ]
+
+
+async def test_a_granted_group_does_not_open_another_apps_run_through_its_path(
+    isolated: Harness,
+) -> None:
+    gw = isolated
+    a, b = gw.sdk("A"), gw.sdk("B")
+    run = await a.task_run.create(input="A's own", processor="lite")
+    group = await b.task_group.create()
+    await assert_not_found(gw, "B", f"/v1/tasks/groups/{group.task_group_id}/runs/{run.run_id}")
+
+
 async def test_team_mode_shares_every_run(start: Start) -> None:
     gw = await start(apps=APPS)
     a, b = gw.sdk("A"), gw.sdk("B")

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from parallel import (
     APIStatusError,
+    BadRequestError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -316,9 +317,9 @@ async def test_findall_keeps_its_beta_header(gw: Harness) -> None:
     betas = [e.headers["parallel-beta"] for e in gw.fake.exchanges]
     assert betas == [f"mcp-server-2025-07-17,{FINDALL_BETA}", FINDALL_BETA, FINDALL_BETA]
     assert access_lines(logs) == [
-        ("findall.post", "POST", 200, "fwd=bypass"),
+        ("findall.create", "POST", 200, "fwd=bypass"),
         ("findall.events", "GET", 200, "fwd=bypass"),
-        ("findall.get", "GET", 200, "fwd=bypass"),
+        ("findall.result", "GET", 200, "fwd=bypass"),
     ]
 
 
@@ -373,7 +374,7 @@ async def test_shutdown_ends_an_open_stream_cleanly(gw: Harness) -> None:
 
 
 async def test_raw_path_and_query_reach_upstream_byte_for_byte(gw: Harness) -> None:
-    raw_path = "/v1/echo/a%2Fb/c%252F?q=%20x&r=a%2Fb&s=%7E"
+    raw_path = "/v1/echo/a%20b/c%252F?q=%20x&r=a%2Fb&s=%7E"
     with capture_logs() as logs:
         reply = await gw.request("GET", raw_path)
 
@@ -384,10 +385,16 @@ async def test_raw_path_and_query_reach_upstream_byte_for_byte(gw: Harness) -> N
     assert access_lines(logs) == [("v1.get", "GET", 200, "fwd=bypass")]
 
 
-async def test_the_sdk_encodes_a_slash_in_an_id_and_the_gateway_keeps_it(gw: Harness) -> None:
-    with pytest.raises(NotFoundError):
+async def test_the_sdk_encodes_a_slash_in_an_id_and_the_gateway_refuses_it(gw: Harness) -> None:
+    # No id holds a slash; an upstream that decodes %2F would route the rest as more path.
+    with pytest.raises(BadRequestError) as caught:
         await gw.sdk().task_run.retrieve("a/b")
-    assert gw.sent() == [("GET", "/v1/tasks/runs/a%2Fb")]
+    assert caught.value.status_code == 400
+    assert error_of(caught.value.response.content)["message"] == (
+        "Request validation error: the path may not hold a backslash or an encoded / or \\ "
+        "(%2F, %5C)."
+    )
+    assert gw.sent() == []
 
 
 @pytest.mark.parametrize(
