@@ -13,6 +13,7 @@ from .app import create_app
 from .cache_commands import add_cache_commands
 from .config import ConfigError, Settings, load_settings, replace_server
 from .db import Database, StorageError, run_with_database
+from .fdlimit import raise_open_files_limit
 from .key_commands import add_key_commands
 from .keys import AppKeyError
 from .log import configure_logging
@@ -111,6 +112,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             f"parallel-gateway: --workers must be at least 1, not {args.workers}.", file=sys.stderr
         )
         return 2
+    before, now, hard = raise_open_files_limit()
+    log.info("gateway.open_files_limit", soft=now, raised_from=before, hard=hard)
     if args.workers > 1 and not is_worker():
         run_with_database(settings.storage, _applied)  # migrate once, before the workers start
         return supervise(_worker_argv(args, settings), args.workers)

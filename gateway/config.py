@@ -50,10 +50,15 @@ class UpstreamSettings:
     backoff_initial: float = 0.25
     backoff_max: float = 4.0
     retry_after_cap: float = 10.0
-    max_connections: int = 100
+    max_short_calls: int = 256
     queue_timeout: float = 5.0
     long_poll_timeout: float = 660.0
     stream_idle_timeout: float = 120.0
+
+
+# Keys whose meaning changed with their name: an old config is refused, saying the new one.
+# upstream.max_connections bounded every call; upstream.max_short_calls bounds short ones only.
+RENAMED = {"upstream": {"max_connections": "max_short_calls"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +165,10 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
     hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        if key in RENAMED.get(section, {}):
+            raise ConfigError(
+                f"Config key '{section}.{key}' is now '{section}.{RENAMED[section][key]}'."
+            )
         if key not in hints:
             raise ConfigError(f"Config has unknown key '{section}.{key}'.")
         kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
@@ -198,7 +207,7 @@ def _check(s: Settings) -> None:
         "upstream.max_attempts": s.upstream.max_attempts,
         "upstream.backoff_initial": s.upstream.backoff_initial,
         "upstream.backoff_max": s.upstream.backoff_max,
-        "upstream.max_connections": s.upstream.max_connections,
+        "upstream.max_short_calls": s.upstream.max_short_calls,
         "upstream.queue_timeout": s.upstream.queue_timeout,
         "upstream.long_poll_timeout": s.upstream.long_poll_timeout,
         "upstream.stream_idle_timeout": s.upstream.stream_idle_timeout,

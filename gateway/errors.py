@@ -104,7 +104,7 @@ class UnreadableUpstreamError(GatewayError):
 
 
 class UpstreamBusyError(GatewayError):
-    """Every upstream connection slot stayed taken for upstream.queue_timeout."""
+    """Every short-call slot (upstream.max_short_calls) stayed taken for upstream.queue_timeout."""
 
     status = 503
     reason = "upstream-busy"

@@ -70,7 +70,7 @@ class UpstreamClient:
         self._team_key = team_key
         self._session = session
         self._base = settings.base_url.rstrip("/")
-        self._slots = asyncio.Semaphore(settings.max_connections)
+        self._slots = asyncio.Semaphore(settings.max_short_calls)
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial,
@@ -128,7 +128,7 @@ class UpstreamClient:
         deadline = loop.time() + self._settings.deadline
         url = URL(self._base + raw_path, encoded=True)
         headers = request_headers(incoming, team_key)
-        async with self._slot():
+        async with self._slot(timing):
             attempt = 0
             while True:
                 attempt += 1
@@ -206,15 +206,23 @@ class UpstreamClient:
         return self._team_key
 
     @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        """One of upstream.max_connections; wait at most upstream.queue_timeout for it."""
+    async def _slot(self, timing: Timing) -> AsyncIterator[None]:
+        """A short call takes one of upstream.max_short_calls, waiting at most
+        upstream.queue_timeout for it. A long poll or a stream takes none: it waits on Parallel
+        for minutes, and must never hold up, or be held up by, the calls that do not."""
+        if timing is not Timing.ORDINARY:
+            yield
+            return
+        settings = self._settings
         try:
-            async with asyncio.timeout(self._settings.queue_timeout):
+            async with asyncio.timeout(settings.queue_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise UpstreamBusyError(
-                f"The gateway already has {self._settings.max_connections} requests open to "
-                "Parallel; try again shortly."
+                f"The gateway already has {settings.max_short_calls} short calls open to "
+                f"Parallel (upstream.max_short_calls), and none ended within "
+                f"{settings.queue_timeout:g} s (upstream.queue_timeout); try again shortly.",
+                headers={"retry-after": "1"},
             ) from None
         try:
             yield
@@ -277,8 +285,12 @@ def _unreadable_error(
 
 
 def create_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
-    """The one session: pooled keep-alive connections, no cookies kept between apps."""
-    connector = aiohttp.TCPConnector(limit=settings.max_connections, keepalive_timeout=30)
+    """The one session: pooled keep-alive connections, no cookies kept between apps.
+
+    The connector sets no limit of its own: short calls are bounded by upstream.max_short_calls,
+    and long polls and streams only by file descriptors.
+    """
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),

@@ -147,6 +147,8 @@ class FakeParallel(FakeUpstream):
         self.runs_complete = True  # False: runs stay "running" and /result answers 408
         self.event_gap = 0.0  # seconds between two SSE events
         self.hold_stream: asyncio.Event | None = None  # streams wait for it after event one
+        self.hold_result: asyncio.Event | None = None  # /result long polls wait for it
+        self.hold_retrieve: asyncio.Event | None = None  # GET /v1/tasks/runs/{id} waits for it
         self.streams_finished = 0
         self.streams_cancelled = 0
         self._routes: list[tuple[str, re.Pattern[str], Route]] = [
@@ -234,12 +236,16 @@ class FakeParallel(FakeUpstream):
         return reply
 
     async def _get_run(self, call: Call) -> web.StreamResponse:
+        if self.hold_retrieve is not None:
+            await self.hold_retrieve.wait()
         run = self.runs.get(call.ids[0])
         return _json(200, run.view()) if run else self._not_found("Run id not found")
 
     async def _run_result(self, call: Call) -> web.StreamResponse:
         if not call.request.query.get("timeout", "0").isdigit():
             return _invalid("timeout must be an integer")
+        if self.hold_result is not None:
+            await self.hold_result.wait()
         run = self.runs.get(call.ids[0])
         if run is None:
             return self._not_found("Run id not found")

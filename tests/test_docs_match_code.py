@@ -51,7 +51,7 @@ LIMITS = {
     "upstream.deadline",
     "upstream.max_attempts",
     "upstream.retry_after_cap",
-    "upstream.max_connections",
+    "upstream.max_short_calls",
     "upstream.queue_timeout",
     "upstream.long_poll_timeout",
     "upstream.stream_idle_timeout",

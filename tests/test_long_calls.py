@@ -1,0 +1,142 @@
+"""Long polls and event streams take no short-call slot: a batch of waiting runs starves nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+from parallel import AsyncParallel
+
+from gateway.config import StorageSettings
+from gateway.db import Database
+from gateway.fdlimit import raise_open_files_limit
+from gateway.keys import create_key
+from tests.conftest import ServerFactory, eventually
+from tests.fake_upstream import TEAM_KEY
+from tests.passthrough_support import WatchedParallel, watched_parallel
+from tests.serve_support import launch_serve
+
+LONG_POLLS = 1000
+STREAMS = 500
+RUNS = 10
+CREATES = 20
+EVENTS = 4  # what FakeParallel's run stream sends: two state events around two progress events
+
+
+@pytest.fixture
+async def fake(aiohttp_server: ServerFactory) -> WatchedParallel:
+    return await watched_parallel(aiohttp_server)
+
+
+async def keys_for(database: Path, *apps: str) -> dict[str, str]:
+    db = await Database.open(StorageSettings(database=str(database)))
+    try:
+        return {app: await create_key(db, app) for app in apps}
+    finally:
+        await db.close()
+
+
+def events_in(body: bytes) -> int:
+    return sum(block.startswith(b"event: ") for block in body.split(b"\n\n"))
+
+
+async def serve_defaults(
+    tmp_path: Path, database: Path, fake: WatchedParallel
+) -> tuple[asyncio.subprocess.Process, str]:
+    """A real `serve` with the default config, but for its database and upstream."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "{database}"\n[upstream]\nbase_url = "{fake.base_url}"\n'
+    )
+    # Its log goes to a file: a pipe that nobody reads would fill up, and stop it.
+    log = os.open(tmp_path / "serve.log", os.O_WRONLY | os.O_CREAT)
+    try:
+        return await launch_serve(config, env={"PARALLEL_API_KEY": TEAM_KEY}, stderr=log)
+    finally:
+        os.close(log)
+
+
+@pytest.mark.timeout(120)
+async def test_a_batch_of_long_polls_and_streams_starves_no_other_call(
+    tmp_path: Path, fake: WatchedParallel
+) -> None:
+    # This process holds both ends of every call: the app's and the fake upstream's.
+    _, soft, _ = raise_open_files_limit()
+    assert soft > 4 * (LONG_POLLS + STREAMS), f"needs more open files than RLIMIT_NOFILE {soft}"
+    database = tmp_path / "gateway.db"
+    keys = await keys_for(database, "batch", "other")
+    proc, url = await serve_defaults(tmp_path, database, fake)
+    batch = AsyncParallel(api_key=keys["batch"], base_url=url, max_retries=0)
+    other = AsyncParallel(api_key=keys["other"], base_url=url, max_retries=0)
+    connector = aiohttp.TCPConnector(limit=0)
+    session = aiohttp.ClientSession(connector=connector, headers={"x-api-key": keys["batch"]})
+    try:
+        run_ids = [
+            (await batch.task_run.create(input=f"q{n}", processor="lite")).run_id
+            for n in range(RUNS)
+        ]
+        fake.hold_result = asyncio.Event()
+        fake.hold_stream = asyncio.Event()
+
+        async def long_poll(n: int) -> tuple[int, bytes]:
+            path = f"/v1/tasks/runs/{run_ids[n % RUNS]}/result"
+            async with session.get(url + path) as resp:
+                return resp.status, await resp.read()
+
+        async def stream(n: int) -> tuple[int, bytes]:
+            path = f"/v1/tasks/runs/{run_ids[n % RUNS]}/events"
+            async with session.get(url + path, headers={"accept": "text/event-stream"}) as resp:
+                return resp.status, await resp.read()
+
+        waiting = [asyncio.create_task(long_poll(n)) for n in range(LONG_POLLS)]
+        waiting += [asyncio.create_task(stream(n)) for n in range(STREAMS)]
+        await eventually(lambda: len(fake.started) == RUNS + LONG_POLLS + STREAMS, within=60)
+
+        # Every long poll and stream is open upstream, and held there: another app's creates
+        # still go through, each while all of them stay open.
+        for n in range(CREATES):
+            run = await other.task_run.create(input=f"other {n}", processor="lite")
+            assert run.status == "queued"
+        assert not any(task.done() for task in waiting)
+
+        fake.hold_result.set()
+        fake.hold_stream.set()
+        answers = await asyncio.gather(*waiting)
+    finally:
+        await session.close()
+        await batch.close()
+        await other.close()
+        proc.terminate()
+        await proc.wait()
+
+    assert [status for status, _ in answers] == [200] * (LONG_POLLS + STREAMS)
+    assert all(b'"output"' in body for _, body in answers[:LONG_POLLS])
+    assert [events_in(body) for _, body in answers[LONG_POLLS:]] == [EVENTS] * STREAMS
+    assert len(fake.started) == RUNS + LONG_POLLS + STREAMS + CREATES
+
+
+async def test_an_app_that_leaves_a_long_poll_closes_its_upstream_connection(
+    tmp_path: Path, fake: WatchedParallel
+) -> None:
+    database = tmp_path / "gateway.db"
+    keys = await keys_for(database, "app")
+    proc, url = await serve_defaults(tmp_path, database, fake)
+    assert fake.server is not None and fake.server.runner is not None
+    upstream_side = fake.server.runner.server
+    assert upstream_side is not None
+    try:
+        async with AsyncParallel(api_key=keys["app"], base_url=url, max_retries=0) as client:
+            run = await client.task_run.create(input="q", processor="lite")
+        fake.hold_result = asyncio.Event()
+        async with aiohttp.ClientSession(headers={"x-api-key": keys["app"]}) as session:
+            poll = asyncio.create_task(session.get(f"{url}/v1/tasks/runs/{run.run_id}/result"))
+            await eventually(lambda: len(fake.started) == 2)
+            open_during = len(upstream_side.connections)
+            poll.cancel()  # the app gives up, and its connection closes
+            await eventually(lambda: len(upstream_side.connections) == open_during - 1)
+    finally:
+        proc.terminate()
+        await proc.wait()
