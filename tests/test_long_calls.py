@@ -124,7 +124,8 @@ async def test_an_app_that_leaves_a_long_poll_closes_its_upstream_connection(
     database = tmp_path / "gateway.db"
     keys = await keys_for(database, "app")
     proc, url = await serve_defaults(tmp_path, database, fake)
-    assert fake.server is not None and fake.server.runner is not None
+    assert fake.server is not None
+    assert fake.server.runner is not None
     upstream_side = fake.server.runner.server
     assert upstream_side is not None
     try:
