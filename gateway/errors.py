@@ -8,6 +8,9 @@ from typing import Any, Self
 
 import orjson
 
+# The SDK's override of its own retry decision (PARALLEL_API.md: Retries).
+DO_NOT_RETRY = {"x-should-retry": "false"}
+
 
 class GatewayError(Exception):
     """An error answered by the gateway itself, with its own ref_id."""
@@ -144,7 +147,7 @@ class CannotFetchError(GatewayError):
 
     def __init__(self, message: str) -> None:
         # x-should-retry is the SDK's override of its own retry decision.
-        super().__init__(message, headers={"x-should-retry": "false"})
+        super().__init__(message, headers=DO_NOT_RETRY)
 
 
 class NoTeamKeyError(CannotFetchError):

@@ -4,22 +4,31 @@ run, nor makes the SDK create it again."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from parallel import APIStatusError, AsyncParallel
 
 from gateway.config import Settings, StorageSettings
 from gateway.db import Database
+from gateway.metrics import Metrics
+from gateway.middleware import create_observer
 from gateway.ownership import OwnershipRecorder
-from tests.conftest import StartGateway, capture_logs, eventually
+from gateway.state import METRICS
+from tests.conftest import StartGateway, capture_logs, eventually, unused_port
+from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
 from tests.passthrough_support import (
     BYPASS,
     Harness,
     ServerFactory,
     Start,
     WatchedParallel,
+    error_of,
     harnesses,
     watched_parallel,
 )
@@ -141,3 +150,104 @@ async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_r
         ]
     finally:
         await db.close()
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[FaultServer]:
+    server = FaultServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+UNSURE = (
+    " Parallel API may have received the request, so the gateway did not send it again;"
+    " check before repeating it (a repeated create makes another run)."
+)
+AFTER_SENDING = {
+    "timed-out": (swallow(), 504, "Parallel API did not answer in time."),
+    "closed": (
+        hang_up(reset=False),
+        502,
+        "The connection to Parallel API failed after the request was sent"
+        " (ServerDisconnectedError).",
+    ),
+    # In app mode the gateway reads a create's answer whole, for its run id.
+    "cut-mid-body": (
+        cut(b'{"run_id": "trun_cut", "status": "queued"}', 10, reset=True),
+        502,
+        "The connection to Parallel API failed after the request was sent (ClientPayloadError).",
+    ),
+}
+
+
+@pytest.mark.parametrize(("answer", "status", "message"), AFTER_SENDING.values(), ids=AFTER_SENDING)
+async def test_a_create_that_upstream_may_have_received_is_not_sent_again(
+    start_gateway: StartGateway,
+    make_settings: Callable[..., Settings],
+    faulty: FaultServer,
+    answer: Answer,
+    status: int,
+    message: str,
+) -> None:
+    settings = make_settings(
+        upstream={"base_url": faulty.base_url, "timeout": 0.2}, isolation={"mode": "app"}
+    )
+    gateway = await start_gateway(settings)
+    faulty.add("/v1/tasks/runs", [answer] * (1 + SDK_RETRIES))
+
+    async with AsyncParallel(api_key=gateway.app_key, base_url=gateway.url) as sdk:
+        with pytest.raises(APIStatusError) as caught:
+            await sdk.task_run.create(input="q", processor="lite")
+
+    assert faulty.count("/v1/tasks/runs") == 1  # the SDK's default retries made no second POST
+    assert caught.value.status_code == status
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert error_of(caught.value.response.content)["message"] == message + UNSURE
+
+
+async def test_a_create_that_never_left_the_gateway_may_be_retried(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings]
+) -> None:
+    refused = f"http://127.0.0.1:{unused_port()}"
+    gateway = await start_gateway(make_settings(upstream={"base_url": refused}))
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway.url + "/v1/tasks/runs",
+            json={"input": "q", "processor": "lite"},
+            headers={"x-api-key": gateway.app_key},
+        ) as resp,
+    ):
+        body = await resp.read()
+
+    assert resp.status == 502
+    assert "x-should-retry" not in resp.headers  # nothing was sent: the SDK may try again
+    assert error_of(body)["message"] == "Parallel API could not be reached (ClientConnectorError)."
+
+
+async def test_an_internal_error_on_a_post_tells_the_sdk_not_to_retry(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug after upstream answered")
+
+    app = web.Application(middlewares=[create_observer(False, Metrics())])
+    app[METRICS] = Metrics()
+    app.router.add_route("*", "/v1/tasks/runs", broken)
+    client = await aiohttp_client(app)
+
+    with capture_logs():
+        post = await client.post("/v1/tasks/runs", data=b"{}")
+        get = await client.get("/v1/tasks/runs")
+
+    assert post.status == 500
+    assert post.headers["x-should-retry"] == "false"
+    assert error_of(await post.read())["message"] == (
+        "Internal gateway error. Parallel API may have received the request; check before"
+        " repeating it."
+    )
+    assert get.status == 500
+    assert "x-should-retry" not in get.headers  # a GET may be repeated
+    assert error_of(await get.read())["message"] == "Internal gateway error"
