@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
 import orjson
 
 # The SDK's override of its own retry decision (PARALLEL_API.md: Retries).
-DO_NOT_RETRY = {"x-should-retry": "false"}
+DO_NOT_RETRY: Mapping[str, str] = MappingProxyType({"x-should-retry": "false"})
 
 
 class GatewayError(Exception):
