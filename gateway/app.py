@@ -16,9 +16,20 @@ from .log import scrub_also
 from .metrics import Metrics
 from .middleware import create_observer
 from .ops import record_memory_layer, serve_metrics_apart
+from .ownership import RETRY_INTERVAL, OwnershipRecorder
 from .periodic import Periodic
 from .routes import add_routes
-from .state import CACHE, DATABASE, DRAINING, KEYRING, METRICS, SETTINGS, STREAMS, UPSTREAM
+from .state import (
+    CACHE,
+    DATABASE,
+    DRAINING,
+    KEYRING,
+    METRICS,
+    OWNERSHIP,
+    SETTINGS,
+    STREAMS,
+    UPSTREAM,
+)
 from .store import SQLiteRunInputStore
 from .team_key import key_file_rotation, team_key_from
 from .upstream import UpstreamClient, UpstreamResponse, create_session
@@ -40,6 +51,7 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app[STREAMS] = set()
     team_key = team_key_from(settings, env)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_ownership)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(lambda app: _watch_key_file(app, team_key))
     app.cleanup_ctx.append(_cache)
@@ -81,6 +93,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = await Database.open(app[SETTINGS].storage)
     yield
     await app[DATABASE].close()
+
+
+async def _ownership(app: web.Application) -> AsyncIterator[None]:
+    """Run ownership records that failed are retried while serving, and once more at the end
+    (before the database closes)."""
+    recorder = app[OWNERSHIP] = OwnershipRecorder(app[DATABASE])
+    retries = Periodic("ownership.retry", RETRY_INTERVAL, recorder.retry)
+    retries.start()
+    yield
+    await retries.stop()
+    await recorder.flush()
 
 
 async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator[None]:

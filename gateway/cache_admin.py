@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from .errors import GatewayError, parse_error_body
 from .policy import is_valid_run_id
 from .replay import EntryError, decode_entry, encode_entry
 from .store import RunInputStore, StoredInput
+
+# Runs per import transaction: SQLite's write lock is held for milliseconds at a time, so a
+# running gateway's writes get it between two batches.
+IMPORT_BATCH = 1000
 
 
 def progress(total: int | None, unit: str, desc: str) -> tqdm[Any]:
@@ -58,9 +63,15 @@ class ImportReport:
 async def import_entries(
     store: RunInputStore, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
 ) -> ImportReport:
-    """Import export lines in one transaction: the valid ones all land, or (if killed) none."""
+    """Import export lines, IMPORT_BATCH runs per transaction, in the order given.
+
+    A run already stored is left as it is, so an import that was stopped part-way is finished
+    by running it again: the batches it committed are skipped.
+    """
     report = ImportReport()
-    report.imported = await store.put_many(_valid_entries(lines, report, bar, max_body_bytes))
+    entries = _valid_entries(lines, report, bar, max_body_bytes)
+    while batch := list(itertools.islice(entries, IMPORT_BATCH)):
+        report.imported += await store.put_many(batch)
     return report
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -77,6 +78,11 @@ class Database:
     SQLite allows one writer at a time, so every write goes through `write`, which queues it;
     the writer task commits whatever has queued up in one transaction (group commit), and
     `write` returns only once its statements are committed.
+
+    A write waits at most `storage.busy_timeout_ms` in all for another process's lock, counted
+    from when it was queued: its transaction waits only what is left of the earliest deadline
+    in its batch, and a batch that found the lock busy fails whole, never retried write by
+    write (each would wait again).
     """
 
     def __init__(
@@ -84,10 +90,13 @@ class Database:
         reader: aiosqlite.Connection,
         writer: aiosqlite.Connection,
         applied_migrations: list[str] | None = None,
+        busy_timeout_ms: int = StorageSettings().busy_timeout_ms,
     ) -> None:
         self.reader = reader
         self.applied_migrations = applied_migrations or []
+        self.write_attempts = 0  # writes handed to SQLite, a retried one counted again
         self._writer = writer
+        self._busy_timeout = busy_timeout_ms / 1000
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()  # None: close
         self._task: asyncio.Task[None] | None = None
 
@@ -107,7 +116,7 @@ class Database:
         except BaseException:
             await writer.close()
             raise
-        return cls(reader, writer, applied)
+        return cls(reader, writer, applied, settings.busy_timeout_ms)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """The first row; for queries of one row at most (a key lookup), in one round trip."""
@@ -134,7 +143,8 @@ class Database:
         """
         if self._task is None:
             self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
-        write = _Write(statements, asyncio.get_running_loop().create_future())
+        done = asyncio.get_running_loop().create_future()
+        write = _Write(statements, done, time.monotonic() + self._busy_timeout)
         self._queue.put_nowait(write)
         return await write.done
 
@@ -150,6 +160,7 @@ class Database:
                 return
 
     async def _commit(self, batch: list[_Write]) -> None:
+        self.write_attempts += len(batch)
         try:
             # The whole transaction in one call on aiosqlite's thread. aiosqlite has no public
             # way to run a function there (only its private `_execute`, with its private
@@ -158,12 +169,15 @@ class Database:
             in_thread = cast(Callable[..., Awaitable[list[list[int]]]], self._writer._execute)
             counts = await in_thread(_commit_batch, self._writer._conn, batch)
         except Exception as e:  # any failure is handed to the waiters, never lost
-            if len(batch) > 1:
-                # One bad write must not fail its neighbours: retry them one by one.
+            if len(batch) > 1 and not is_busy(e):
+                # One bad write must not fail its neighbours: retry them one by one (each
+                # within what is left of its own wait).
                 for write in batch:
                     await self._commit([write])
                 return
-            _settle(batch[0].done, e)
+            # A busy lock is every write's failure alike: retrying would only wait again.
+            for write in batch:
+                _settle(write.done, e)
             return
         for write, count in zip(batch, counts, strict=True):
             _settle(write.done, count)
@@ -177,12 +191,22 @@ class Database:
         await self._writer.close()
 
 
-class _Write:
-    __slots__ = ("done", "solo", "statements")
+def is_busy(error: BaseException) -> bool:
+    """Whether a write failed because another connection held the lock past its wait."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    return error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
-    def __init__(self, statements: Sequence[Statement], done: asyncio.Future[list[int]]) -> None:
+
+class _Write:
+    __slots__ = ("deadline", "done", "solo", "statements")
+
+    def __init__(
+        self, statements: Sequence[Statement], done: asyncio.Future[list[int]], deadline: float
+    ) -> None:
         self.statements = statements
         self.done = done
+        self.deadline = deadline  # time.monotonic() past which it waits for no lock
         self.solo = not all(isinstance(rows, Sequence) for _, rows in statements)
 
 
@@ -213,6 +237,9 @@ def _settle(done: asyncio.Future[list[int]], result: list[int] | BaseException) 
 def _commit_batch(conn: sqlite3.Connection, batch: list[_Write]) -> list[list[int]]:
     """Run a batch's statements in one transaction; each write's row counts. Blocking: this
     runs on aiosqlite's thread, which owns `conn`."""
+    # Wait for another process's lock only until the batch's earliest deadline (0: try once).
+    wait = min(write.deadline for write in batch) - time.monotonic()
+    conn.execute(f"PRAGMA busy_timeout = {max(0, int(wait * 1000))}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         counts = [

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
 import orjson
+
+# The SDK's override of its own retry decision (PARALLEL_API.md: Retries).
+DO_NOT_RETRY: Mapping[str, str] = MappingProxyType({"x-should-retry": "false"})
 
 
 class GatewayError(Exception):
@@ -149,7 +153,7 @@ class CannotFetchError(GatewayError):
 
     def __init__(self, message: str) -> None:
         # x-should-retry is the SDK's override of its own retry decision.
-        super().__init__(message, headers={"x-should-retry": "false"})
+        super().__init__(message, headers=DO_NOT_RETRY)
 
 
 class NoTeamKeyError(CannotFetchError):

@@ -13,12 +13,12 @@ from multidict import CIMultiDict
 from .catalog import Route
 from .errors import PayloadTooLargeError
 from .headers import forwarded_response_headers
-from .ownership import created_ids, record_created
+from .ownership import created_ids
 from .policy import CACHE_BYPASS
 from .state import (
     APP_NAME,
-    DATABASE,
     DRAINING,
+    OWNERSHIP,
     REQUEST_ID,
     SETTINGS,
     STREAMS,
@@ -55,13 +55,16 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(_too_large(limit))
     body = limited(request.content, limit) if request.body_exists else None
+    # Only isolation mode "app" reads who created what (README: Run isolation).
+    creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
     async def relay(resp: aiohttp.ClientResponse, read: bytes | None) -> web.StreamResponse:
         headers = forwarded_response_headers(resp.headers)
         headers["Cache-Status"] = CACHE_BYPASS
-        if route.creates is not None and 200 <= resp.status < 300:
+        if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()
-            await record_created(app[DATABASE], request[APP_NAME], created_ids(route.creates, read))
+            # Never fails the answer: upstream has created the run, and the app must learn it.
+            await app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
         if read is not None:
             headers.popall("Content-Length", None)
             return web.Response(status=resp.status, body=read, headers=headers)

@@ -11,10 +11,11 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .errors import GatewayError, error_body
+from .errors import DO_NOT_RETRY, GatewayError, error_body
 from .log import log_info
 from .metrics import Metrics
 from .policy import CACHE_NAME
+from .retry import IDEMPOTENT_METHODS
 from .state import APP_NAME, METRICS, REQUEST_ID, ROUTE, UPSTREAM_WAIT
 
 log = structlog.get_logger("gateway.access")
@@ -112,11 +113,17 @@ def internal_error_response(request: web.Request) -> web.Response:
     ref_id = str(uuid.uuid4())
     request.app[METRICS].errors.labels("internal").inc()
     log.exception("gateway.internal_error", ref_id=ref_id, request_id=request[REQUEST_ID])
-    return web.Response(
-        status=500,
-        body=error_body("Internal gateway error", ref_id),
-        content_type="application/json",
-    )
+    if request.method in IDEMPOTENT_METHODS:
+        message, headers = "Internal gateway error", None
+    else:
+        # It may have come after Parallel's answer: the SDK must not send a create again.
+        message = (
+            "Internal gateway error. Parallel API may have received the request; check before"
+            " repeating it."
+        )
+        headers = DO_NOT_RETRY
+    body = error_body(message, ref_id)
+    return web.Response(status=500, body=body, content_type="application/json", headers=headers)
 
 
 def access_line(

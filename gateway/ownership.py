@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Sequence
 
 import orjson
+import structlog
 
 from .catalog import Creates
 from .db import Database
@@ -17,6 +19,9 @@ CREATED_ID = {
     Creates.FINDALL: "findall_id",
     Creates.MONITOR: "monitor_id",
 }
+log = structlog.get_logger("gateway.ownership")
+# Seconds between tries of the ownership records that could not be written when made.
+RETRY_INTERVAL = 1.0
 
 
 class GrantError(Exception):
@@ -35,6 +40,62 @@ def created_ids(creates: Creates, body: bytes) -> list[str]:
     if not isinstance(ids, list):
         return []
     return [i for i in ids if isinstance(i, str) and i]
+
+
+def grant_commands(app: str, ids: Iterable[str]) -> list[str]:
+    """The CLI commands an operator can run to record these ids by hand. Pure."""
+    return [f"parallel-gateway runs grant {shlex.quote(i)} {shlex.quote(app)}" for i in ids]
+
+
+class OwnershipRecorder:
+    """Records which app created each run and group; a record that cannot be written when the
+    create is answered (the database is locked or failing) is kept in memory and written later,
+    so the app still gets upstream's answer and its run is not orphaned."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: dict[str, dict[str, None]] = {}  # app -> ids not yet written, in order
+
+    async def record(self, app: str, ids: Sequence[str]) -> None:
+        """Write that `app` created `ids`; never raises: a failure is logged and kept."""
+        if not ids:
+            return
+        try:
+            await record_created(self._db, app, ids)
+        except Exception as e:
+            self._pending.setdefault(app, {}).update(dict.fromkeys(ids))
+            # A warning is written at once: after a kill, this line is what to replay.
+            log.warning(
+                "ownership.record_failed",
+                app=app,
+                run_ids=list(ids),
+                error=f"{type(e).__name__}: {e}",
+                retry_in=RETRY_INTERVAL,
+                replay=grant_commands(app, ids),
+            )
+
+    async def retry(self) -> None:
+        """Write what could not be written before (every RETRY_INTERVAL, and at shutdown)."""
+        for app, pending in list(self._pending.items()):
+            ids = list(pending)
+            try:
+                await record_created(self._db, app, ids)
+            except Exception as e:
+                # Warned when it first failed, with the grants to replay; tried next round.
+                log.debug("ownership.retry_failed", app=app, run_ids=ids, error=type(e).__name__)
+                continue
+            for i in ids:
+                pending.pop(i, None)
+            if not pending:
+                self._pending.pop(app, None)
+            log.info("ownership.recorded", app=app, run_ids=ids)
+
+    async def flush(self) -> None:
+        """At shutdown: a last try, then an error line with the grants still to be made."""
+        await self.retry()
+        for app, pending in self._pending.items():
+            ids = list(pending)
+            log.error("ownership.unrecorded", app=app, run_ids=ids, replay=grant_commands(app, ids))
 
 
 async def record_created(db: Database, app: str, ids: Iterable[str]) -> None:

@@ -16,6 +16,7 @@ from yarl import URL
 from .catalog import INPUT_ROUTE, Timing
 from .config import UpstreamSettings
 from .errors import (
+    DO_NOT_RETRY,
     GatewayError,
     NoTeamKeyError,
     OfflineError,
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .headers import request_headers, response_headers
 from .metrics import Metrics
-from .retry import RetryPolicy
+from .retry import IDEMPOTENT_METHODS, RetryPolicy
 from .store import now_rfc3339
 
 log = structlog.get_logger("gateway.upstream")
@@ -124,6 +125,7 @@ class UpstreamClient:
         """
         team_key = self._ready(run_id)
         retryable = method == "GET" and body is None
+        resendable = method in IDEMPOTENT_METHODS
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.deadline
         url = URL(self._base + raw_path, encoded=True)
@@ -166,7 +168,8 @@ class UpstreamClient:
                         retry_in=delay,
                     )
                     if delay is None:
-                        raise _gateway_error(e) from e
+                        again = resendable or _before_sending(e)
+                        raise _gateway_error(e, resendable=again) from e
                     self._metrics.retries.labels(route).inc()
                     await asyncio.sleep(delay)
                     continue
@@ -187,7 +190,11 @@ class UpstreamClient:
                         if minted is not None:
                             assert read is not None
                             raise _unreadable_error(resp, read, minted)
-                        return await relay(resp, read)
+                        try:
+                            return await relay(resp, read)
+                        except (TimeoutError, aiohttp.ClientError) as e:
+                            # The answer's head came, its body broke: upstream had the request.
+                            raise _gateway_error(e, resendable=resendable) from e
                 finally:
                     resp.release()
                 self._metrics.retries.labels(route).inc()
@@ -245,11 +252,34 @@ class UpstreamClient:
         return aiohttp.ClientTimeout(total=total, connect=connect)
 
 
-def _gateway_error(e: BaseException) -> UpstreamTimeoutError | UpstreamUnavailableError:
+def _before_sending(e: BaseException) -> bool:
+    """Whether a failure came before any byte of the request could reach upstream."""
+    return isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def _gateway_error(
+    e: BaseException, *, resendable: bool
+) -> UpstreamTimeoutError | UpstreamUnavailableError:
+    """The gateway's 504 or 502 for a failed attempt. Where the request may have reached
+    upstream and must not be repeated (a create), it says so, and tells the SDK not to retry."""
     # aiohttp's ServerTimeoutError is both a ClientError and a TimeoutError: a timeout wins.
-    if isinstance(e, TimeoutError):
-        return UpstreamTimeoutError("Parallel API did not answer in time.")
-    return UpstreamUnavailableError(f"Parallel API could not be reached ({type(e).__name__}).")
+    timed_out = isinstance(e, TimeoutError)
+    name = type(e).__name__
+    if timed_out:
+        message = "Parallel API did not answer in time."
+    elif resendable:
+        message = f"Parallel API could not be reached ({name})."
+    else:
+        message = f"The connection to Parallel API failed after the request was sent ({name})."
+    headers = None
+    if not resendable:
+        message += (
+            " Parallel API may have received the request, so the gateway did not send it again;"
+            " check before repeating it (a repeated create makes another run)."
+        )
+        headers = DO_NOT_RETRY
+    error = UpstreamTimeoutError if timed_out else UpstreamUnavailableError
+    return error(message, headers=headers)
 
 
 def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | None) -> str | None:

@@ -141,6 +141,18 @@ def hang_up(*, reset: bool) -> Answer:
     return answer
 
 
+def swallow() -> Answer:
+    """Read the whole request, body included, and never answer: wait until the client hangs up."""
+
+    async def answer(peer: Peer) -> bool:
+        with contextlib.suppress(ConnectionError):
+            while await peer.reader.read(64 * 1024):
+                pass
+        return False
+
+    return answer
+
+
 def raw(data: bytes) -> Answer:
     """Send `data` as it is (not HTTP, or not valid HTTP), then close."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from gateway.config import StorageSettings
-from gateway.db import Database
+from gateway.db import Database, is_busy
 
 INSERT = "INSERT INTO t (id, n) VALUES (?, ?)"
 
@@ -87,3 +88,25 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     assert [p.result() for p in pending] == [1] * 20
     with sqlite3.connect(settings.database) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (20,)
+
+
+async def test_a_held_lock_fails_each_write_once_never_retrying_it(tmp_path: Path) -> None:
+    settings = StorageSettings(database=str(tmp_path / "db.sqlite"), busy_timeout_ms=50)
+    db = await Database.open(settings)
+    try:
+        await db.write("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+        tried = db.write_attempts
+        with closing(sqlite3.connect(settings.database, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            results = await asyncio.gather(
+                *(db.write(INSERT, (f"r{i}", i)) for i in range(30)), return_exceptions=True
+            )
+            other.execute("ROLLBACK")
+        assert [isinstance(r, BaseException) and is_busy(r) for r in results] == [True] * 30
+        # Each write was handed to SQLite once: a failed batch is not retried write by write,
+        # which made each write wait busy_timeout again.
+        assert db.write_attempts - tried == 30
+        assert await db.write(INSERT, ("after", 1)) == 1
+        assert await rows(db) == [("after", 1)]
+    finally:
+        await db.close()

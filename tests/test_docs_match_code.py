@@ -55,6 +55,7 @@ LIMITS = {
     "upstream.queue_timeout",
     "upstream.long_poll_timeout",
     "upstream.stream_idle_timeout",
+    "storage.busy_timeout_ms",
 }
 
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from parallel import AsyncParallel, InternalServerError
 
+from gateway.cache_admin import IMPORT_BATCH
 from gateway.config import Settings
 from tests.conftest import Gateway, StartGateway, run_cli, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
@@ -220,14 +221,17 @@ async def test_purge_while_serving_takes_effect_within_two_seconds(
     assert upstream.count("trun_text") == 2
 
 
-async def test_a_killed_import_leaves_all_or_nothing(gateway: Gateway, tmp_path: Path) -> None:
+async def test_a_killed_import_keeps_whole_batches_and_running_it_again_finishes_it(
+    gateway: Gateway, tmp_path: Path
+) -> None:
     count = 200_000
+    run_ids = [f"trun_{n:07d}" for n in range(count)]
     path = tmp_path / "big.jsonl"
     with path.open("wb") as f:
-        for n in range(count):
+        for run_id in run_ids:
             f.write(
-                b'{"version":1,"run_id":"trun_%07d","stored_at":"2026-01-01T00:00:00Z",'
-                b'"input":{"processor":"core","input":"%s"}}\n' % (n, b"y" * 400)
+                b'{"version":1,"run_id":"%s","stored_at":"2026-01-01T00:00:00Z",'
+                b'"input":{"processor":"core","input":"%s"}}\n' % (run_id.encode(), b"y" * 400)
             )
     database = Path(gateway.settings.storage.database)
     wal = database.with_name(database.name + "-wal")
@@ -243,25 +247,34 @@ async def test_a_killed_import_leaves_all_or_nothing(gateway: Gateway, tmp_path:
         str(gateway.config),
         stderr=asyncio.subprocess.DEVNULL,
     )
-    # Kill it once the import transaction has started spilling pages into the WAL.
+    # Kill it once its batches have started landing in the WAL.
     for _ in range(1000):
         if wal.exists() and wal.stat().st_size > wal_before + 1_000_000:
             break
         await asyncio.sleep(0.01)
     else:
         proc.kill()
-        raise AssertionError("the import never reached its transaction: nothing was tested")
-    assert proc.returncode is None  # still importing: the kill lands mid-transaction
+        raise AssertionError("the import never committed a batch: nothing was tested")
+    assert proc.returncode is None  # still importing: the kill lands mid-import
     proc.kill()
     await proc.wait()
 
     with sqlite3.connect(database) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        landed = conn.execute("SELECT count(*) FROM run_inputs").fetchone()[0]
-    assert landed == 0  # killed mid-transaction: nothing of it may show
+        landed = [r for (r,) in conn.execute("SELECT run_id FROM run_inputs ORDER BY run_id")]
+        sizes = {size for (size,) in conn.execute("SELECT length(body) FROM run_inputs")}
+    # Whole batches, in file order, each run whole; the rest of the file is not there yet.
+    assert 0 < len(landed) < count
+    assert len(landed) % IMPORT_BATCH == 0
+    assert landed == run_ids[: len(landed)]
+    assert sizes == {len(b'{"processor":"core","input":""}') + 400}
 
     done = await run_cli(gateway.config, "cache", "import", str(path))
-    assert done.code == 0
+    assert (done.code, done.out) == (0, b"")
+    assert done.err == (
+        f"Imported {count - len(landed)} new runs; {len(landed)} already cached; "
+        "0 lines rejected.\n"
+    )
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == count
 

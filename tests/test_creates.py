@@ -1,0 +1,253 @@
+"""Creates: ownership is recorded only in app mode, and a failed record never costs the app its
+run, nor makes the SDK create it again."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from parallel import APIStatusError, AsyncParallel
+
+from gateway.config import Settings, StorageSettings
+from gateway.db import Database
+from gateway.metrics import Metrics
+from gateway.middleware import create_observer
+from gateway.ownership import OwnershipRecorder
+from gateway.state import METRICS
+from tests.conftest import StartGateway, capture_logs, eventually, unused_port
+from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
+from tests.passthrough_support import (
+    BYPASS,
+    Harness,
+    ServerFactory,
+    Start,
+    WatchedParallel,
+    error_of,
+    harnesses,
+    watched_parallel,
+)
+from tests.test_storage_locks import held_write_lock
+
+SDK_RETRIES = 2  # the SDK's default: a 5xx, 408, 409, 429 or a broken connection is sent again
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
+    """FakeParallel in place of conftest's FakeUpstream: make_settings points at it."""
+    return await watched_parallel(aiohttp_server)
+
+
+@pytest.fixture
+async def start(
+    start_gateway: StartGateway,
+    upstream: WatchedParallel,
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Start]:
+    async with harnesses(start_gateway, upstream, make_settings) as start:
+        yield start
+
+
+def access_rows(gw: Harness) -> list[tuple[str, str, str]]:
+    """run_access, read through a connection of our own: only committed rows."""
+    with closing(sqlite3.connect(gw.settings.storage.database)) as conn:
+        return conn.execute("SELECT id, app, how FROM run_access ORDER BY id").fetchall()
+
+
+async def test_a_create_whose_ownership_write_fails_is_answered_once_and_recorded_later(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    gw = await start(make_settings(isolation={"mode": "app"}, storage={"busy_timeout_ms": 50}))
+    sdk = gw.sdk(max_retries=SDK_RETRIES)
+
+    with capture_logs() as logs, held_write_lock(gw.settings.storage.database):
+        raw = await sdk.task_run.with_raw_response.create(input="q", processor="lite")
+        run = await raw.parse()
+        # Still locked: nothing is recorded yet, and the app has its run all the same.
+        assert access_rows(gw) == []
+
+    assert (raw.status_code, raw.headers["cache-status"]) == (202, BYPASS)
+    assert run.run_id in gw.fake.runs
+    assert gw.sent() == [("POST", "/v1/tasks/runs")]  # one create upstream, never repeated
+    failed = [line for line in logs if line["event"] == "ownership.record_failed"]
+    assert failed == [
+        {
+            "event": "ownership.record_failed",
+            "log_level": "warning",
+            "app": "app",
+            "run_ids": [run.run_id],
+            "error": "OperationalError: database is locked",
+            "retry_in": 1.0,
+            "replay": [f"parallel-gateway runs grant {run.run_id} app"],
+            "request_id": failed[0]["request_id"],
+            "route": "tasks.runs.create",
+        }
+    ]
+
+    # The lock is gone: the retry records the run, and the app can read it in app mode.
+    await eventually(lambda: access_rows(gw) == [(run.run_id, "app", "created")], within=5)
+    assert (await sdk.task_run.retrieve(run.run_id)).run_id == run.run_id
+
+
+async def test_team_mode_records_no_ownership_and_needs_no_write(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    gw = await start(make_settings(storage={"busy_timeout_ms": 50}))
+    sdk = gw.sdk(max_retries=SDK_RETRIES)
+
+    with held_write_lock(gw.settings.storage.database):
+        run = await sdk.task_run.create(input="q", processor="lite")
+        group = await sdk.task_group.create()
+        added = await sdk.task_group.add_runs(
+            group.task_group_id, inputs=[{"input": "x", "processor": "lite"}]
+        )
+
+    assert len(added.run_ids) == 1
+    assert gw.sent() == [
+        ("POST", "/v1/tasks/runs"),
+        ("POST", "/v1/tasks/groups"),
+        ("POST", f"/v1/tasks/groups/{group.task_group_id}/runs"),
+    ]
+    assert run.run_id in gw.fake.runs
+    assert access_rows(gw) == []
+
+
+async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_replay(
+    tmp_path: Path,
+) -> None:
+    settings = StorageSettings(database=str(tmp_path / "gw.db"), busy_timeout_ms=50)
+    db = await Database.open(settings)
+    try:
+        recorder = OwnershipRecorder(db)
+        with held_write_lock(settings.database):
+            await recorder.record("billing app", ["trun_a", "trun_b"])
+            with capture_logs() as logs:
+                await recorder.flush()
+        assert [line for line in logs if line["log_level"] != "debug"] == [
+            {
+                "event": "ownership.unrecorded",
+                "log_level": "error",
+                "app": "billing app",
+                "run_ids": ["trun_a", "trun_b"],
+                "replay": [
+                    "parallel-gateway runs grant trun_a 'billing app'",
+                    "parallel-gateway runs grant trun_b 'billing app'",
+                ],
+            }
+        ]
+        with capture_logs() as logs:
+            await recorder.flush()  # the lock is gone: written now, and nothing left over
+        assert [line["event"] for line in logs] == ["ownership.recorded"]
+        rows = await db.fetchall("SELECT id, app, how FROM run_access ORDER BY id")
+        assert [tuple(row) for row in rows] == [
+            ("trun_a", "billing app", "created"),
+            ("trun_b", "billing app", "created"),
+        ]
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[FaultServer]:
+    server = FaultServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+UNSURE = (
+    " Parallel API may have received the request, so the gateway did not send it again;"
+    " check before repeating it (a repeated create makes another run)."
+)
+AFTER_SENDING = {
+    "timed-out": (swallow(), 504, "Parallel API did not answer in time."),
+    "closed": (
+        hang_up(reset=False),
+        502,
+        "The connection to Parallel API failed after the request was sent"
+        " (ServerDisconnectedError).",
+    ),
+    # In app mode the gateway reads a create's answer whole, for its run id.
+    "cut-mid-body": (
+        cut(b'{"run_id": "trun_cut", "status": "queued"}', 10, reset=True),
+        502,
+        "The connection to Parallel API failed after the request was sent (ClientPayloadError).",
+    ),
+}
+
+
+@pytest.mark.parametrize(("answer", "status", "message"), AFTER_SENDING.values(), ids=AFTER_SENDING)
+async def test_a_create_that_upstream_may_have_received_is_not_sent_again(
+    start_gateway: StartGateway,
+    make_settings: Callable[..., Settings],
+    faulty: FaultServer,
+    answer: Answer,
+    status: int,
+    message: str,
+) -> None:
+    settings = make_settings(
+        upstream={"base_url": faulty.base_url, "timeout": 0.2}, isolation={"mode": "app"}
+    )
+    gateway = await start_gateway(settings)
+    faulty.add("/v1/tasks/runs", [answer] * (1 + SDK_RETRIES))
+
+    async with AsyncParallel(api_key=gateway.app_key, base_url=gateway.url) as sdk:
+        with pytest.raises(APIStatusError) as caught:
+            await sdk.task_run.create(input="q", processor="lite")
+
+    assert faulty.count("/v1/tasks/runs") == 1  # the SDK's default retries made no second POST
+    assert caught.value.status_code == status
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert error_of(caught.value.response.content)["message"] == message + UNSURE
+
+
+async def test_a_create_that_never_left_the_gateway_may_be_retried(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings]
+) -> None:
+    refused = f"http://127.0.0.1:{unused_port()}"
+    gateway = await start_gateway(make_settings(upstream={"base_url": refused}))
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway.url + "/v1/tasks/runs",
+            json={"input": "q", "processor": "lite"},
+            headers={"x-api-key": gateway.app_key},
+        ) as resp,
+    ):
+        body = await resp.read()
+
+    assert resp.status == 502
+    assert "x-should-retry" not in resp.headers  # nothing was sent: the SDK may try again
+    assert error_of(body)["message"] == "Parallel API could not be reached (ClientConnectorError)."
+
+
+async def test_an_internal_error_on_a_post_tells_the_sdk_not_to_retry(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug after upstream answered")
+
+    app = web.Application(middlewares=[create_observer(False, Metrics())])
+    app[METRICS] = Metrics()
+    app.router.add_route("*", "/v1/tasks/runs", broken)
+    client = await aiohttp_client(app)
+
+    with capture_logs():
+        post = await client.post("/v1/tasks/runs", data=b"{}")
+        get = await client.get("/v1/tasks/runs")
+
+    assert post.status == 500
+    assert post.headers["x-should-retry"] == "false"
+    assert error_of(await post.read())["message"] == (
+        "Internal gateway error. Parallel API may have received the request; check before"
+        " repeating it."
+    )
+    assert get.status == 500
+    assert "x-should-retry" not in get.headers  # a GET may be repeated
+    assert error_of(await get.read())["message"] == "Internal gateway error"
