@@ -21,6 +21,7 @@ from .errors import (
     OfflineError,
     UnreadableUpstreamError,
     UpstreamBusyError,
+    UpstreamRedirectError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     parse_error_body,
@@ -97,6 +98,8 @@ class UpstreamClient:
 
         async def keep(resp: aiohttp.ClientResponse, body: bytes | None) -> UpstreamResponse:
             assert body is not None  # buffered
+            if 300 <= resp.status < 400:
+                raise _redirect_error(resp, run_id)
             return UpstreamResponse(resp.status, body, response_headers(resp.headers))
 
         return await self.exchange(
@@ -140,6 +143,9 @@ class UpstreamClient:
                         headers=headers,
                         data=body,
                         timeout=self._timeout(timing, deadline - loop.time()),
+                        # A redirect would carry the team key to wherever Location points:
+                        # it goes back to the app instead (or, on the input route, is a 502).
+                        allow_redirects=False,
                         # No Accept-Encoding at all: upstream answers uncompressed, and the
                         # bytes pass through exactly as they came.
                         auto_decompress=False,
@@ -261,6 +267,23 @@ def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | No
         attempt=attempt,
     )
     return minted
+
+
+def _redirect_error(resp: aiohttp.ClientResponse, run_id: str | None) -> UpstreamRedirectError:
+    """A redirect where an answer was needed, logged under a ref_id of the gateway's own."""
+    error = UpstreamRedirectError(
+        f"Parallel API answered {resp.status} (a redirect, not followed) for run {run_id}; "
+        "nothing was stored."
+    )
+    log.warning(
+        "upstream.error",
+        status=resp.status,
+        ref_id=error.ref_id,
+        ref_id_by="gateway",
+        location=resp.headers.get("Location"),
+        run_id=run_id,
+    )
+    return error
 
 
 def _unreadable_error(
