@@ -51,6 +51,12 @@ class SecretScrubber:
     def __call__(self, _: WrappedLogger, __: str, line: bytes) -> bytes:
         return self.scrub(line)
 
+    def scrub_text(self, text: str) -> str:
+        """`scrub` for text, such as a header value (whatever bytes it was decoded from)."""
+        raw = text.encode("utf-8", "surrogateescape")
+        scrubbed = self.scrub(raw)
+        return text if scrubbed is raw else scrubbed.decode("utf-8", "surrogateescape")
+
     def scrub(self, line: bytes) -> bytes:
         for secret in self._secrets:
             if secret in line:
