@@ -82,7 +82,7 @@ def timeout_response(message: str, ref_id: str, request_id: str) -> bytes:
 
 
 class GatewayConnection(web.RequestHandler):
-    """aiohttp's connection protocol, with three additions.
+    """aiohttp's connection protocol, with four changes.
 
     - The hit path (gateway/hit_path.py): while the connection is idle, a request that is a
       plain memory hit is answered as soon as it is parsed, without aiohttp's task, request,
@@ -95,6 +95,7 @@ class GatewayConnection(web.RequestHandler):
       `header_timeout` seconds. A body, a streamed answer and idle keep-alive are not timed.
     - Requests aiohttp refuses before any handler runs (too long, too many headers, malformed)
       get an ErrorResponse with the right status (414, 431 or 400) instead of a text page.
+    - Request bodies are not decompressed: they are forwarded as they came.
 
     aiohttp offers no public hook for any of these: this overrides RequestHandler's public
     methods, puts a ParserTap in its private `_parser`, reads `_waiter` (set while it waits for
@@ -134,6 +135,9 @@ class GatewayConnection(web.RequestHandler):
             max_line_size=limits.max_line_bytes,
             max_field_size=limits.max_header_bytes,
             max_headers=limits.max_headers,
+            # A request body goes upstream as it came, Content-Encoding and all: decompressed,
+            # it would be forwarded still labelled compressed, and a bad one blamed on upstream.
+            auto_decompress=False,
             **kwargs,
         )
         self._limits = limits
