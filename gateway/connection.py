@@ -14,9 +14,10 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from .config import ServerSettings
 from .errors import error_body
-from .hit_path import HitPath, Messages, ParserTap
+from .hit_path import HitPath, ParserTap
 from .metrics import Metrics
 from .middleware import next_request_id
+from .request_head import NOT_HTTP_1, HeadRefusal, Messages
 
 log = structlog.get_logger("gateway.server")
 # aiohttp's parsers (C and Python) raise a plain BadHttpMessage with this text.
@@ -34,6 +35,8 @@ def refusal_for(
     status: int, exc: BaseException | None, in_request_line: bool, limits: ServerSettings
 ) -> Refusal:
     """What to answer a request aiohttp could not parse (or whose handler failed). Pure."""
+    if isinstance(exc, HeadRefusal):
+        return Refusal(400, exc.reason, exc.public)
     if isinstance(exc, LineTooLong):
         # aiohttp raises LineTooLong for the request line and for header fields alike; where
         # GatewayConnection could not tell (pipelined requests), the limit it names may.
@@ -62,7 +65,7 @@ def refusal_for(
         )
     if status == 400:
         # The parser's own message may quote the request, secrets included: never echo it.
-        return Refusal(400, "bad-request", "Bad request: not a valid HTTP/1.1 request.")
+        return Refusal(400, NOT_HTTP_1.reason, NOT_HTTP_1.public)
     if status == 500:
         return Refusal(500, "internal", "Internal gateway error")
     return Refusal(status, f"http-{status}", HTTPStatus(status).phrase)

@@ -15,8 +15,9 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
-# App keys have a recognisable shape; anything that looks like one is scrubbed.
-APP_KEY_PATTERN = re.compile(rb"pgw_[A-Za-z0-9_-]{8,}")
+# App keys have a recognisable shape; anything that looks like one is scrubbed, percent-encoded
+# (`pgw%5F...`, as a URL in an access line may hold it) or not.
+APP_KEY_PATTERN = re.compile(rb"pgw(?:_|%5[Ff])(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){8,}")
 REDACTED = b"[redacted]"
 FLUSH_SECONDS = 0.2
 BUFFER_BYTES = 64 * 1024
@@ -61,7 +62,7 @@ class SecretScrubber:
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, REDACTED)
-        if b"pgw_" in line:
+        if b"pgw" in line:
             line = APP_KEY_PATTERN.sub(REDACTED, line)
         return line
 
