@@ -14,9 +14,10 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from .config import ServerSettings
 from .errors import error_body
-from .hit_path import HitPath, Messages, ParserTap
+from .hit_path import HitPath, ParserTap
 from .metrics import Metrics
 from .middleware import next_request_id
+from .request_head import NOT_HTTP_1, HeadRefusal, Messages
 
 log = structlog.get_logger("gateway.server")
 # aiohttp's parsers (C and Python) raise a plain BadHttpMessage with this text.
@@ -34,6 +35,8 @@ def refusal_for(
     status: int, exc: BaseException | None, in_request_line: bool, limits: ServerSettings
 ) -> Refusal:
     """What to answer a request aiohttp could not parse (or whose handler failed). Pure."""
+    if isinstance(exc, HeadRefusal):
+        return Refusal(400, exc.reason, exc.public)
     if isinstance(exc, LineTooLong):
         # aiohttp raises LineTooLong for the request line and for header fields alike; where
         # GatewayConnection could not tell (pipelined requests), the limit it names may.
@@ -62,7 +65,7 @@ def refusal_for(
         )
     if status == 400:
         # The parser's own message may quote the request, secrets included: never echo it.
-        return Refusal(400, "bad-request", "Bad request: not a valid HTTP/1.1 request.")
+        return Refusal(400, NOT_HTTP_1.reason, NOT_HTTP_1.public)
     if status == 500:
         return Refusal(500, "internal", "Internal gateway error")
     return Refusal(status, f"http-{status}", HTTPStatus(status).phrase)
@@ -82,7 +85,7 @@ def timeout_response(message: str, ref_id: str, request_id: str) -> bytes:
 
 
 class GatewayConnection(web.RequestHandler):
-    """aiohttp's connection protocol, with three additions.
+    """aiohttp's connection protocol, with four changes.
 
     - The hit path (gateway/hit_path.py): while the connection is idle, a request that is a
       plain memory hit is answered as soon as it is parsed, without aiohttp's task, request,
@@ -95,6 +98,7 @@ class GatewayConnection(web.RequestHandler):
       `header_timeout` seconds. A body, a streamed answer and idle keep-alive are not timed.
     - Requests aiohttp refuses before any handler runs (too long, too many headers, malformed)
       get an ErrorResponse with the right status (414, 431 or 400) instead of a text page.
+    - Request bodies are not decompressed: they are forwarded as they came.
 
     aiohttp offers no public hook for any of these: this overrides RequestHandler's public
     methods, puts a ParserTap in its private `_parser`, reads `_waiter` (set while it waits for
@@ -134,6 +138,9 @@ class GatewayConnection(web.RequestHandler):
             max_line_size=limits.max_line_bytes,
             max_field_size=limits.max_header_bytes,
             max_headers=limits.max_headers,
+            # A request body goes upstream as it came, Content-Encoding and all: decompressed,
+            # it would be forwarded still labelled compressed, and a bad one blamed on upstream.
+            auto_decompress=False,
             **kwargs,
         )
         self._limits = limits

@@ -85,6 +85,14 @@ class UpstreamInvalidError(GatewayError):
     reason = "upstream-invalid"
 
 
+class UpstreamRedirectError(GatewayError):
+    """A 3xx on the input route: never followed (the team key stays with upstream's origin),
+    and not an answer the SDK could read; not stored."""
+
+    status = 502
+    reason = "upstream-redirect"
+
+
 class UnreadableUpstreamError(GatewayError):
     """An upstream error answer without an ErrorResponse in it (a proxy's HTML page, an empty
     body): its status, in the ErrorResponse shape, under a ref_id the gateway logged for it."""

@@ -59,7 +59,7 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
     async def relay(resp: aiohttp.ClientResponse, read: bytes | None) -> web.StreamResponse:
-        headers = forwarded_response_headers(resp.headers)
+        headers = forwarded_response_headers(resp.headers, app[UPSTREAM].scrubber.scrub_text)
         headers["Cache-Status"] = CACHE_BYPASS
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from multidict import CIMultiDict
 
@@ -30,6 +30,8 @@ NOT_FORWARDED = HOP_BY_HOP | {
     # Upstream answers uncompressed, so the gateway can read every error's ref_id to log it.
     "accept-encoding",
 }
+# Text in, the same text with any secret in it replaced.
+Scrub = Callable[[str], str]
 # What an app needs back from an upstream answer to act on it (and the SDK to retry right).
 PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry")
 
@@ -41,14 +43,19 @@ def request_headers(incoming: Mapping[str, str], team_key: str) -> CIMultiDict[s
     return out
 
 
-def response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
-    """The upstream headers passed back with an answer the gateway rebuilds (the input route)."""
-    return {name: upstream[name] for name in PASSED_BACK if name in upstream}
+def response_headers(upstream: Mapping[str, str], scrub: Scrub) -> dict[str, str]:
+    """The upstream headers passed back with an answer the gateway rebuilds (the input route),
+    each value passed through `scrub` (the secret scrubber)."""
+    return {name: scrub(upstream[name]) for name in PASSED_BACK if name in upstream}
 
 
-def forwarded_response_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
-    """All of a forwarded response's headers but hop-by-hop ones."""
-    return _without(upstream, HOP_BY_HOP)
+def forwarded_response_headers(upstream: Mapping[str, str], scrub: Scrub) -> CIMultiDict[str]:
+    """All of a forwarded response's headers but hop-by-hop ones, each value passed through
+    `scrub` (the secret scrubber)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in _without(upstream, HOP_BY_HOP).items():
+        out.add(name, scrub(value))
+    return out
 
 
 def _without(headers: Mapping[str, str], dropped: frozenset[str]) -> CIMultiDict[str]:

@@ -27,6 +27,7 @@ from .catalog import INPUT_ROUTE
 from .errors import GatewayError
 from .middleware import access_line, next_request_id
 from .policy import CACHE_HIT, match_input_path
+from .request_head import Messages, refuse_bad_heads, refused
 from .state import CACHE, DRAINING, KEYRING, METRICS, SETTINGS
 
 # The head of every hit, in the order the full stack writes it.
@@ -108,9 +109,6 @@ def hit_response(body: bytes, request_id: str, date: str) -> bytes:
     )
 
 
-Messages = list[tuple[Any, Any]]
-
-
 class ParserTap:
     """Stands in for aiohttp's request parser on one connection. It counts the request heads
     parsed (a refusal counts as one), and hands each batch of parsed requests to `take`, which
@@ -143,11 +141,19 @@ class ParserTap:
             self.heads += len(messages)
             self._in_flight += len(messages)
             full = self._in_flight >= MAX_MSG_QUEUE_SIZE  # the parser stopped here
+            messages = refuse_bad_heads(messages)
             # Once one request is left to aiohttp, all behind it are too, in order.
-            rest = rest + messages if rest else self._take(messages)
+            rest = rest + messages if rest else self._take_before_refusal(messages)
             if not full or upgraded or self._in_flight >= MAX_MSG_QUEUE_SIZE:
                 return rest, upgraded, tail
             data = b""  # requests were answered here: the parser has room again
+
+    def _take_before_refusal(self, messages: Messages) -> Messages:
+        """`take` the requests before the first refused one; aiohttp answers the rest."""
+        for i, (message, _) in enumerate(messages):
+            if refused(message):
+                return self._take(messages[:i]) + messages[i:]
+        return self._take(messages)
 
     def message_consumed(self) -> None:
         if self._in_flight > 0:

@@ -15,8 +15,9 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
-# App keys have a recognisable shape; anything that looks like one is scrubbed.
-APP_KEY_PATTERN = re.compile(rb"pgw_[A-Za-z0-9_-]{8,}")
+# App keys have a recognisable shape; anything that looks like one is scrubbed, percent-encoded
+# (`pgw%5F...`, as a URL in an access line may hold it) or not.
+APP_KEY_PATTERN = re.compile(rb"pgw(?:_|%5[Ff])(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){8,}")
 REDACTED = b"[redacted]"
 FLUSH_SECONDS = 0.2
 BUFFER_BYTES = 64 * 1024
@@ -51,11 +52,17 @@ class SecretScrubber:
     def __call__(self, _: WrappedLogger, __: str, line: bytes) -> bytes:
         return self.scrub(line)
 
+    def scrub_text(self, text: str) -> str:
+        """`scrub` for text, such as a header value (whatever bytes it was decoded from)."""
+        raw = text.encode("utf-8", "surrogateescape")
+        scrubbed = self.scrub(raw)
+        return text if scrubbed is raw else scrubbed.decode("utf-8", "surrogateescape")
+
     def scrub(self, line: bytes) -> bytes:
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, REDACTED)
-        if b"pgw_" in line:
+        if b"pgw" in line:
             line = APP_KEY_PATTERN.sub(REDACTED, line)
         return line
 

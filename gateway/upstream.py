@@ -22,11 +22,13 @@ from .errors import (
     OfflineError,
     UnreadableUpstreamError,
     UpstreamBusyError,
+    UpstreamRedirectError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     parse_error_body,
 )
-from .headers import request_headers, response_headers
+from .headers import Scrub, request_headers, response_headers
+from .log import SecretScrubber
 from .metrics import Metrics
 from .retry import IDEMPOTENT_METHODS, RetryPolicy
 from .store import now_rfc3339
@@ -69,6 +71,8 @@ class UpstreamClient:
         self._metrics = metrics if metrics is not None else Metrics()
         self.last_contact: Contact | None = None
         self._team_key = team_key
+        # Upstream text that reaches an app (headers, error bodies) passes through it first.
+        self.scrubber = SecretScrubber([team_key] if team_key else [])
         self._session = session
         self._base = settings.base_url.rstrip("/")
         self._slots = asyncio.Semaphore(settings.max_short_calls)
@@ -81,6 +85,7 @@ class UpstreamClient:
 
     def use_team_key(self, team_key: str) -> None:
         """Send `team_key` from the next request on (the key file was rotated)."""
+        self.scrubber.add(team_key)
         self._team_key = team_key
 
     @property
@@ -98,7 +103,10 @@ class UpstreamClient:
 
         async def keep(resp: aiohttp.ClientResponse, body: bytes | None) -> UpstreamResponse:
             assert body is not None  # buffered
-            return UpstreamResponse(resp.status, body, response_headers(resp.headers))
+            if 300 <= resp.status < 400:
+                raise _redirect_error(resp, run_id, self.scrubber.scrub_text)
+            headers = response_headers(resp.headers, self.scrubber.scrub_text)
+            return UpstreamResponse(resp.status, body, headers)
 
         return await self.exchange(
             "GET", raw_path, incoming, None, keep, buffered=True, run_id=run_id, route=INPUT_ROUTE
@@ -142,13 +150,16 @@ class UpstreamClient:
                         headers=headers,
                         data=body,
                         timeout=self._timeout(timing, deadline - loop.time()),
+                        # A redirect would carry the team key to wherever Location points:
+                        # it goes back to the app instead (or, on the input route, is a 502).
+                        allow_redirects=False,
                         # No Accept-Encoding at all: upstream answers uncompressed, and the
                         # bytes pass through exactly as they came.
                         auto_decompress=False,
                         skip_auto_headers=("Accept-Encoding",),
                     )
                     try:
-                        read = await resp.read() if buffered or resp.status >= 400 else None
+                        read = await self._read(resp, buffered)
                     except BaseException:
                         resp.release()
                         raise
@@ -189,7 +200,8 @@ class UpstreamClient:
                     if delay is None:
                         if minted is not None:
                             assert read is not None
-                            raise _unreadable_error(resp, read, minted)
+                            scrub = self.scrubber.scrub_text
+                            raise _unreadable_error(resp, read, minted, scrub)
                         try:
                             return await relay(resp, read)
                         except (TimeoutError, aiohttp.ClientError) as e:
@@ -199,6 +211,16 @@ class UpstreamClient:
                     resp.release()
                 self._metrics.retries.labels(route).inc()
                 await asyncio.sleep(delay)
+
+    async def _read(self, resp: aiohttp.ClientResponse, buffered: bool) -> bytes | None:
+        """The body, read whole if `buffered` or not a success; scrubbed if not a success.
+
+        A 2xx body is Parallel's answer, kept byte for byte (stored, streamed); a 3xx, 4xx or
+        5xx body is read whole anyway (its ref_id is logged) and an echoed secret is cut out.
+        """
+        if 200 <= resp.status < 300:
+            return await resp.read() if buffered else None
+        return self.scrubber.scrub(await resp.read())
 
     def _ready(self, run_id: str | None) -> str:
         """The team key, or the reason the gateway will not call upstream at all."""
@@ -301,16 +323,37 @@ def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | No
     return minted
 
 
+def _redirect_error(
+    resp: aiohttp.ClientResponse, run_id: str | None, scrub: Scrub
+) -> UpstreamRedirectError:
+    """A redirect where an answer was needed, logged under a ref_id of the gateway's own."""
+    error = UpstreamRedirectError(
+        f"Parallel API answered {resp.status} (a redirect, not followed) for run {run_id}; "
+        "nothing was stored."
+    )
+    log.warning(
+        "upstream.error",
+        status=resp.status,
+        ref_id=error.ref_id,
+        ref_id_by="gateway",
+        location=scrub(resp.headers.get("Location", "")),
+        run_id=run_id,
+    )
+    return error
+
+
 def _unreadable_error(
-    resp: aiohttp.ClientResponse, body: bytes, ref_id: str
+    resp: aiohttp.ClientResponse, body: bytes, ref_id: str, scrub: Scrub
 ) -> UnreadableUpstreamError:
     detail = {
         "upstream_status": resp.status,
-        "upstream_content_type": resp.headers.get("Content-Type"),
+        "upstream_content_type": scrub(resp.headers.get("Content-Type", "")) or None,
         "upstream_body": body.decode("utf-8", "replace")[:UNREADABLE_BODY_CHARS],
     }
     # Its retry advice (retry-after, x-should-retry) goes back; its content type does not.
-    headers = {k: v for k, v in response_headers(resp.headers).items() if k != "content-type"}
+    headers = {
+        k: v for k, v in response_headers(resp.headers, scrub).items() if k != "content-type"
+    }
     return UnreadableUpstreamError(resp.status, ref_id, detail, headers)
 
 

@@ -126,14 +126,15 @@ class Harness:
         data: Body = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        """One raw aiohttp call to the gateway: the path is sent as written, byte for byte."""
+        """One raw aiohttp call to the gateway: the path is sent as written, byte for byte, and
+        a redirect is returned, not followed."""
         headers = dict(headers or {})
         if app is not None:
             headers["x-api-key"] = self.keys[app]
         url = URL(self.gateway.url + raw_path, encoded=True)
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, url, headers=headers, data=data) as resp,
+            session.request(method, url, headers=headers, data=data, allow_redirects=False) as resp,
         ):
             reply = Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
         self.bodies.append(bytearray(reply.body))

@@ -7,10 +7,17 @@ from collections.abc import Mapping
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.headers import PASSED_BACK, request_headers, response_headers
+from gateway.headers import (
+    PASSED_BACK,
+    forwarded_response_headers,
+    request_headers,
+    response_headers,
+)
+from gateway.log import SecretScrubber
 
 TEAM_KEY = "team-key-from-the-environment"
 APP_KEY = "pgw_app-key-that-must-not-leave"
+SCRUBBER = SecretScrubber([TEAM_KEY])
 SDK_HEADERS = [
     ("User-Agent", "Parallel/Python 1.3.0"),
     ("Accept", "application/json"),
@@ -217,4 +224,30 @@ UPSTREAM = CIMultiDictProxy(
     ],
 )
 def test_response_headers(upstream: Mapping[str, str], expected: dict[str, str]) -> None:
-    assert response_headers(upstream) == expected
+    assert response_headers(upstream, SCRUBBER.scrub_text) == expected
+
+
+def test_response_headers_are_scrubbed() -> None:
+    echoed = CIMultiDict([("Content-Type", f"text/{TEAM_KEY}"), ("retry-after", TEAM_KEY)])
+    assert response_headers(echoed, SCRUBBER.scrub_text) == {
+        "content-type": "text/[redacted]",
+        "retry-after": "[redacted]",
+    }
+
+
+def test_forwarded_response_headers_are_scrubbed_and_hop_by_hop_dropped() -> None:
+    echoed = CIMultiDict(
+        [
+            ("Location", f"/x?key={TEAM_KEY}"),
+            ("X-Echo", TEAM_KEY),
+            ("X-Echo", "plain"),
+            ("Connection", "x-hop"),
+            ("X-Hop", TEAM_KEY),
+            ("Keep-Alive", "timeout=5"),
+        ]
+    )
+    assert list(forwarded_response_headers(echoed, SCRUBBER.scrub_text).items()) == [
+        ("Location", "/x?key=[redacted]"),
+        ("X-Echo", "[redacted]"),
+        ("X-Echo", "plain"),
+    ]

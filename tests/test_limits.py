@@ -67,7 +67,7 @@ async def small(start_gateway: StartGateway, make_settings: Callable[..., Settin
 LINE_414 = "Request line is longer than the gateway's limit of 100 bytes."
 FIELD_431 = "A request header field is longer than the gateway's limit of 80 bytes."
 COUNT_431 = "Request has more header fields than the gateway's limit of 10."
-BAD_400 = "Bad request: not a valid HTTP/1.1 request."
+BAD_400 = "Bad request: not a valid HTTP/1.0 or HTTP/1.1 request."
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,10 @@ async def send(url: str, method: str, raw_path: str, key: str) -> Reply:
     async with (
         aiohttp.ClientSession() as session,
         session.request(
-            method, URL(url + raw_path, encoded=True), headers={"x-api-key": key}
+            method,
+            URL(url + raw_path, encoded=True),
+            headers={"x-api-key": key},
+            allow_redirects=False,  # a redirect is the app's to follow, or not
         ) as resp,
     ):
         return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
