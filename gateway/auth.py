@@ -9,8 +9,16 @@ from datetime import UTC, datetime
 
 from .allowlist import Rule, is_allowed
 from .db import Database
-from .errors import AuthenticationError, ForbiddenError, RateLimitedError
-from .keys import KeyState, hash_key, key_limits, key_owners, key_rules, record_last_used
+from .errors import AuthenticationError, ForbiddenError, RateLimitedError, TooManyOpenError
+from .keys import (
+    KeyState,
+    hash_key,
+    key_limits,
+    key_max_open,
+    key_owners,
+    key_rules,
+    record_last_used,
+)
 from .ratelimit import Limit, TokenBucket, retry_after_headers
 from .store import now_rfc3339, rfc3339
 
@@ -46,6 +54,8 @@ class KeyRing:
         self._owners = owners or {}
         self._rules = rules or {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._max_open: dict[str, int] = {}  # the apps whose keys cap their open calls
+        self._open: dict[str, int] = {}  # calls open now, per app
         self._used: set[str] = set()
         self._wall_clock = wall_clock  # for expiry
         self._clock = clock  # for rate limits
@@ -63,6 +73,31 @@ class KeyRing:
                 f"(bursts of {limit.burst}); retry in {wait:.3f} s.",
                 headers=retry_after_headers(wait),
             )
+
+    def open_call(self, app: str) -> None:
+        """Count a call as open, or raise TooManyOpenError when the app is at its cap."""
+        cap = self._max_open.get(app)
+        open_now = self._open.get(app, 0)
+        if cap is not None and open_now >= cap:
+            raise TooManyOpenError(
+                f"Too many open calls: app {app!r} may have {cap} calls open at once through the "
+                "gateway; retry when one has ended.",
+                headers={"retry-after": "1"},
+            )
+        self._open[app] = open_now + 1
+
+    def close_call(self, app: str) -> None:
+        """A call counted by open_call has ended."""
+        left = self._open[app] - 1
+        if left:
+            self._open[app] = left
+        else:
+            del self._open[app]
+
+    def at_cap(self, app: str) -> bool:
+        """Whether the app may open no more calls now (a hit, too, is then left to open_call)."""
+        cap = self._max_open.get(app)
+        return cap is not None and self._open.get(app, 0) >= cap
 
     def restricted(self, app: str) -> bool:
         """Whether the app's key has an allowlist."""
@@ -99,8 +134,9 @@ class KeyRing:
         if used:
             await record_last_used(db, used, now_rfc3339())
         owners, rules, limits = await key_owners(db), await key_rules(db), await key_limits(db)
+        max_open = await key_max_open(db)
         # All at once: a key must never be served between getting its owner and its limits.
-        self._owners, self._rules = owners, rules
+        self._owners, self._rules, self._max_open = owners, rules, max_open
         self.set_limits(limits)
 
     def set_limits(self, limits: Mapping[str, Limit]) -> None:

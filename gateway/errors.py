@@ -149,6 +149,12 @@ class RateLimitedError(GatewayError):
     reason = "rate-limited"
 
 
+class TooManyOpenError(RateLimitedError):
+    """The app's key caps its open calls (keys --max-open), and that many are open."""
+
+    reason = "too-many-open"
+
+
 class UpstreamTimeoutError(GatewayError):
     status = 504
     reason = "upstream-timeout"

@@ -79,6 +79,8 @@ class HitPath:
             # The allowlist before the rate limit: a token is taken only for a request
             # answered here. A refusal is made, in the full stack's order, by the full stack.
             keyring.authorize(app, "GET", raw_path)
+            if keyring.at_cap(app):
+                return None
             keyring.throttle(app)
         except GatewayError:
             return None

@@ -20,6 +20,7 @@ from .keys import (
     revoke_key,
     set_expiry,
     set_limit,
+    set_max_open,
 )
 from .ratelimit import Limit
 from .store import now_rfc3339
@@ -51,6 +52,7 @@ def add_key_commands(
     _add_limit_options(update)
     update.add_argument("--no-rate", action="store_true", help="remove the rate limit")
     update.add_argument("--no-expiry", action="store_true", help="make the key never expire")
+    update.add_argument("--no-max-open", action="store_true", help="remove the open-call cap")
     update.set_defaults(run=cmd_keys_update)
     listing = key_commands.add_parser("list", parents=[common], help="list app keys")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -73,6 +75,13 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--expires", metavar="DURATION", help="the key stops working after this: 90m, 12h, 30d, 8w"
     )
+    parser.add_argument(
+        "--max-open",
+        type=int,
+        metavar="N",
+        help="at most N of the app's calls open at once (long polls and streams included); "
+        "past it, 429",
+    )
 
 
 def _limit_and_expiry(args: argparse.Namespace) -> tuple[Limit | None, datetime | None]:
@@ -85,7 +94,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     limit, expires_at = _limit_and_expiry(args)
     print(
         run_with_database(
-            settings.storage, lambda db: create_key(db, args.name, args.allow, limit, expires_at)
+            settings.storage,
+            lambda db: create_key(db, args.name, args.allow, limit, expires_at, args.max_open),
         )
     )
     return 0
@@ -96,15 +106,24 @@ def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
         raise AppKeyError("Give --rate or --no-rate, not both.")
     if args.no_expiry and args.expires:
         raise AppKeyError("Give --expires or --no-expiry, not both.")
+    if args.no_max_open and args.max_open is not None:
+        raise AppKeyError("Give --max-open or --no-max-open, not both.")
     limit, expires_at = _limit_and_expiry(args)
-    if limit is None and not args.no_rate and expires_at is None and not args.no_expiry:
-        raise AppKeyError("Nothing to change: give --rate, --no-rate, --expires or --no-expiry.")
+    max_open_given = args.max_open is not None or args.no_max_open
+    changes = (limit, expires_at) != (None, None) or args.no_rate or args.no_expiry
+    if not changes and not max_open_given:
+        raise AppKeyError(
+            "Nothing to change: give --rate, --no-rate, --expires, --no-expiry, --max-open "
+            "or --no-max-open."
+        )
 
     async def update(db: Database) -> None:
         if limit is not None or args.no_rate:
             await set_limit(db, args.name, limit)
         if expires_at is not None or args.no_expiry:
             await set_expiry(db, args.name, expires_at)
+        if max_open_given:
+            await set_max_open(db, args.name, args.max_open)
 
     run_with_database(settings.storage, update)
     print(f"Updated the key of app {args.name!r}.", file=sys.stderr)
@@ -118,7 +137,9 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         for key in keys:
             print(orjson.dumps({**dataclasses.asdict(key), "status": key.status(now)}).decode())
         return 0
-    rows = [("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "ALLOW")]
+    rows = [
+        ("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
+    ]
     rows += [
         (
             k.name,
@@ -128,6 +149,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             k.status(now),
             k.expires_at or "never",
             "none" if k.rate is None else f"{k.rate:g}/s burst {k.burst}",
+            "none" if k.max_open is None else str(k.max_open),
             "all routes" if k.allow is None else ", ".join(k.allow),
         )
         for k in keys

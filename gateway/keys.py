@@ -38,6 +38,7 @@ class AppKey:
     rate: float | None = None  # requests per second; None: no limit
     burst: int | None = None
     expires_at: str | None = None  # None: never
+    max_open: int | None = None  # calls open at once; None: no cap
 
     def status(self, now: str) -> str:
         if self.revoked_at:
@@ -100,11 +101,13 @@ async def create_key(
     allow: Sequence[str] | None = None,
     limit: Limit | None = None,
     expires_at: datetime | None = None,
+    max_open: int | None = None,
 ) -> str:
     """Create a key for app `name` and return it; only its hash is stored.
 
     `allow` limits the key to those route rules ("GET /v1/tasks/runs/*"); None allows all.
-    `limit` is its rate limit, and `expires_at` when it stops working; None for neither.
+    `limit` is its rate limit, `expires_at` when it stops working, and `max_open` how many of
+    its calls may be open at once; None for none of them.
     """
     if not name or len(name) > 64 or not name.isprintable():
         raise AppKeyError(f"App name {name!r} is not valid: use 1 to 64 printable characters.")
@@ -112,11 +115,12 @@ async def create_key(
         rules = None if allow is None else [parse_rule(text).text for text in allow]
     except AllowError as e:
         raise AppKeyError(str(e)) from None
+    check_max_open(max_open)
     key = generate_key()
     try:
         await db.write(
             "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow, rate, burst,"
-            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " expires_at, max_open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 name,
                 hash_key(key),
@@ -126,6 +130,7 @@ async def create_key(
                 None if limit is None else limit.rate,
                 None if limit is None else limit.burst,
                 None if expires_at is None else rfc3339(expires_at),
+                max_open,
             ),
         )
     except sqlite3.IntegrityError:
@@ -151,6 +156,18 @@ async def set_expiry(db: Database, name: str, expires_at: datetime | None) -> No
     )
 
 
+async def set_max_open(db: Database, name: str, max_open: int | None) -> None:
+    """Change (or, with None, remove) how many of an app's calls may be open at once."""
+    check_max_open(max_open)
+    await _existing(db, name)
+    await db.write("UPDATE app_keys SET max_open = ? WHERE name = ?", (max_open, name))
+
+
+def check_max_open(max_open: int | None) -> None:
+    if max_open is not None and max_open < 1:
+        raise AppKeyError(f"--max-open must be at least 1, not {max_open}.")
+
+
 async def _existing(db: Database, name: str) -> tuple[object, ...]:
     row = await db.fetchone("SELECT revoked_at FROM app_keys WHERE name = ?", (name,))
     if row is None:
@@ -171,11 +188,10 @@ async def revoke_key(db: Database, name: str) -> None:
 async def list_keys(db: Database) -> list[AppKey]:
     rows = await db.fetchall(
         "SELECT name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst,"
-        " expires_at FROM app_keys ORDER BY name"
+        " expires_at, max_open FROM app_keys ORDER BY name"
     )
     return [
-        AppKey(row[0], row[1], row[2], row[3], row[4], _rules(row[5]), row[6], row[7], row[8])
-        for row in rows
+        AppKey(row[0], row[1], row[2], row[3], row[4], _rules(row[5]), *row[6:]) for row in rows
     ]
 
 
@@ -196,6 +212,12 @@ async def key_limits(db: Database) -> dict[str, Limit]:
     """Each rate-limited app's limit."""
     rows = await db.fetchall("SELECT name, rate, burst FROM app_keys WHERE rate IS NOT NULL")
     return {row[0]: Limit(row[1], row[2]) for row in rows}
+
+
+async def key_max_open(db: Database) -> dict[str, int]:
+    """Each capped app's most calls open at once."""
+    rows = await db.fetchall("SELECT name, max_open FROM app_keys WHERE max_open IS NOT NULL")
+    return {row[0]: row[1] for row in rows}
 
 
 async def key_rules(db: Database) -> dict[str, tuple[Rule, ...]]:

@@ -33,6 +33,7 @@ from .state import (
     DRAINING,
     KEYRING,
     METRICS,
+    OPEN_FOR,
     REQUEST_ID,
     ROUTE,
     SETTINGS,
@@ -45,6 +46,15 @@ HIT_HEADERS = {"Cache-Status": CACHE_HIT}
 
 async def handle(request: web.Request) -> web.StreamResponse:
     """Every path but /healthz: route on the raw path, authenticate, then serve or forward."""
+    try:
+        return await _serve(request)
+    finally:
+        app_name = request.get(OPEN_FOR)
+        if app_name is not None:  # a stream is open until here, not only until its head
+            request.app[KEYRING].close_call(app_name)
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
     if request.app[DRAINING][0]:
         raise DrainingError("The gateway is shutting down; retry on another instance.")
     raw_path = request.raw_path.partition("?")[0]
@@ -69,10 +79,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 def _admit(request: web.Request, raw_path: str) -> str:
-    """Authenticate the key (401), take a token from its rate limit (429), then check its
-    allowlist (403); return the app's name."""
+    """Authenticate the key (401), count the call as open (429 past its cap), take a token from
+    its rate limit (429), then check its allowlist (403); return the app's name."""
     keyring = request.app[KEYRING]
     app_name = request[APP_NAME] = keyring.authenticate(request.headers)
+    keyring.open_call(app_name)
+    request[OPEN_FOR] = app_name
     keyring.throttle(app_name)
     keyring.authorize(app_name, request.method, raw_path)
     return app_name

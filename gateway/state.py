@@ -28,5 +28,7 @@ STREAMS: web.AppKey[set[aiohttp.ClientResponse]] = web.AppKey("streams")
 APP_NAME = web.RequestKey("app_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE = web.RequestKey("route", str)
+# The app whose open calls count this one (keys --max-open), until it ends.
+OPEN_FOR = web.RequestKey("open_for", str)
 # Seconds this request spent waiting on upstream, so its overhead is the rest.
 UPSTREAM_WAIT = web.RequestKey("upstream_wait", float)

@@ -24,7 +24,9 @@ from tests.cli_support import (
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
 KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{32,}\n")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-TABLE_HEADER = ["NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "ALLOW"]
+TABLE_HEADER = [
+    *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
+]
 
 
 @pytest.fixture
@@ -94,8 +96,28 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
     assert (result.code, result.err) == (0, "")
     assert table(result.out) == [
         TABLE_HEADER,
-        ["alpha", alpha[:12], created["alpha"], "never", "active", "never", "none", "all routes"],
-        ["beta", beta[:12], created["beta"], "never", "active", "never", "none", "all routes"],
+        [
+            "alpha",
+            alpha[:12],
+            created["alpha"],
+            "never",
+            "active",
+            "never",
+            "none",
+            "none",
+            "all routes",
+        ],
+        [
+            "beta",
+            beta[:12],
+            created["beta"],
+            "never",
+            "active",
+            "never",
+            "none",
+            "none",
+            "all routes",
+        ],
     ]
     assert all(TIMESTAMP.fullmatch(stamp) for stamp in created.values())
     assert alpha not in result.out
@@ -104,7 +126,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
 
 def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
     assert ws.run_text("keys", "list") == Result(
-        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  ALLOW\n", ""
+        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  ALLOW\n", ""
     )
     assert ws.run_text("keys", "list", "--json") == Result(0, "", "")
 
@@ -132,6 +154,7 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "rate": None,
             "burst": None,
             "expires_at": None,
+            "max_open": None,
             "status": "active",
         },
         {
@@ -144,6 +167,7 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "rate": None,
             "burst": None,
             "expires_at": None,
+            "max_open": None,
             "status": "revoked",
         },
     ]

@@ -205,15 +205,18 @@ async def test_an_expiring_key_works_until_it_expires(
     assert listed(await cli(gateway, "keys", "list", "--json"), "temp-app")["expires_at"] is None
 
 
-async def test_keys_list_shows_the_limit_and_expiry(gateway: Gateway) -> None:
+async def test_keys_list_shows_the_limits_and_expiry(gateway: Gateway) -> None:
     await cli(gateway, "keys", "create", "limited", "--rate", "2.5", "--burst", "10")
-    await cli(gateway, "keys", "create", "temp", "--expires", "12h")
+    await cli(gateway, "keys", "create", "temp", "--expires", "12h", "--max-open", "50")
     out = await cli(gateway, "keys", "list")
     rows = {row[0]: row[4:] for row in (re.split(r"\s{2,}", line) for line in out.splitlines())}
-    assert rows["NAME"] == ["STATUS", "EXPIRES", "RATE", "ALLOW"]
-    assert rows["limited"] == ["active", "never", "2.5/s burst 10", "all routes"]
-    expires = listed(await cli(gateway, "keys", "list", "--json"), "temp")["expires_at"]
-    assert rows["temp"] == ["active", expires, "none", "all routes"]
+    assert rows["NAME"] == ["STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW"]
+    assert rows["limited"] == ["active", "never", "2.5/s burst 10", "none", "all routes"]
+    temp = listed(await cli(gateway, "keys", "list", "--json"), "temp")
+    assert rows["temp"] == ["active", temp["expires_at"], "none", "50", "all routes"]
+    assert temp["max_open"] == 50
+    await cli(gateway, "keys", "update", "temp", "--no-max-open")
+    assert listed(await cli(gateway, "keys", "list", "--json"), "temp")["max_open"] is None
 
 
 @pytest.mark.parametrize(
@@ -234,8 +237,14 @@ async def test_keys_list_shows_the_limit_and_expiry(gateway: Gateway) -> None:
         ),
         (
             ["keys", "update", "app"],
-            "Nothing to change: give --rate, --no-rate, --expires or --no-expiry.",
+            "Nothing to change: give --rate, --no-rate, --expires, --no-expiry, --max-open "
+            "or --no-max-open.",
         ),
+        (
+            ["keys", "update", "app", "--max-open", "5", "--no-max-open"],
+            "Give --max-open or --no-max-open, not both.",
+        ),
+        (["keys", "create", "x", "--max-open", "0"], "--max-open must be at least 1, not 0."),
         (
             ["keys", "update", "app", "--rate", "5", "--no-rate"],
             "Give --rate or --no-rate, not both.",

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 from parallel import AsyncParallel
 
-from gateway.config import StorageSettings
+from gateway.config import Settings, StorageSettings
 from gateway.db import Database
 from gateway.fdlimit import raise_open_files_limit
 from gateway.keys import create_key
-from tests.conftest import ServerFactory, eventually
+from tests.conftest import ServerFactory, StartGateway, eventually
 from tests.fake_upstream import TEAM_KEY
-from tests.passthrough_support import WatchedParallel, watched_parallel
+from tests.passthrough_support import WatchedParallel, error_of, watched_parallel
 from tests.serve_support import launch_serve
 
 LONG_POLLS = 1000
@@ -141,3 +142,45 @@ async def test_an_app_that_leaves_a_long_poll_closes_its_upstream_connection(
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_an_app_past_its_open_call_cap_gets_429_and_no_other_app_notices(
+    fake: WatchedParallel, start_gateway: StartGateway, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(upstream={"base_url": fake.base_url})
+    db = await Database.open(settings.storage)
+    try:
+        batch_key = await create_key(db, "batch", max_open=2)
+    finally:
+        await db.close()
+    gateway = await start_gateway(settings, app="other")
+    batch = AsyncParallel(api_key=batch_key, base_url=gateway.url, max_retries=0)
+    other = AsyncParallel(api_key=gateway.app_key, base_url=gateway.url, max_retries=0)
+    try:
+        run = await batch.task_run.create(input="q", processor="lite")
+        await batch.task_run.retrieve_input(run.run_id)  # now a memory hit
+        fake.hold_result = asyncio.Event()
+        polls = [asyncio.create_task(batch.task_run.result(run.run_id)) for _ in range(2)]
+        await eventually(lambda: len(fake.started) == 4)
+
+        for path in (f"/v1/tasks/runs/{run.run_id}", f"/v1/tasks/runs/{run.run_id}/input"):
+            reply = await gateway.get(path, key=batch_key)
+            assert (reply.status, reply.headers["retry-after"]) == (429, "1"), path
+            assert error_of(reply.body)["message"] == (
+                "Too many open calls: app 'batch' may have 2 calls open at once through the "
+                "gateway; retry when one has ended."
+            )
+        assert len(fake.started) == 4
+        # Another app is unaffected, long polls included.
+        mine = await other.task_run.create(input="mine", processor="lite")
+        assert (await other.task_run.retrieve(mine.run_id)).run_id == mine.run_id
+        other_poll = asyncio.create_task(other.task_run.result(mine.run_id))
+        await eventually(lambda: len(fake.started) == 7)
+
+        fake.hold_result.set()
+        assert [(await poll).run.run_id for poll in polls] == [run.run_id] * 2
+        assert (await other_poll).run.run_id == mine.run_id
+        assert (await batch.task_run.retrieve(run.run_id)).run_id == run.run_id
+    finally:
+        await batch.close()
+        await other.close()
