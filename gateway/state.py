@@ -10,6 +10,7 @@ from .cache import RunInputCache
 from .config import Settings
 from .db import Database
 from .metrics import Metrics
+from .storage_health import StorageHealth
 from .upstream import UpstreamClient
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,6 +19,7 @@ DATABASE = web.AppKey("database", Database)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
 METRICS = web.AppKey("metrics", Metrics)
+STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)
 DRAINING: web.AppKey[list[bool]] = web.AppKey("draining")
 # Upstream responses being relayed to apps: closed when shutdown begins.
