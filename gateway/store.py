@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -91,32 +92,26 @@ class SQLiteRunInputStore:
         self._db = db
 
     async def get(self, run_id: str) -> StoredInput | None:
-        try:
+        with _store_errors():
             row = await self._db.fetchone(
                 "SELECT body, stored_at FROM run_inputs WHERE run_id = ?", (run_id,)
             )
-        except sqlite3.Error as e:
-            raise StoreError(fault_kind(e), str(e)) from e
         if row is None:
             return None
         return StoredInput(run_id, bytes(row[0]), row[1])
 
     async def put(self, entry: StoredInput) -> None:
-        try:
+        with _store_errors():
             await self._db.write(INSERT, _row(entry))
-        except sqlite3.Error as e:
-            raise StoreError(fault_kind(e), str(e)) from e
 
     async def check_writable(self) -> None:
         # Rewriting a row with its own values still writes its page, and commits it: a
         # read-only file or a full disk fails here, as a miss's insert would.
-        try:
+        with _store_errors():
             await self._db.write(
                 "UPDATE schema_migrations SET name = name"
                 " WHERE version = (SELECT max(version) FROM schema_migrations)"
             )
-        except sqlite3.Error as e:
-            raise StoreError(fault_kind(e), str(e)) from e
 
     async def put_many(self, entries: Iterable[StoredInput]) -> int:
         # A generator streams through the writer in one transaction: memory stays flat, and a
@@ -166,13 +161,11 @@ class SQLiteRunInputStore:
         return int(row[0]) if row else 0
 
     async def stats(self) -> CacheStats:
-        try:
+        with _store_errors():
             row = await self._db.fetchone(
                 "SELECT count(*), coalesce(sum(size), 0), min(stored_at), max(stored_at)"
                 " FROM run_inputs"
             )
-        except sqlite3.Error as e:
-            raise StoreError(fault_kind(e), str(e)) from e
         assert row is not None
         return CacheStats(*row)
 
@@ -203,6 +196,15 @@ def fault_kind(error: BaseException) -> str:
     """What kind of storage fault `error` is, from its SQLite result code ("other" if none)."""
     code = getattr(error, "sqlite_errorcode", None)
     return FAULT_KINDS.get(code & 0xFF, "other") if isinstance(code, int) else "other"
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """SQLite's errors, as StoreError with their kind."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise StoreError(fault_kind(e), str(e)) from e
 
 
 def _row(entry: StoredInput) -> tuple[str, bytes, int, str]:
