@@ -72,7 +72,9 @@ def decode_entry(line: bytes | str) -> StoredInput:
 
 
 _DECODER = json.JSONDecoder()
-_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace (RFC 8259 section 2)
+# A member's name and its colon, with JSON's whitespace (RFC 8259 section 2) around them.
+_NAME = re.compile(r'[ \t\n\r]*"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\n\r]*(:)[ \t\n\r]*', re.DOTALL)
+_AFTER_VALUE = re.compile(r"[ \t\n\r]*([,}])")
 
 
 def raw_member(document: str, name: str) -> str:
@@ -84,25 +86,25 @@ def raw_member(document: str, name: str) -> str:
     store something other than what was checked.
     """
     found: str | None = None
-    at = _skip_space(document, 0) + 1  # past the object's "{"
-    while document[_skip_space(document, at)] != "}":
-        key, at = _DECODER.raw_decode(document, _skip_space(document, at))
-        start = _skip_space(document, at) + 1  # past the ":"
-        _, end = _DECODER.raw_decode(document, _skip_space(document, start))
-        at = _skip_space(document, end)
+    at = document.index("{") + 1
+    while True:
+        member = _NAME.match(document, at)
+        assert member is not None, "not a JSON object with members"
+        key = member.group(1)
+        if "\\" in key:  # a name spelt with escapes
+            key = json.loads(f'"{key}"')
+        _, end = _DECODER.raw_decode(document, member.end())
+        after = _AFTER_VALUE.match(document, end)
+        assert after is not None, "not a JSON object"
         if key == name:
             if found is not None:
                 raise EntryError(f"{name} appears more than once")
-            found = document[start:at]
-        at += document[at] == ","
+            found = document[member.end(2) : after.start(1)]
+        if after.group(1) == "}":
+            break
+        at = after.end()
     assert found is not None, f"{name} is not a member of the object"
     return found
-
-
-def _skip_space(text: str, at: int) -> int:
-    match = _SPACE.match(text, at)
-    assert match is not None  # it matches the empty string too
-    return match.end()
 
 
 def normalise_timestamp(value: object) -> str:
