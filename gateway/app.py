@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
@@ -27,9 +28,11 @@ from .state import (
     METRICS,
     OWNERSHIP,
     SETTINGS,
+    STORAGE_HEALTH,
     STREAMS,
     UPSTREAM,
 )
+from .storage_health import StorageHealth
 from .store import SQLiteRunInputStore
 from .team_key import key_file_rotation, team_key_from
 from .upstream import UpstreamClient, UpstreamResponse, create_session
@@ -46,6 +49,7 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app = web.Application(middlewares=[create_observer(settings.log.access_log, metrics)])
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[STORAGE_HEALTH] = StorageHealth(settings.storage.database, metrics)
     app[KEYRING] = KeyRing()
     app[DRAINING] = [False]
     app[STREAMS] = set()
@@ -75,7 +79,9 @@ async def _start_draining(app: web.Application) -> None:
         stream.close()
 
 
-def build_cache(settings: Settings, db: Database, upstream: UpstreamClient) -> RunInputCache:
+def build_cache(
+    settings: Settings, db: Database, upstream: UpstreamClient, health: StorageHealth
+) -> RunInputCache:
     """The run-input cache over SQLite, fetching misses through `upstream`."""
 
     async def fetch(run_id: str) -> UpstreamResponse:
@@ -86,6 +92,7 @@ def build_cache(settings: Settings, db: Database, upstream: UpstreamClient) -> R
         SQLiteRunInputStore(db),
         fetch,
         settings.cache.max_body_bytes,
+        health,
     )
 
 
@@ -133,7 +140,8 @@ async def _watch_key_file(app: web.Application, team_key: str | None) -> AsyncIt
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
-    app[CACHE] = build_cache(app[SETTINGS], app[DATABASE], app[UPSTREAM])
+    app[CACHE] = build_cache(app[SETTINGS], app[DATABASE], app[UPSTREAM], app[STORAGE_HEALTH])
+    await app[CACHE].check_store()
     yield
 
 
@@ -159,4 +167,7 @@ async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     yield
     for chore in chores:
         await chore.stop()
-    await keyring.refresh(db)  # record last_used_at of the final seconds
+    try:
+        await keyring.refresh(db)  # record last_used_at of the final seconds
+    except sqlite3.Error as e:  # a store that cannot be written must not fail the shutdown
+        app[STORAGE_HEALTH].failed(e, "write")

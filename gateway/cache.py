@@ -12,7 +12,8 @@ import structlog
 
 from .errors import UpstreamInvalidError
 from .policy import CACHE_HIT, Storability, cache_status, storability
-from .store import CacheStats, RunInputStore, StoredInput, now_rfc3339
+from .storage_health import StorageHealth
+from .store import CacheStats, RunInputStore, StoredInput, StoreError, now_rfc3339
 from .upstream import UpstreamResponse
 
 log = structlog.get_logger("gateway.cache")
@@ -78,9 +79,15 @@ class RunInputCache:
     """Memory, then the store, then upstream, with at most one upstream fetch per run at a time."""
 
     def __init__(
-        self, memory: MemoryLRU, store: RunInputStore, fetch: Fetch, max_body_bytes: int
+        self,
+        memory: MemoryLRU,
+        store: RunInputStore,
+        fetch: Fetch,
+        max_body_bytes: int,
+        health: StorageHealth,
     ) -> None:
         self.memory = memory
+        self.health = health
         self._store = store
         self._fetch = fetch
         self._max_body_bytes = max_body_bytes
@@ -100,6 +107,15 @@ class RunInputCache:
                 for run_id in purge.run_ids:
                     self.memory.discard(run_id)
             self._purge_seq = purge.seq
+
+    async def check_store(self) -> None:
+        """Learn whether the store takes writes (at start: /readyz and the metrics say)."""
+        try:
+            await self._store.check_writable()
+        except StoreError as e:
+            self.health.failed(e, "start-up check")
+        else:
+            self.health.wrote()
 
     async def store_stats(self) -> CacheStats:
         return await self._store.stats()
@@ -124,19 +140,32 @@ class RunInputCache:
             task.exception()  # every waiter has it; mark it retrieved even if none are left
 
     async def _load(self, run_id: str) -> Lookup:
-        stored = await self._store.get(run_id)
+        unreadable = False
+        try:
+            stored = await self._store.get(run_id)
+        except StoreError as e:
+            # A stored copy that cannot be read (a corrupt page) is fetched again, rather than
+            # failing for ever.
+            self.health.failed(e, "read", run_id=run_id)
+            stored, unreadable = None, True
         if stored is not None:
             self.memory.put(run_id, stored.body)
             return Lookup(200, stored.body, {})
         response = await self._fetch(run_id)
         decision = storability(response.status, response.body, self._max_body_bytes)
         if decision is Storability.STORE:
+            if unreadable:
+                # SQLite cannot replace a row it cannot read: the fresh copy is kept in memory,
+                # and not promised as stored.
+                self.memory.put(run_id, response.body)
+                return Lookup(200, response.body, {}, fetched=True)
             try:
                 await self._store.put(StoredInput(run_id, response.body, now_rfc3339()))
-            except Exception:
+            except Exception as e:
                 # The app still gets its input; only the promise "stored" is withheld.
-                log.exception("cache.store_failed", run_id=run_id)
+                self.health.failed(e, "write", run_id=run_id)
                 return Lookup(200, response.body, {}, fetched=True)
+            self.health.wrote()
             self.memory.put(run_id, response.body)
             return Lookup(200, response.body, {}, stored=True, fetched=True)
         if decision is Storability.NOT_JSON:

@@ -20,6 +20,7 @@ from .cache_admin import ImportReport, WarmResult, export_entries, import_entrie
 from .config import Settings
 from .db import Database, run_with_database
 from .log import configure_logging
+from .storage_health import StorageHealth
 from .store import SQLiteRunInputStore
 from .team_key import team_key_from
 from .upstream import UpstreamClient, create_session
@@ -118,7 +119,8 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
     async def run(db: Database) -> list[WarmResult]:
         async with create_session(settings.upstream) as session:
             upstream = UpstreamClient(settings.upstream, team_key, session)
-            cache = build_cache(settings, db, upstream)
+            health = StorageHealth(settings.storage.database)
+            cache = build_cache(settings, db, upstream, health)
             with progress(len(run_ids), "run", "warm") as bar:
                 return await warm(cache, run_ids, args.concurrency, bar)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError, grant
 from .server import run_server
+from .store import StoreError
 from .team_key import team_key_from
 from .workers import is_worker, supervise
 
@@ -80,8 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AppKeyError, GrantError, StorageError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
+    except (sqlite3.Error, StoreError) as e:
+        # A read-only file, a full disk, a corrupt page: one line naming the file and the cause.
+        database = settings.storage.database
+        print(f"parallel-gateway: Cannot use database '{database}': {e}.", file=sys.stderr)
+        return 1
     except OSError as e:
-        print(f"parallel-gateway: {e.strerror}: {e.filename}", file=sys.stderr)
+        where = f": {e.filename}" if e.filename is not None else ""
+        print(f"parallel-gateway: {e.strerror}{where}", file=sys.stderr)
         return 1
     return code
 

@@ -71,6 +71,25 @@ class Metrics:
         self.errors = Counter(
             "gateway_errors", "Errors the gateway answered, by kind.", ["kind"], registry=r
         )
+        self.storage_errors = Counter(
+            "gateway_storage_errors",
+            "Failed reads and writes of the store, by kind (read-only, disk-full, io, corrupt,"
+            " busy, cannot-open, other).",
+            ["kind"],
+            registry=r,
+        )
+        self.storage_writable = Gauge(
+            "gateway_storage_writable",
+            "1 while the store takes writes; 0 from a failed write until one succeeds.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.accept_errors = Counter(
+            "gateway_accept_errors",
+            "Connections the listening socket failed to accept, by errno name (EMFILE, ...).",
+            ["errno"],
+            registry=r,
+        )
         # With several workers (multiprocess mode): the store is one SQLite file, so the most
         # recent reading is right; each worker's memory layer is its own, so they add up.
         self.cache_entries = Gauge(

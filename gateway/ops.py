@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .errors import AuthenticationError
 from .migrate import load_migrations
-from .state import CACHE, DATABASE, DRAINING, METRICS, SETTINGS, UPSTREAM
+from .state import CACHE, DATABASE, DRAINING, METRICS, SETTINGS, STORAGE_HEALTH, UPSTREAM
+from .store import StoreError
 
 JSON = "application/json"
 log = structlog.get_logger("gateway.ops")
@@ -30,7 +31,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers, migrations are applied, and the gateway is not draining.
+    """Readiness: the database answers, migrations are applied, the store takes writes, and
+    the gateway is not draining. The store's faults are reported by kind.
 
     The last upstream contact is reported but does not decide readiness: cached runs are still
     served while Parallel is unreachable.
@@ -45,6 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as e:  # an unreadable database is exactly what this reports
         checks["database"] = f"error: {type(e).__name__}"
         checks["migrations"] = "unknown"
+    checks["storage"] = app[STORAGE_HEALTH].report()
     contact = app[UPSTREAM].last_contact
     checks["upstream"] = (
         {"last_contact": "never"}
@@ -55,7 +58,12 @@ async def readyz(request: web.Request) -> web.Response:
             "detail": contact.detail,
         }
     )
-    ready = checks["database"] == "ok" and checks["migrations"] == "ok" and not checks["draining"]
+    ready = (
+        checks["database"] == "ok"
+        and checks["migrations"] == "ok"
+        and app[STORAGE_HEALTH].writable
+        and not checks["draining"]
+    )
     body = {"status": "ready" if ready else "not-ready", **checks}
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
 
@@ -71,9 +79,13 @@ async def render_metrics(app: web.Application, request: web.Request) -> web.Resp
         return web.Response(status=401, body=error.body(), content_type=JSON)
     registry = app[METRICS]
     record_memory_layer(app)
-    stats = await app[CACHE].store_stats()
-    registry.cache_entries.set(stats.entries)
-    registry.cache_bytes.set(stats.bytes)
+    try:
+        stats = await app[CACHE].store_stats()
+    except StoreError as e:  # counted in gateway_storage_errors_total; the rest still shows
+        app[STORAGE_HEALTH].failed(e, "read")
+    else:
+        registry.cache_entries.set(stats.entries)
+        registry.cache_bytes.set(stats.bytes)
     return web.Response(body=registry.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -8,17 +8,21 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from .throttle import LOG_INTERVAL, Throttle
+
 log = structlog.get_logger("gateway.periodic")
 
 
 class Periodic:
-    """Calls `chore` every `interval` seconds until stopped; a failure is logged, not fatal."""
+    """Calls `chore` every `interval` seconds until stopped; a failure is logged (once a
+    LOG_INTERVAL at most, with a count), not fatal."""
 
     def __init__(self, name: str, interval: float, chore: Callable[[], Awaitable[None]]) -> None:
         self.name = name
         self._interval = interval
         self._chore = chore
         self._task: asyncio.Task[None] | None = None
+        self._failures = Throttle(LOG_INTERVAL)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -37,4 +41,6 @@ class Periodic:
                 await self._chore()
             except Exception:
                 # Keep serving with what we have; the next round tries again.
-                log.exception("periodic.failed", chore=self.name)
+                count = self._failures.count(self.name)
+                if count is not None:
+                    log.exception("periodic.failed", chore=self.name, count=count)

@@ -4,10 +4,15 @@ Version 1, one object per line:
     {"version": 1, "run_id": "trun_...", "stored_at": "2026-11-22T07:00:00.000000Z",
      "input": {"processor": "core", "input": ...}}
 A reader dispatches on `version`, so later gateways keep reading version 1 files.
+The `input` member is stored as its raw text in the line, never re-encoded: re-encoding would
+turn 123456789012345678901234567890 into 1.2345678901234568e+29, 1.10 into 1.1, and
+"caf\\u00e9" into "café".
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 
 import orjson
@@ -58,7 +63,48 @@ def decode_entry(line: bytes | str) -> StoredInput:
     task_input = data.get("input")
     if not is_task_run_input(task_input):
         raise EntryError("input is not a task run input (an object with processor and input)")
-    return StoredInput(run_id, orjson.dumps(task_input), stored_at)
+    text = line if isinstance(line, str) else line.decode()
+    try:
+        body = raw_member(text, "input")
+    except RecursionError:  # Python's scanner nests less deeply than orjson's
+        raise EntryError("input is nested too deeply") from None
+    return StoredInput(run_id, body.encode(), stored_at)
+
+
+_DECODER = json.JSONDecoder()
+# A member's name and its colon, with JSON's whitespace (RFC 8259 section 2) around them.
+_NAME = re.compile(r'[ \t\n\r]*"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\n\r]*(:)[ \t\n\r]*', re.DOTALL)
+_AFTER_VALUE = re.compile(r"[ \t\n\r]*([,}])")
+
+
+def raw_member(document: str, name: str) -> str:
+    """The raw text of the value of the top-level member `name` of `document` (a JSON object
+    orjson has already parsed, so valid JSON that has that member), with the whitespace around
+    it: in an export line, that is the stored body's own.
+
+    A name given twice is refused: orjson keeps the last one, and storing another's text would
+    store something other than what was checked.
+    """
+    found: str | None = None
+    at = document.index("{") + 1
+    while True:
+        member = _NAME.match(document, at)
+        assert member is not None, "not a JSON object with members"
+        key = member.group(1)
+        if "\\" in key:  # a name spelt with escapes
+            key = json.loads(f'"{key}"')
+        _, end = _DECODER.raw_decode(document, member.end())
+        after = _AFTER_VALUE.match(document, end)
+        assert after is not None, "not a JSON object"
+        if key == name:
+            if found is not None:
+                raise EntryError(f"{name} appears more than once")
+            found = document[member.end(2) : after.start(1)]
+        if after.group(1) == "}":
+            break
+        at = after.end()
+    assert found is not None, f"{name} is not a member of the object"
+    return found
 
 
 def normalise_timestamp(value: object) -> str:

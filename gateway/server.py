@@ -11,6 +11,7 @@ from aiohttp import web
 from .config import ServerSettings
 from .connection import GatewayConnection
 from .hit_path import HitPath
+from .loop_errors import loop_exception_handler
 from .metrics import Metrics
 from .state import METRICS
 
@@ -101,6 +102,7 @@ def run_server(
 
 
 async def _serve(app: web.Application, settings: ServerSettings, reuse_port: bool | None) -> None:
+    asyncio.get_running_loop().set_exception_handler(loop_exception_handler(app[METRICS]))
     runner = GatewayRunner(
         app,
         settings,

@@ -11,6 +11,7 @@ from .config import Settings
 from .db import Database
 from .metrics import Metrics
 from .ownership import OwnershipRecorder
+from .storage_health import StorageHealth
 from .upstream import UpstreamClient
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,6 +21,7 @@ UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
 METRICS = web.AppKey("metrics", Metrics)
 OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
+STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)
 DRAINING: web.AppKey[list[bool]] = web.AppKey("draining")
 # Upstream responses being relayed to apps: closed when shutdown begins.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -35,13 +37,26 @@ class Purge:
     run_ids: list[str] | None
 
 
+class StoreError(Exception):
+    """The store failed to read or write; `kind` says why: read-only, disk-full, io, corrupt,
+    busy, cannot-open or other."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class RunInputStore(Protocol):
     """Durable run-input storage; a PostgreSQL store would implement the same."""
 
-    async def get(self, run_id: str) -> StoredInput | None: ...
+    async def get(self, run_id: str) -> StoredInput | None:
+        """The entry, None if there is none; StoreError if it cannot be read."""
 
     async def put(self, entry: StoredInput) -> None:
-        """Store an entry unless one exists; return only once it is durable."""
+        """Store an entry unless one exists; return only once it is durable (else StoreError)."""
+
+    async def check_writable(self) -> None:
+        """Commit a write that changes nothing; StoreError if the store cannot take one."""
 
     async def put_many(self, entries: Iterable[StoredInput]) -> int:
         """Store entries in one transaction (all or none); return how many were new."""
@@ -57,7 +72,8 @@ class RunInputStore(Protocol):
 
     async def last_purge(self) -> int: ...
 
-    async def stats(self) -> CacheStats: ...
+    async def stats(self) -> CacheStats:
+        """Entries, bytes, oldest and newest; StoreError if they cannot be read."""
 
 
 def rfc3339(when: datetime) -> str:
@@ -76,15 +92,26 @@ class SQLiteRunInputStore:
         self._db = db
 
     async def get(self, run_id: str) -> StoredInput | None:
-        row = await self._db.fetchone(
-            "SELECT body, stored_at FROM run_inputs WHERE run_id = ?", (run_id,)
-        )
+        with _store_errors():
+            row = await self._db.fetchone(
+                "SELECT body, stored_at FROM run_inputs WHERE run_id = ?", (run_id,)
+            )
         if row is None:
             return None
         return StoredInput(run_id, bytes(row[0]), row[1])
 
     async def put(self, entry: StoredInput) -> None:
-        await self._db.write(INSERT, _row(entry))
+        with _store_errors():
+            await self._db.write(INSERT, _row(entry))
+
+    async def check_writable(self) -> None:
+        # Rewriting a row with its own values still writes its page, and commits it: a
+        # read-only file or a full disk fails here, as a miss's insert would.
+        with _store_errors():
+            await self._db.write(
+                "UPDATE schema_migrations SET name = name"
+                " WHERE version = (SELECT max(version) FROM schema_migrations)"
+            )
 
     async def put_many(self, entries: Iterable[StoredInput]) -> int:
         # A generator streams through the writer in one transaction: memory stays flat, and a
@@ -134,10 +161,11 @@ class SQLiteRunInputStore:
         return int(row[0]) if row else 0
 
     async def stats(self) -> CacheStats:
-        row = await self._db.fetchone(
-            "SELECT count(*), coalesce(sum(size), 0), min(stored_at), max(stored_at)"
-            " FROM run_inputs"
-        )
+        with _store_errors():
+            row = await self._db.fetchone(
+                "SELECT count(*), coalesce(sum(size), 0), min(stored_at), max(stored_at)"
+                " FROM run_inputs"
+            )
         assert row is not None
         return CacheStats(*row)
 
@@ -148,6 +176,35 @@ INSERT = (
     " ON CONFLICT (run_id) DO NOTHING"
 )
 SCAN_PAGE = 1000
+
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html), by the kind reported.
+FAULT_KINDS = {
+    sqlite3.SQLITE_READONLY: "read-only",
+    sqlite3.SQLITE_PERM: "read-only",
+    sqlite3.SQLITE_FULL: "disk-full",
+    sqlite3.SQLITE_IOERR: "io",
+    sqlite3.SQLITE_CORRUPT: "corrupt",
+    sqlite3.SQLITE_NOTADB: "corrupt",
+    sqlite3.SQLITE_BUSY: "busy",
+    sqlite3.SQLITE_LOCKED: "busy",
+    sqlite3.SQLITE_CANTOPEN: "cannot-open",
+}
+
+
+def fault_kind(error: BaseException) -> str:
+    """What kind of storage fault `error` is, from its SQLite result code ("other" if none)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return FAULT_KINDS.get(code & 0xFF, "other") if isinstance(code, int) else "other"
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """SQLite's errors, as StoreError with their kind."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise StoreError(fault_kind(e), str(e)) from e
 
 
 def _row(entry: StoredInput) -> tuple[str, bytes, int, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -22,8 +22,10 @@ async def launch_serve(
     stderr: int | IO[bytes] = asyncio.subprocess.PIPE,
     probe: str = "/healthz",
     host: str = "127.0.0.1",
+    preexec_fn: Callable[[], object] | None = None,
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """`serve --config --host --port *args` until `probe` answers 200; env replaces PARALLEL_*.
+    """`serve --config --host --port *args` until `probe` answers 200; env replaces PARALLEL_*;
+    `preexec_fn` runs in the child before it starts (to lower a resource limit).
 
     A gateway that does not answer 200 within 10 s is killed, and the AssertionError says how
     it ended (and what it wrote to stderr, when that is a pipe).
@@ -37,6 +39,7 @@ async def launch_serve(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
+        preexec_fn=preexec_fn,
     )  # fmt: skip
     url = f"http://{host}:{port}"
     loop = asyncio.get_running_loop()

@@ -119,6 +119,77 @@ def test_decode_keeps_unicode_and_unknown_fields() -> None:
     assert "日本".encode() in entry.body
 
 
+# Bodies a parse and re-encode would change: each must come back byte for byte.
+EXACT_BODIES = {
+    "big-integer": b'{"processor":"core","input":{"account_id":123456789012345678901234567890}}',
+    "trailing-zero": b'{"processor":"core","input":{"ratio":1.10}}',
+    "exponent": b'{"processor":"core","input":{"tiny":1e-7,"big":1E+300,"neg":-0.0}}',
+    "u-escapes": b'{"processor":"core","input":{"name":"caf\\u00e9","x":"\\u0000\\uD83D\\uDE00"}}',
+    "raw-u2028": '{"processor":"core","input":"a\u2028b\u2029c"}'.encode(),
+    "escaped-u2028": b'{"processor":"core","input":"a\\u2028b"}',
+    "escaped-slash": b'{"processor":"core","input":"a\\/b \\\\ \\" \\b\\f\\t"}',
+    "irregular-whitespace": b'{ \t"processor" :\t"core" ,  "input":{"a":[ 1 ,\t{ } , [ ] ]} \t}',
+    "decoys": b'{"input":{"input":"inner","processor":"x"},"processor":"core","s":"\\"input\\":1"}',
+}
+
+
+@pytest.mark.parametrize("body", EXACT_BODIES.values(), ids=EXACT_BODIES.keys())
+def test_decode_keeps_the_input_byte_for_byte(body: bytes) -> None:
+    encoded = encode_entry(StoredInput("trun_1", body, STAMP))
+    assert decode_entry(encoded).body == body
+    assert decode_entry(encoded.decode()).body == body
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (
+            b' {\t"input" \r\n:\t {"processor":"core","input":{"n":2.50}}\t, "version":1,'
+            b'"run_id":"r","stored_at":"2026-11-22T07:00:00Z"}\r\n',
+            b'\t {"processor":"core","input":{"n":2.50}}\t',
+        ),
+        (
+            b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z",'
+            b'"\\u0069nput":{"processor":"core","input":{"n":1.0}}}',
+            b'{"processor":"core","input":{"n":1.0}}',
+        ),
+        (
+            b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z","inputs":[1],'
+            b'"input":{"processor":"core","input":"x"},"in\\"put":{"input":3}}',
+            b'{"processor":"core","input":"x"}',
+        ),
+    ],
+    ids=["first-member-and-whitespace", "escaped-name", "lookalike-names"],
+)
+def test_decode_finds_the_input_member_wherever_it_is(raw: bytes, body: bytes) -> None:
+    assert decode_entry(raw).body == body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z",'
+        b'"input":{"processor":"core","input":"first"},"input":{"processor":"core","input":"2"}}',
+        b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z",'
+        b'"input":"junk","\\u0069nput":{"processor":"core","input":"2"}}',
+    ],
+    ids=["twice", "twice-once-escaped"],
+)
+def test_decode_refuses_an_input_given_twice(raw: bytes) -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_entry(raw)
+    assert str(caught.value) == "input appears more than once"
+
+
+def test_decode_refuses_an_input_nested_deeper_than_python_reads() -> None:
+    # orjson reads 1,024 levels; Python's scanner, which finds the raw text, fewer.
+    deep = b"[" * 1020 + b"]" * 1020
+    raw = line(input=orjson.Fragment(b'{"processor":"core","input":{"a":' + deep + b"}}"))
+    with pytest.raises(EntryError) as caught:
+        decode_entry(raw)
+    assert str(caught.value) == "input is nested too deeply"
+
+
 # --- decode_entry rejections ----------------------------------------------------------------
 
 

@@ -1,0 +1,89 @@
+"""The store's health as the gateway sees it: whether writes succeed, and its faults by kind,
+counted in metrics, reported by /readyz, and logged at a bounded rate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import structlog
+
+from .metrics import Metrics
+from .store import StoreError, fault_kind, now_rfc3339
+from .throttle import LOG_INTERVAL, Throttle
+
+log = structlog.get_logger("gateway.storage")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFault:
+    kind: str
+    operation: str  # "read", "write" or "start-up check"
+    detail: str
+    at: str
+
+
+class StorageHealth:
+    """Records the outcome of the store's reads and writes.
+
+    A failed write (other than a busy lock, which passes) marks the store not writable, until
+    a write succeeds again: /readyz then answers 503, and gateway_storage_writable is 0.
+    """
+
+    def __init__(
+        self,
+        database: str,
+        metrics: Metrics | None = None,
+        interval: float = LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database = database
+        self.writable = True
+        self.last_fault: StorageFault | None = None
+        self._metrics = metrics
+        self._throttle = Throttle(interval, clock)
+        self._counts: dict[str, int] = {}
+        if metrics is not None:
+            metrics.storage_writable.set(1)
+
+    def failed(self, error: Exception, operation: str, **context: str) -> None:
+        """Record a failed read or write: counted always, logged once per kind per interval."""
+        kind = error.kind if isinstance(error, StoreError) else fault_kind(error)
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        self.last_fault = StorageFault(kind, operation, str(error), now_rfc3339())
+        if self._metrics is not None:
+            self._metrics.storage_errors.labels(kind).inc()
+        if operation != "read" and kind != "busy":
+            self._set_writable(False)
+        count = self._throttle.count(kind)
+        if count is not None:
+            log.error(
+                "storage.error",
+                kind=kind,
+                operation=operation,
+                database=self.database,
+                error=str(error),
+                count=count,
+                per_seconds=self._throttle.interval,
+                **context,
+            )
+
+    def wrote(self) -> None:
+        """Record a committed write."""
+        if not self.writable:
+            self._set_writable(True)
+            log.info("storage.writable", database=self.database)
+
+    def report(self) -> dict[str, object]:
+        """What /readyz says of the store."""
+        return {
+            "writable": self.writable,
+            "errors": dict(self._counts),
+            "last_error": None if self.last_fault is None else asdict(self.last_fault),
+        }
+
+    def _set_writable(self, writable: bool) -> None:
+        self.writable = writable
+        if self._metrics is not None:
+            self._metrics.storage_writable.set(int(writable))
