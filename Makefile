@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check format install clean bench-cache bench
+# The lowest aiohttp pyproject.toml admits: CI runs the suite against it too (make test-lowest).
+AIOHTTP_LOWEST := 3.14.4
+LOWEST := .venv-lowest
+
+.PHONY: run test test-lowest check format install clean bench-cache bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +23,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite again, against the lowest aiohttp in range, in a venv of its own.
+$(LOWEST)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python -m pip install --quiet -e '.[test]' 'aiohttp==$(AIOHTTP_LOWEST)'
+	touch $(LOWEST)/.installed
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.serve_bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache dist build

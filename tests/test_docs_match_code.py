@@ -71,3 +71,12 @@ def test_security_md_gives_every_limit_with_its_real_default() -> None:
     }
     assert documented == actual
     assert set(documented) == LIMITS
+
+
+def test_ci_tests_the_lowest_aiohttp_that_pyproject_admits() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = [re.fullmatch(r"aiohttp>=([0-9.]+),<.*", d) for d in project["dependencies"]]
+    floor = next(match.group(1) for match in floors if match)
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"AIOHTTP_LOWEST := {floor}\n" in makefile
+    assert "make test-lowest\n" in (ROOT / ".ci" / "run").read_text()
