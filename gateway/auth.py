@@ -74,8 +74,11 @@ class KeyRing:
                 headers=retry_after_headers(wait),
             )
 
-    def open_call(self, app: str) -> None:
-        """Count a call as open, or raise TooManyOpenError when the app is at its cap."""
+    def take_turn(self, app: str, *, hold: bool) -> None:
+        """The last checks before a call is served, after every refusal it could get: its
+        open calls (429, keys --max-open), then its rate limit (429), so a refused call never
+        takes a token. With `hold`, the call counts as open until close_call; a hit, answered
+        at once, holds nothing."""
         cap = self._max_open.get(app)
         open_now = self._open.get(app, 0)
         if cap is not None and open_now >= cap:
@@ -84,20 +87,17 @@ class KeyRing:
                 "gateway; retry when one has ended.",
                 headers={"retry-after": "1"},
             )
-        self._open[app] = open_now + 1
+        self.throttle(app)
+        if hold:
+            self._open[app] = open_now + 1
 
     def close_call(self, app: str) -> None:
-        """A call counted by open_call has ended."""
+        """A call held by take_turn has ended."""
         left = self._open[app] - 1
         if left:
             self._open[app] = left
         else:
             del self._open[app]
-
-    def at_cap(self, app: str) -> bool:
-        """Whether the app may open no more calls now (a hit, too, is then left to open_call)."""
-        cap = self._max_open.get(app)
-        return cap is not None and self._open.get(app, 0) >= cap
 
     def restricted(self, app: str) -> bool:
         """Whether the app's key has an allowlist."""

@@ -25,6 +25,7 @@ from aiohttp.web_protocol import MAX_MSG_QUEUE_SIZE
 
 from .catalog import INPUT_ROUTE
 from .errors import GatewayError
+from .input_route import check_input
 from .middleware import access_line, next_request_id
 from .policy import CACHE_HIT, match_input_path
 from .request_head import Messages, refuse_bad_heads, refused
@@ -70,20 +71,16 @@ class HitPath:
         run_id = match_input_path(raw_path)
         if run_id is None:
             return None
-        body = self._memory.get(run_id)  # only valid run ids are ever stored
-        if body is None:
-            return None
         keyring = self._keyring
         try:
             app = keyring.authenticate(message.headers)
-            # The allowlist before the rate limit: a token is taken only for a request
-            # answered here. A refusal is made, in the full stack's order, by the full stack.
-            keyring.authorize(app, "GET", raw_path)
-            if keyring.at_cap(app):
-                return None
-            keyring.throttle(app)
+            check_input(keyring, app, raw_path, run_id)
+            body = self._memory.get(run_id)
+            if body is None:
+                return None  # a miss: the full stack takes the app's turn for it
+            keyring.take_turn(app, hold=False)
         except GatewayError:
-            return None
+            return None  # the full stack makes the same refusal, in the same order
         request_id = next_request_id()
         response = hit_response(body, request_id, rfc822_formatted_time())
         duration = time.perf_counter() - started

@@ -9,20 +9,19 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .catalog import INPUT_ROUTE, refuse_bad_path, resolve
+from .catalog import INPUT_ROUTE, resolve
 from .errors import (
     DrainingError,
     GatewayError,
-    InvalidRunIdError,
     RunNotFoundError,
 )
 from .forward import forward
+from .input_route import check_input
 from .ops import add_ops_routes
 from .ownership import may_read
 from .policy import (
     CACHE_HIT,
     cache_status,
-    is_valid_run_id,
     match_input_path,
     unconsulted_status,
 )
@@ -68,26 +67,24 @@ async def _serve(request: web.Request) -> web.StreamResponse:
                 raise
             # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
             raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
-    app_name = _admit(request, raw_path)
+    keyring = request.app[KEYRING]
+    app_name = request[APP_NAME] = keyring.authenticate(request.headers)
+    keyring.authorize(app_name, request.method, raw_path)
     app_mode = _app_mode(request)
-    strict = app_mode or request.app[KEYRING].restricted(app_name)
+    strict = app_mode or keyring.restricted(app_name)
     route = resolve(request.method, raw_path, request.headers.get("accept", ""), strict=strict)
+    _take_turn(request, app_name)
     request[ROUTE] = route.name
     if route.owned and app_mode:
         await _check_isolation(request, app_name, route.owned)
     return await forward(request, route)
 
 
-def _admit(request: web.Request, raw_path: str) -> str:
-    """Authenticate the key (401), count the call as open (429 past its cap), take a token from
-    its rate limit (429), then check its allowlist (403); return the app's name."""
-    keyring = request.app[KEYRING]
-    app_name = request[APP_NAME] = keyring.authenticate(request.headers)
-    keyring.open_call(app_name)
+def _take_turn(request: web.Request, app_name: str) -> None:
+    """Once no other refusal applies: the app's open calls and rate limit (429), the call then
+    counted as open until `handle` ends."""
+    request.app[KEYRING].take_turn(app_name, hold=True)
     request[OPEN_FOR] = app_name
-    keyring.throttle(app_name)
-    keyring.authorize(app_name, request.method, raw_path)
-    return app_name
 
 
 def _app_mode(request: web.Request) -> bool:
@@ -104,13 +101,10 @@ async def _check_isolation(request: web.Request, app_name: str, owned: Sequence[
 async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Response:
     """GET /v1/tasks/runs/{run_id}/input: from memory, else SQLite, else upstream."""
     app = request.app
-    app_name = _admit(request, raw_path)
-    refuse_bad_path(raw_path)
-    if not is_valid_run_id(run_id):
-        raise InvalidRunIdError(
-            "Request validation error: run_id must be 1 to 128 characters from "
-            "A-Z, a-z, 0-9, '_' and '-'."
-        )
+    keyring = app[KEYRING]
+    app_name = request[APP_NAME] = keyring.authenticate(request.headers)
+    check_input(keyring, app_name, raw_path, run_id)
+    _take_turn(request, app_name)
     if _app_mode(request):
         await _check_isolation(request, app_name, (run_id,))
     cache = app[CACHE]

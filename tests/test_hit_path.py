@@ -19,7 +19,7 @@ from gateway.db import Database
 from gateway.keys import create_key
 from gateway.ownership import grant
 from gateway.ratelimit import Limit
-from gateway.state import DRAINING
+from gateway.state import CACHE, DRAINING
 from tests.conftest import GatewayTestServer, capture_logs, eventually
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.raw_http import RawReply, connect, read_reply, request
@@ -344,3 +344,33 @@ async def test_under_app_isolation_every_hit_goes_the_full_way(
     assert_hit(mine, upstream)
     assert theirs.status == 404  # another app's run is answered as if it did not exist
     assert gateway.full_stack == [PATH, PATH]
+
+
+async def test_memory_is_read_only_for_an_authenticated_request(
+    start: Start, upstream: FakeUpstream
+) -> None:
+    # Memory holds two runs; RUN is the least recently used, so a third evicts it, unless a
+    # read moved it to the front. A request with no valid key must not be that read.
+    gateway = await primed(await start(cache={"memory_entries": 2}), RUN, OTHER)
+    strangers = [request(PATH, "x-api-key: pgw_not-a-key"), request(PATH)]
+    assert [r.status for r in await exchange(gateway, *strangers)] == [401, 401]
+    upstream.add("trun_third", task_run_input(3))
+    await primed(gateway, "trun_third")
+    memory = gateway.server.app[CACHE].memory
+    assert (memory.get(RUN), memory.get(OTHER) is not None) == (None, True)
+
+
+async def test_a_refused_call_takes_no_token_on_any_route(
+    start: Start, upstream: FakeUpstream
+) -> None:
+    gateway = await start(
+        limits={"app": Limit(rate=0.001, burst=1)}, allow={"app": ["GET /v1/tasks/runs/*/input"]}
+    )
+    refused = [
+        gateway.request("/v1/tasks/runs/x/result"),  # 403: the allowlist leaves it out
+        gateway.request("/v1/tasks/runs/a%2Fb/input"),  # 400: an encoded slash
+        gateway.request("/v1/tasks/runs/a.b/input"),  # 422: not a run id
+    ]
+    replies = await exchange(gateway, *refused, gateway.request(), gateway.request())
+    assert [r.status for r in replies] == [403, 400, 422, 200, 429]
+    assert upstream.count(RUN) == 1
