@@ -113,20 +113,37 @@ class Settings:
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `path`, else from $PARALLEL_GATEWAY_CONFIG, else use the defaults."""
     env = os.environ if env is None else env
+    named = f"Config file '{path}'"
     if path is None:
         path = env.get(CONFIG_ENV) or None
+        named = f"Config file '{path}' (from ${CONFIG_ENV})"
     if path is None:
         return Settings()
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"Config file '{path}' does not exist.") from None
+        raise ConfigError(f"{named} does not exist.") from None
     except OSError as e:
-        raise ConfigError(f"Config file '{path}' cannot be read: {e.strerror}.") from None
+        raise ConfigError(f"{named} cannot be read: {e.strerror}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Config file '{path}' is not valid TOML: {e}.") from None
-    return settings_from_dict(data)
+        raise ConfigError(f"{named} is not valid TOML: {e}.") from None
+    return beside(settings_from_dict(data), Path(path).absolute().parent)
+
+
+def beside(settings: Settings, directory: Path) -> Settings:
+    """The settings with relative file paths (storage.database, upstream.api_key_file) taken
+    from `directory`, the config file's: a command run from anywhere finds the same files."""
+
+    def anchored(value: str) -> str:
+        path = Path(value).expanduser()
+        return value if not value or path.is_absolute() else str(directory / path)
+
+    storage = dataclasses.replace(settings.storage, database=anchored(settings.storage.database))
+    upstream = dataclasses.replace(
+        settings.upstream, api_key_file=anchored(settings.upstream.api_key_file)
+    )
+    return dataclasses.replace(settings, storage=storage, upstream=upstream)
 
 
 def settings_from_dict(data: Mapping[str, Any]) -> Settings:
