@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from . import __version__
 from .app import create_app
 from .cache_commands import add_cache_commands
 from .config import ConfigError, Settings, load_settings, replace_server
@@ -19,7 +20,7 @@ from .key_commands import add_key_commands
 from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError, grant
-from .server import run_server
+from .server import ListenError, run_server
 from .store import StoreError
 from .team_key import team_key_from
 from .workers import is_worker, supervise
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A caching, key-isolating gateway for Parallel's Task API.",
     )
     parser.add_argument("--config", metavar="PATH", help=config_help)
+    parser.add_argument("--version", action="version", version=f"parallel-gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the gateway")
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 2
-    except (AppKeyError, GrantError, StorageError) as e:
+    except (AppKeyError, GrantError, StorageError, ListenError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
     except (sqlite3.Error, StoreError) as e:
