@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -151,8 +152,13 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     sections: dict[str, Any] = {}
     section_types = get_type_hints(Settings)
     for name, value in data.items():
+        if name not in section_types and not isinstance(value, dict):
+            # `port = 9000` above every [section] header
+            homes = [s for s, cls in section_types.items() if name in get_type_hints(cls)]
+            where = f"; it belongs under [{homes[0]}]" if homes else ""
+            raise ConfigError(f"Config has key '{name}' outside any [section]{where}.")
         if name not in section_types:
-            raise ConfigError(f"Config has unknown section '[{name}]'.")
+            raise ConfigError(f"Config has unknown section '[{name}]'.{_hint(name, section_types)}")
         if not isinstance(value, dict):
             raise ConfigError(f"Config '{name}' must be a table ([{name}]).")
         sections[name] = _build_section(name, section_types[name], value)
@@ -187,9 +193,15 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
                 f"Config key '{section}.{key}' is now '{section}.{RENAMED[section][key]}'."
             )
         if key not in hints:
-            raise ConfigError(f"Config has unknown key '{section}.{key}'.")
+            raise ConfigError(f"Config has unknown key '{section}.{key}'.{_hint(key, hints)}")
         kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
     return cls(**kwargs)
+
+
+def _hint(name: str, known: Iterable[str]) -> str:
+    """A hint naming the closest known name, for a misspelt one; else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def _coerce(name: str, expected: type, value: Any) -> Any:

@@ -247,17 +247,30 @@ NOT_NEGATIVE = "Must be a finite number, 0 or more."
     [
         pytest.param("[nope]\n", "Config has unknown section '[nope]'.", id="unknown-section"),
         pytest.param(
-            "[Server]\nport = 1\n", "Config has unknown section '[Server]'.", id="section-case"
+            "[Server]\nport = 1\n",
+            "Config has unknown section '[Server]'. Did you mean 'server'?",
+            id="section-case",
         ),
         pytest.param(
             "server = 1\n", "Config 'server' must be a table ([server]).", id="section-not-table"
         ),
         pytest.param(
-            '[server]\nhots = "x"\n', "Config has unknown key 'server.hots'.", id="unknown-key"
+            "port = 9000\n",
+            "Config has key 'port' outside any [section]; it belongs under [server].",
+            id="key-outside-a-section",
+        ),
+        pytest.param(
+            "colour = 1\n", "Config has key 'colour' outside any [section].", id="stray-key"
+        ),
+        pytest.param("[nope]\n", "Config has unknown section '[nope]'.", id="unknown-section"),
+        pytest.param(
+            '[server]\nhots = "x"\n',
+            "Config has unknown key 'server.hots'. Did you mean 'host'?",
+            id="unknown-key",
         ),
         pytest.param(
             "[upstream]\napi_key = 'sk-123'\n",
-            "Config has unknown key 'upstream.api_key'.",
+            "Config has unknown key 'upstream.api_key'. Did you mean 'api_key_env'?",
             id="unknown-key-api-key",
         ),
         pytest.param(
