@@ -262,7 +262,6 @@ NOT_NEGATIVE = "Must be a finite number, 0 or more."
         pytest.param(
             "colour = 1\n", "Config has key 'colour' outside any [section].", id="stray-key"
         ),
-        pytest.param("[nope]\n", "Config has unknown section '[nope]'.", id="unknown-section"),
         pytest.param(
             '[server]\nhots = "x"\n',
             "Config has unknown key 'server.hots'. Did you mean 'host'?",
