@@ -8,7 +8,9 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
+import argcomplete
 import structlog
+from argcomplete.shell_integration import shellcode
 
 from . import __version__
 from .app import create_app
@@ -24,6 +26,8 @@ from .server import ListenError, run_server
 from .store import StoreError
 from .team_key import team_key_from
 from .workers import is_worker, supervise
+
+SHELLS = ("bash", "zsh", "fish")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,11 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     grant_cmd.add_argument("run_id", metavar="RUN_ID", help="a run id or task group id")
     grant_cmd.add_argument("app", metavar="APP", help="the app's name")
     grant_cmd.set_defaults(run=cmd_runs_grant)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell's tab-completion script for this command"
+    )
+    completion.add_argument("shell", choices=SHELLS, help="eval its output in that shell")
+    completion.set_defaults(run=cmd_completion)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Under the shell's completion hook, this answers with the completions and exits.
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
         code: int = args.run(args, settings)
@@ -153,6 +166,11 @@ def cmd_runs_grant(args: argparse.Namespace, settings: Settings) -> int:
     added = run_with_database(settings.storage, lambda db: grant(db, args.run_id, args.app))
     state = "may now read" if added else "could already read"
     print(f"App {args.app!r} {state} {args.run_id}.", file=sys.stderr)
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
+    print(shellcode(["parallel-gateway"], shell=args.shell), end="")
     return 0
 
 
