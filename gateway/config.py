@@ -129,7 +129,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError(f"{named} cannot be read: {e.strerror}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{named} is not valid TOML: {e}.") from None
-    return beside(settings_from_dict(data), Path(path).absolute().parent)
+    return beside(settings_from_dict(data), Path(os.path.abspath(path)).parent)
 
 
 def beside(settings: Settings, directory: Path) -> Settings:

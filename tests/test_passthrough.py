@@ -674,7 +674,7 @@ async def test_keys_create_allow_from_the_cli(
 ) -> None:
     settings = make_settings()
     config = write_config(tmp_path / "cli.toml", settings)
-    args = ["keys", "create", "limited"]
+    args = ["keys", "create", "limited", "--create"]  # before the gateway has made it
     for rule in LIMITED_RULES:
         args += ["--allow", rule]
     made = await run_cli(config, *args)
