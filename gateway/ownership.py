@@ -74,6 +74,12 @@ class OwnershipRecorder:
                 replay=grant_commands(app, ids),
             )
 
+    async def may_read(self, app: str, ids: Iterable[str | None]) -> bool:
+        """`may_read`, counting the records still waiting to be written: the app that created
+        a run reads it at once (the SDK polls it next), while the record waits for the lock."""
+        waiting = self._pending.get(app, {})
+        return await may_read(self._db, app, [i for i in ids if i not in waiting])
+
     async def retry(self) -> None:
         """Write what could not be written before (every RETRY_INTERVAL, and at shutdown)."""
         for app, pending in list(self._pending.items()):

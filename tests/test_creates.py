@@ -94,6 +94,32 @@ async def test_a_create_whose_ownership_write_fails_is_answered_once_and_recorde
     assert (await sdk.task_run.retrieve(run.run_id)).run_id == run.run_id
 
 
+async def test_the_creator_reads_its_run_while_its_record_waits_to_be_written(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(isolation={"mode": "app"}, storage={"busy_timeout_ms": 50})
+    gw = await start(settings, apps=("app", "other"))
+    sdk = gw.sdk()
+
+    with held_write_lock(gw.settings.storage.database):
+        run = await sdk.task_run.create(input="q", processor="lite")
+        group = await sdk.task_group.create()
+        # Nothing is written yet: the creator reads its run and group all the same (the SDK's
+        # create-then-poll would otherwise end in 404), and another app still cannot.
+        assert access_rows(gw) == []
+        assert (await sdk.task_run.retrieve(run.run_id)).run_id == run.run_id
+        assert (await sdk.task_group.retrieve(group.task_group_id)).status.num_task_runs == 0
+        reply = await gw.request("GET", f"/v1/tasks/runs/{run.run_id}", app="other")
+        assert (reply.status, error_of(reply.body)["message"]) == (404, "Run id not found")
+
+    assert gw.sent() == [
+        ("POST", "/v1/tasks/runs"),
+        ("POST", "/v1/tasks/groups"),
+        ("GET", f"/v1/tasks/runs/{run.run_id}"),
+        ("GET", f"/v1/tasks/groups/{group.task_group_id}"),
+    ]
+
+
 async def test_team_mode_records_no_ownership_and_needs_no_write(
     start: Start, make_settings: Callable[..., Settings]
 ) -> None:
