@@ -32,6 +32,8 @@ from tests.passthrough_support import (
     harnesses,
     watched_parallel,
 )
+from tests.test_storage_faults import QUIET_KEYS, fill, metric, readyz
+from tests.test_storage_faults import small_disk as small_disk  # the fixture
 from tests.test_storage_locks import held_write_lock
 
 SDK_RETRIES = 2  # the SDK's default: a 5xx, 408, 409, 429 or a broken connection is sent again
@@ -277,3 +279,30 @@ async def test_an_internal_error_on_a_post_tells_the_sdk_not_to_retry(
     assert get.status == 500
     assert "x-should-retry" not in get.headers  # a GET may be repeated
     assert error_of(await get.read())["message"] == "Internal gateway error"
+
+
+async def test_a_create_whose_record_meets_a_full_disk_is_a_storage_fault_until_it_lands(
+    small_disk: Path, start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    storage = {"database": str(small_disk / "gw.db")}
+    gw = await start(make_settings(isolation={"mode": "app"}, storage=storage, keys=QUIET_KEYS))
+    sdk = gw.sdk(max_retries=SDK_RETRIES)
+    filler = fill(small_disk)
+
+    with capture_logs() as logs:
+        run = await sdk.task_run.create(input="q", processor="lite")
+        status, ready = await readyz(gw.gateway)
+
+    assert gw.sent() == [("POST", "/v1/tasks/runs")]
+    assert [line["event"] for line in logs if line["log_level"] != "info"] == [
+        "storage.error",
+        "ownership.record_failed",
+    ]
+    assert (status, ready["storage"]["writable"]) == (503, False)
+    assert ready["storage"]["errors"] == {"disk-full": 1}
+    assert await metric(gw.gateway, "gateway_storage_errors_total", kind="disk-full") == 1.0
+
+    filler.unlink()
+    await eventually(lambda: access_rows(gw) == [(run.run_id, "app", "created")], within=5)
+    status, ready = await readyz(gw.gateway)
+    assert (status, ready["storage"]["writable"]) == (200, True)
