@@ -3,6 +3,7 @@ run, nor makes the SDK create it again."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
@@ -32,6 +33,7 @@ from tests.passthrough_support import (
     harnesses,
     watched_parallel,
 )
+from tests.raw_http import connect
 from tests.test_storage_faults import QUIET_KEYS, fill, metric, readyz
 from tests.test_storage_faults import small_disk as small_disk  # the fixture
 from tests.test_storage_locks import held_write_lock
@@ -306,3 +308,30 @@ async def test_a_create_whose_record_meets_a_full_disk_is_a_storage_fault_until_
     await eventually(lambda: access_rows(gw) == [(run.run_id, "app", "created")], within=5)
     status, ready = await readyz(gw.gateway)
     assert (status, ready["storage"]["writable"]) == (200, True)
+
+
+async def test_a_create_whose_app_hangs_up_while_its_record_waits_is_still_recorded(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    storage = {"busy_timeout_ms": 2000}
+    gw = await start(make_settings(isolation={"mode": "app"}, storage=storage, keys=QUIET_KEYS))
+    create = (
+        b"POST /v1/tasks/runs HTTP/1.1\r\nHost: gw\r\nx-api-key: "
+        + gw.keys["app"].encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n"
+        + b'{"input": "q", "processor": "lite"}'
+    )
+
+    with capture_logs() as logs, held_write_lock(gw.settings.storage.database):
+        _, writer = await connect(gw.gateway.url)
+        writer.write(create)
+        await eventually(lambda: len(gw.fake.exchanges) == 1, within=5)
+        await asyncio.sleep(0.5)  # the gateway has the answer, and waits on the lock to record it
+        writer.close()  # the app goes away: its handler is cancelled
+        await asyncio.sleep(2.5)  # the record's wait for the lock ends, and it fails
+    [run_id] = gw.fake.runs
+
+    assert [line["run_ids"] for line in logs if line["event"] == "ownership.record_failed"] == [
+        [run_id]
+    ]
+    await eventually(lambda: access_rows(gw) == [(run_id, "app", "created")], within=5)
