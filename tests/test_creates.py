@@ -26,35 +26,17 @@ from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
 from tests.passthrough_support import (
     BYPASS,
     Harness,
-    ServerFactory,
     Start,
-    WatchedParallel,
     error_of,
-    harnesses,
-    watched_parallel,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream
+from tests.passthrough_support import upstream as upstream  # FakeParallel
 from tests.raw_http import connect
 from tests.test_storage_faults import QUIET_KEYS, fill, metric, readyz
 from tests.test_storage_faults import small_disk as small_disk  # the fixture
 from tests.test_storage_locks import held_write_lock
 
 SDK_RETRIES = 2  # the SDK's default: a 5xx, 408, 409, 429 or a broken connection is sent again
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
-    """FakeParallel in place of conftest's FakeUpstream: make_settings points at it."""
-    return await watched_parallel(aiohttp_server)
-
-
-@pytest.fixture
-async def start(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Start]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield start
 
 
 def access_rows(gw: Harness) -> list[tuple[str, str, str]]:
