@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
 
-from gateway.config import Settings
-from tests.conftest import StartGateway, capture_logs
+from tests.conftest import capture_logs
 from tests.fake_upstream import TEAM_KEY, task_run_input
 from tests.passthrough_support import (
     BYPASS,
@@ -20,10 +18,11 @@ from tests.passthrough_support import (
     STORED,
     Harness,
     ServerFactory,
+    Start,
     WatchedParallel,
     error_of,
-    harnesses,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream below
 from tests.raw_http import RawReply, send_raw
 from tests.serve_support import launch_serve
 
@@ -41,13 +40,8 @@ async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
 
 
 @pytest.fixture
-async def gw(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Harness]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield await start()
+async def gw(start: Start) -> Harness:
+    return await start()
 
 
 def head(method: str, target: str, *fields: bytes, version: bytes = b" HTTP/1.1") -> bytes:
