@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sqlite3
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -10,6 +11,7 @@ import structlog
 
 from .catalog import Creates
 from .db import Database
+from .errors import StorageUnavailableError
 from .storage_health import StorageHealth
 from .store import now_rfc3339
 
@@ -80,7 +82,16 @@ class OwnershipRecorder:
         """`may_read`, counting the records still waiting to be written: the app that created
         a run reads it at once (the SDK polls it next), while the record waits for the lock."""
         waiting = self._pending.get(app, {})
-        return await may_read(self._db, app, [i for i in ids if i not in waiting])
+        try:
+            return await may_read(self._db, app, [i for i in ids if i not in waiting])
+        except sqlite3.Error as e:
+            # Fail closed, counted and logged at the storage rate: no traceback per request.
+            if self._health is not None:
+                self._health.failed(e, "read")
+            raise StorageUnavailableError(
+                "The gateway could not read who may use this run from its database; try again "
+                "later."
+            ) from None
 
     async def retry(self) -> None:
         """Write what could not be written before (every RETRY_INTERVAL, and at shutdown)."""
