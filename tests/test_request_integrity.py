@@ -296,6 +296,12 @@ async def test_serve_with_the_python_parser_refuses_the_same(gw: Harness) -> Non
         in_query = await send_raw(
             url, head("GET", f"/v1/tasks/runs/{RUN}?key=pgw%5F{key[4:]}", key_field(gw))
         )
+        # llhttp refuses a request target with a byte past ASCII; so must the Python parser.
+        targets = [b"/v1/echo/\xc3\xa9", b"/v1/echo?q=\xc3\xa9", b"/v1/tasks/runs/\xe9/input"]
+        past_ascii = [
+            await send_raw(url, head("GET", "TARGET", key_field(gw)).replace(b"TARGET", target))
+            for target in targets
+        ]
     finally:
         proc.terminate()
         _, err = await proc.communicate()
@@ -304,5 +310,7 @@ async def test_serve_with_the_python_parser_refuses_the_same(gw: Harness) -> Non
     assert_refused(latin, 400, non_ascii_message("x"))
     assert_refused(version, 400, NOT_HTTP_1)
     assert_refused(in_query, 400, KEY_IN_QUERY)
+    for reply in past_ascii:
+        assert_refused(reply, 400, NOT_HTTP_1)
     assert key[4:].encode() not in err
     assert gw.sent() == []
