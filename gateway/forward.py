@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -64,7 +65,9 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()
             # Never fails the answer: upstream has created the run, and the app must learn it.
-            await app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
+            # Shielded: an app that hangs up meanwhile must not cancel the record (or its log).
+            record = app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
+            await asyncio.shield(record)
         if read is not None:
             headers.popall("Content-Length", None)
             return web.Response(status=resp.status, body=read, headers=headers)
