@@ -65,30 +65,42 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
             read = await resp.read()
             # Never fails the answer: upstream has created the run, and the app must learn it.
             await app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
+        elif read is None and _small(resp):
+            read = await resp.read()
         if read is not None:
             headers.popall("Content-Length", None)
             return web.Response(status=resp.status, body=read, headers=headers)
         return await _stream(request, resp, headers)
 
-    with structlog.contextvars.bound_contextvars(
+    # Not structlog's bound_contextvars: it copies the whole context to restore it after, where
+    # the tokens of the three variables set here will do.
+    tokens = structlog.contextvars.bind_contextvars(
         request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
-    ):
-        started = time.perf_counter()
-        try:
-            return await app[UPSTREAM].exchange(
-                request.method,
-                request.raw_path,
-                request.headers,
-                body,
-                relay,
-                timing=route.timing,
-                run_id=route.run_id,
-                route=route.name,
-            )
-        finally:
-            # A relayed answer's whole exchange counts as upstream time: a stream lasts as
-            # long as upstream keeps it open.
-            request[UPSTREAM_WAIT] = time.perf_counter() - started
+    )
+    started = time.perf_counter()
+    try:
+        return await app[UPSTREAM].exchange(
+            request.method,
+            request.raw_path,
+            request.headers,
+            body,
+            relay,
+            timing=route.timing,
+            run_id=route.run_id,
+            route=route.name,
+        )
+    finally:
+        # A relayed answer's whole exchange counts as upstream time: a stream lasts as long as
+        # upstream keeps it open.
+        request[UPSTREAM_WAIT] = time.perf_counter() - started
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _small(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the answer is at most one chunk long, as it says: read, it goes back in one write
+    with its head (streamed, the head and the body would take a write each)."""
+    length = resp.content_length
+    return length is not None and length <= CHUNK
 
 
 async def _stream(

@@ -46,15 +46,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = f"error: {type(e).__name__}"
         checks["migrations"] = "unknown"
     contact = app[UPSTREAM].last_contact
-    checks["upstream"] = (
-        {"last_contact": "never"}
-        if contact is None
-        else {
-            "last_contact": "ok" if contact.ok else "failed",
-            "at": contact.at,
-            "detail": contact.detail,
-        }
-    )
+    checks["upstream"] = {"last_contact": "never"} if contact is None else contact.report()
     ready = checks["database"] == "ok" and checks["migrations"] == "ok" and not checks["draining"]
     body = {"status": "ready" if ready else "not-ready", **checks}
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
