@@ -6,6 +6,7 @@ import asyncio
 from contextlib import suppress
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from .config import ServerSettings
@@ -14,6 +15,7 @@ from .hit_path import HitPath
 from .metrics import Metrics
 from .state import METRICS
 
+log = structlog.get_logger("gateway.server")
 # web.run_app's default: an idle keep-alive connection is closed after this many seconds.
 KEEPALIVE_TIMEOUT = 75.0
 
@@ -83,7 +85,8 @@ def run_server(
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down gracefully: web.run_app's loop, with
     GatewayRunner in place of its AppRunner."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(settings.uvloop)
+    log.info("gateway.event_loop", loop=type(loop).__module__.partition(".")[0])
     main = loop.create_task(_serve(app, settings, reuse_port))
     try:
         asyncio.set_event_loop(loop)
@@ -98,6 +101,18 @@ def run_server(
         _cancel_remaining(loop)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def new_event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop if asked for and installed, else asyncio's own."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 async def _serve(app: web.Application, settings: ServerSettings, reuse_port: bool | None) -> None:
