@@ -54,7 +54,13 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     limit = app[SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(_too_large(limit))
-    body = limited(request.content, limit) if request.body_exists else None
+    body: bytes | AsyncIterator[bytes] | None = None
+    if request.content_length is not None and 0 < request.content_length <= CHUNK:
+        # Read first, it goes upstream in one write with its head (streamed, it would be sent
+        # chunked: a write for the head, each chunk and the end).
+        body = await request.read()
+    elif request.body_exists:
+        body = limited(request.content, limit)
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 

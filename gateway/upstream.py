@@ -129,7 +129,7 @@ class UpstreamClient:
         method: str,
         raw_path: str,
         incoming: Mapping[str, str],
-        body: AsyncIterable[bytes] | None,
+        body: bytes | AsyncIterable[bytes] | None,
         relay: Relay[T],
         *,
         buffered: bool = False,
