@@ -105,6 +105,26 @@ async def test_a_plain_body_is_still_created(gw: Harness) -> None:
     assert gw.fake.runs[run.run_id].run_id == run.run_id
 
 
+@pytest.mark.parametrize(
+    ("size", "framing"),
+    [(len(CREATE), ("35", None)), (64 * 1024 + 1, (None, "chunked"))],
+    ids=["small-in-one-write", "large-streamed"],
+)
+async def test_a_body_of_at_most_64_kib_goes_upstream_whole_and_a_larger_one_streams(
+    gw: Harness, size: int, framing: tuple[str | None, str | None]
+) -> None:
+    body = CREATE if size == len(CREATE) else b" " * (size - len(CREATE)) + CREATE
+    reply = await gw.request(
+        "POST", "/v1/tasks/runs", data=body, headers={"Content-Type": "application/json"}
+    )
+
+    sent = gw.fake.last("POST", "/v1/tasks/runs")
+    assert reply.status == 202
+    assert sent.body == body
+    # Read first, a small body is sent with its length; a larger one is sent as it arrives.
+    assert (sent.headers.get("content-length"), sent.headers.get("transfer-encoding")) == framing
+
+
 # HTTP versions
 
 NOT_HTTP_1 = "Bad request: not a valid HTTP/1.0 or HTTP/1.1 request."
