@@ -85,6 +85,13 @@ class UpstreamInvalidError(GatewayError):
     reason = "upstream-invalid"
 
 
+class TeamKeyRejectedError(GatewayError):
+    """Parallel refused the gateway's team key (401 or 403): a 502, the operator's to fix."""
+
+    status = 502
+    reason = "team-key-rejected"
+
+
 class UpstreamRedirectError(GatewayError):
     """A 3xx on the input route: never followed (the team key stays with upstream's origin),
     and not an answer the SDK could read; not stored."""

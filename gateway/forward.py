@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .catalog import Route
-from .errors import PayloadTooLargeError
+from .errors import DO_NOT_RETRY, PayloadTooLargeError
 from .headers import forwarded_response_headers
 from .ownership import created_ids
 from .policy import CACHE_BYPASS
@@ -65,8 +65,12 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
-    async def relay(resp: aiohttp.ClientResponse, read: bytes | None) -> web.StreamResponse:
+    async def relay(
+        resp: aiohttp.ClientResponse, read: bytes | None, spent: bool
+    ) -> web.StreamResponse:
         headers = forwarded_response_headers(resp.headers, app[UPSTREAM].scrubber.scrub_text)
+        if spent:  # the gateway retried already: the SDK must not multiply its attempts
+            headers.update(DO_NOT_RETRY)
         headers["Cache-Status"] = CACHE_BYPASS
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,25 +22,29 @@ from .errors import (
     GatewayError,
     NoTeamKeyError,
     OfflineError,
-    UnreadableUpstreamError,
     UpstreamBusyError,
-    UpstreamRedirectError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
-    parse_error_body,
 )
-from .headers import Scrub, request_headers, response_headers
+from .headers import request_headers, response_headers
 from .log import SecretScrubber
 from .metrics import Metrics
-from .retry import IDEMPOTENT_METHODS, RetryPolicy
+from .retry import IDEMPOTENT_METHODS, RETRY_STATUSES, RetryPolicy
 from .store import rfc3339
+from .upstream_errors import (
+    TEAM_KEY_STATUSES,
+    before_sending,
+    failure_error,
+    host_of,
+    log_error_response,
+    redirect_error,
+    team_key_rejected,
+    unreadable_error,
+)
 
 log = structlog.get_logger("gateway.upstream")
-# How much of an unreadable upstream error body is passed on in the ErrorResponse's detail.
-UNREADABLE_BODY_CHARS = 500
 T = TypeVar("T")
-# Given the live response and, for an error, its body already read (to log its ref_id).
-Relay = Callable[[aiohttp.ClientResponse, bytes | None], Awaitable[T]]
+# Given the live response; for an error, its body already read (to log its ref_id); and whether
+# the gateway spent its retries on it (then the SDK must not retry it again).
+Relay = Callable[[aiohttp.ClientResponse, bytes | None, bool], Awaitable[T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,7 @@ class UpstreamClient:
         self.scrubber = SecretScrubber([team_key] if team_key else [])
         self._session = session
         self._base = settings.base_url.rstrip("/")
+        self._host = host_of(settings.base_url)  # as errors name it
         self._short_call = ShortCallSlot(settings)
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
@@ -113,11 +118,15 @@ class UpstreamClient:
     ) -> UpstreamResponse:
         """GET an idempotent resource, buffered, retrying transient failures."""
 
-        async def keep(resp: aiohttp.ClientResponse, body: bytes | None) -> UpstreamResponse:
+        async def keep(
+            resp: aiohttp.ClientResponse, body: bytes | None, spent: bool
+        ) -> UpstreamResponse:
             assert body is not None  # buffered
             if 300 <= resp.status < 400:
-                raise _redirect_error(resp, run_id, self.scrubber.scrub_text)
+                raise redirect_error(resp, run_id, self.scrubber.scrub_text)
             headers = response_headers(resp.headers, self.scrubber.scrub_text)
+            if spent:
+                headers.update(DO_NOT_RETRY)
             return UpstreamResponse(resp.status, body, headers)
 
         return await self.exchange(
@@ -140,12 +149,16 @@ class UpstreamClient:
         """Send one request upstream and hand its response to `relay`.
 
         `relay` gets the body too when `buffered`, and always for an error (whose ref_id is
-        logged). Only a GET without a body is retried (a POST may create a run twice), and only
-        before `relay` is called, so no byte has reached the app yet.
+        logged). A GET without a body is retried on failures and retryable statuses; any
+        request whose body can be sent again is retried on a failed connect, since nothing was
+        sent; nothing else is (a POST may create a run twice). Only before `relay` is called, so
+        no byte has reached the app yet. Once the gateway gives up, the SDK is told not to retry
+        on top: one app call makes at most upstream.max_attempts attempts.
         """
-        team_key = self._ready(run_id)
+        team_key = self._ready(run_id, route)
         retryable = method == "GET" and body is None
         resendable = method in IDEMPOTENT_METHODS
+        resend_safe = body is None or isinstance(body, bytes)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.deadline
         url = URL(self._base + raw_path, encoded=True)
@@ -182,7 +195,8 @@ class UpstreamClient:
                         # The request body's own refusal (too large), raised while sending it.
                         raise e.__cause__ from None
                     remaining = deadline - loop.time()
-                    delay = self._policy.next_delay(attempt, remaining) if retryable else None
+                    may_retry = retryable or (resend_safe and before_sending(e))
+                    delay = self._policy.next_delay(attempt, remaining) if may_retry else None
                     log.warning(
                         "upstream.attempt_failed",
                         attempt=attempt,
@@ -191,8 +205,7 @@ class UpstreamClient:
                         retry_in=delay,
                     )
                     if delay is None:
-                        again = resendable or _before_sending(e)
-                        raise _gateway_error(e, resendable=again) from e
+                        raise self._failure(e, resendable or before_sending(e)) from e
                     self._metrics.retries.labels(route).inc()
                     await asyncio.sleep(delay)
                     continue
@@ -202,7 +215,13 @@ class UpstreamClient:
                     minted = None
                     if resp.status >= 400:
                         assert read is not None
-                        minted = _log_error_response(resp.status, read, attempt, run_id)
+                        ref_id, minted = log_error_response(
+                            resp.status, read, attempt, run_id, route
+                        )
+                        if resp.status in TEAM_KEY_STATUSES:
+                            detail = f"HTTP {resp.status}: team key rejected (ref_id {ref_id})"
+                            self.last_contact = Contact(False, time.time(), detail)
+                            raise team_key_rejected(resp.status, ref_id, read, self._host)
                     delay = None
                     if retryable:
                         remaining = deadline - loop.time()
@@ -213,16 +232,21 @@ class UpstreamClient:
                         if minted is not None:
                             assert read is not None
                             scrub = self.scrubber.scrub_text
-                            raise _unreadable_error(resp, read, minted, scrub)
+                            raise unreadable_error(resp, read, minted, scrub)
+                        spent = attempt > 1 and resp.status in RETRY_STATUSES
                         try:
-                            return await relay(resp, read)
+                            return await relay(resp, read, spent)
                         except (TimeoutError, aiohttp.ClientError) as e:
                             # The answer's head came, its body broke: upstream had the request.
-                            raise _gateway_error(e, resendable=resendable) from e
+                            raise self._failure(e, resendable) from e
                 finally:
                     resp.release()
                 self._metrics.retries.labels(route).inc()
                 await asyncio.sleep(delay)
+
+    def _failure(self, e: BaseException, resendable: bool) -> GatewayError:
+        retry_after = max(1, math.ceil(self._settings.backoff_max))
+        return failure_error(e, self._host, resendable=resendable, retry_after=retry_after)
 
     async def _read(self, resp: aiohttp.ClientResponse, buffered: bool) -> bytes | None:
         """The body, read whole if `buffered` or not a success; scrubbed if not a success.
@@ -234,15 +258,23 @@ class UpstreamClient:
             return await resp.read() if buffered else None
         return self.scrubber.scrub(await resp.read())
 
-    def _ready(self, run_id: str | None) -> str:
-        """The team key, or the reason the gateway will not call upstream at all."""
-        what = f"Run {run_id}" if run_id else "This resource"
+    def _ready(self, run_id: str | None, route: str) -> str:
+        """The team key, or the reason the gateway will not call upstream at all: for a miss
+        on the input route, that the run is not cached; for any other call (a retrieve or a
+        result too, whose run's input may well be cached), that it is never served offline."""
+        if route == INPUT_ROUTE:
+            missing = f"Run {run_id} is not in the gateway's cache, and the gateway"
+        else:
+            missing = (
+                f"Only cached run inputs are served without Parallel ({route} is not), "
+                "and the gateway"
+            )
         if self._settings.offline:
-            raise OfflineError(f"{what} is not in the gateway's cache, and the gateway is offline.")
+            raise OfflineError(f"{missing} is offline.")
         if self._team_key is None:
             raise NoTeamKeyError(
-                f"{what} is not in the gateway's cache, and the gateway has no Parallel API key "
-                f"(set {self._settings.api_key_env}), so it cannot fetch it."
+                f"{missing} has no Parallel API key (set {self._settings.api_key_env}), so it "
+                "cannot ask Parallel."
             )
         return self._team_key
 
@@ -297,89 +329,6 @@ class ShortCallSlot:
 
 
 NO_SLOT = contextlib.nullcontext()
-
-
-def _before_sending(e: BaseException) -> bool:
-    """Whether a failure came before any byte of the request could reach upstream."""
-    return isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-
-
-def _gateway_error(
-    e: BaseException, *, resendable: bool
-) -> UpstreamTimeoutError | UpstreamUnavailableError:
-    """The gateway's 504 or 502 for a failed attempt. Where the request may have reached
-    upstream and must not be repeated (a create), it says so, and tells the SDK not to retry."""
-    # aiohttp's ServerTimeoutError is both a ClientError and a TimeoutError: a timeout wins.
-    timed_out = isinstance(e, TimeoutError)
-    name = type(e).__name__
-    if timed_out:
-        message = "Parallel API did not answer in time."
-    elif resendable:
-        message = f"Parallel API could not be reached ({name})."
-    else:
-        message = f"The connection to Parallel API failed after the request was sent ({name})."
-    headers = None
-    if not resendable:
-        message += (
-            " Parallel API may have received the request, so the gateway did not send it again;"
-            " check before repeating it (a repeated create makes another run)."
-        )
-        headers = DO_NOT_RETRY
-    error = UpstreamTimeoutError if timed_out else UpstreamUnavailableError
-    return error(message, headers=headers)
-
-
-def _log_error_response(status: int, body: bytes, attempt: int, run_id: str | None) -> str | None:
-    """Log an upstream error with its ref_id. A body with none (not Parallel's ErrorResponse,
-    but a proxy's page or nothing) is logged under a ref_id of the gateway's own, returned."""
-    ref_id, message = parse_error_body(body)
-    minted = None
-    if ref_id is None:
-        ref_id = minted = str(uuid.uuid4())
-    log.warning(
-        "upstream.error",
-        status=status,
-        ref_id=ref_id,
-        ref_id_by="upstream" if minted is None else "gateway",
-        message=message,
-        run_id=run_id,
-        attempt=attempt,
-    )
-    return minted
-
-
-def _redirect_error(
-    resp: aiohttp.ClientResponse, run_id: str | None, scrub: Scrub
-) -> UpstreamRedirectError:
-    """A redirect where an answer was needed, logged under a ref_id of the gateway's own."""
-    error = UpstreamRedirectError(
-        f"Parallel API answered {resp.status} (a redirect, not followed) for run {run_id}; "
-        "nothing was stored."
-    )
-    log.warning(
-        "upstream.error",
-        status=resp.status,
-        ref_id=error.ref_id,
-        ref_id_by="gateway",
-        location=scrub(resp.headers.get("Location", "")),
-        run_id=run_id,
-    )
-    return error
-
-
-def _unreadable_error(
-    resp: aiohttp.ClientResponse, body: bytes, ref_id: str, scrub: Scrub
-) -> UnreadableUpstreamError:
-    detail = {
-        "upstream_status": resp.status,
-        "upstream_content_type": scrub(resp.headers.get("Content-Type", "")) or None,
-        "upstream_body": body.decode("utf-8", "replace")[:UNREADABLE_BODY_CHARS],
-    }
-    # Its retry advice (retry-after, x-should-retry) goes back; its content type does not.
-    headers = {
-        k: v for k, v in response_headers(resp.headers, scrub).items() if k != "content-type"
-    }
-    return UnreadableUpstreamError(resp.status, ref_id, detail, headers)
 
 
 def create_session(settings: UpstreamSettings) -> aiohttp.ClientSession:

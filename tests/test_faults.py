@@ -4,6 +4,7 @@ error the app gets carries a ref_id that was logged."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -70,14 +71,27 @@ MADE = {"Content-Type": JSON}  # the headers of every ErrorResponse the gateway 
 CACHE = "parallel-gateway; "
 MISS = CACHE + "fwd=uri-miss"
 HIT, STORED, BYPASS = CACHE + "hit", MISS + "; stored", CACHE + "fwd=bypass"
-TIMED_OUT = "Parallel API did not answer in time."
+TIMED_OUT = "Parallel API at {host} did not answer in time."
 HEALTHY = {"status": "ok", "mode": "online", "upstream_configured": True}
 ATTEMPTS = 3  # upstream.max_attempts in these tests
 SLOW = {"timeout": 0.2}  # per-attempt timeout for the faults that are about time
 
 
+# The cause the gateway names for each kind of failure (the host is put in for "{host}").
+CAUSES = {
+    "ClientPayloadError": "broke off its answer midway",
+    "ClientResponseError": "answered something that is not HTTP",
+    "ClientOSError": "could not be reached: Connection reset by peer",
+    "ServerDisconnectedError": "closed the connection before answering",
+    "ClientConnectorError": "could not be reached: the connection was refused",
+    "ClientConnectorDNSError": "could not be reached: its host name could not be resolved",
+}
+# The gateway gave up after its own retries: the SDK must not retry on top (one retry layer).
+GAVE_UP = {"x-should-retry": "false", "retry-after": "1"}
+
+
 def unreachable(error: str) -> str:
-    return f"Parallel API could not be reached ({error})."
+    return f"Parallel API at {{host}} {CAUSES[error]}."
 
 
 @dataclass(frozen=True)
@@ -113,15 +127,17 @@ def times(answer: Answer) -> tuple[Answer, ...]:
 
 
 def refusals(status: int, times: int, **headers: str) -> Fault:
-    """`times` ErrorResponses with `status`, each with its own ref_id; the app gets the last."""
+    """`times` ErrorResponses with `status`, each with its own ref_id; the app gets the last,
+    told not to retry it once the gateway has retried it already."""
     ref_ids = tuple(f"ref-{status}-{n}" for n in range(times))
     bodies = [error_json(f"Upstream says {status}", ref_id) for ref_id in ref_ids]
+    spent = {"x-should-retry": "false"} if times > 1 else {}
     return Fault(
         tuple(respond(status, body, headers) for body in bodies),
         status,
         relayed=bodies[-1],
         ref_ids=ref_ids,
-        headers={"Content-Type": JSON, **headers},
+        headers={"Content-Type": JSON, **headers, **spent},
     )
 
 
@@ -134,7 +150,7 @@ def could_not_get(status: int, error: str, answers: tuple[Answer, ...], **upstre
         reason="upstream-timeout" if timed_out else "upstream-unavailable",
         message=TIMED_OUT if timed_out else unreachable(error),
         failed=(error,) * ATTEMPTS,
-        headers=MADE,
+        headers={**MADE, **GAVE_UP},
         upstream=upstream,
     )
 
@@ -326,7 +342,8 @@ def check_reply(reply: Reply, logs: Logs, fault: Fault, route: str) -> None:
     made = None  # the ref_id of the gateway's own ErrorResponse
     if fault.relayed is None:
         error = error_of(reply.body)
-        assert (error["message"], error["detail"]) == (fault.message, fault.detail)
+        message = re.sub(r" at [^ ]+ ", " at {host} ", error["message"], count=1)
+        assert (message, error["detail"]) == (fault.message, fault.detail)
         made = error["ref_id"]
         logged = events(logs, "gateway.error", "status", "reason", "ref_id")
         assert logged == [(fault.status, fault.reason, made)]

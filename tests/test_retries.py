@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 import orjson
+import pytest
+from parallel import AsyncParallel, InternalServerError
 
 from gateway.config import Settings
 from tests.conftest import Gateway, StartGateway, capture_logs, unused_port
@@ -118,7 +120,8 @@ async def test_slow_upstream_at_the_deadline_gets_504(
 
     assert reply.status == 504
     error = orjson.loads(reply.body)["error"]
-    assert error["message"] == "Parallel API did not answer in time."
+    assert error["message"] == f"Parallel API at {upstream.base_url[7:]} did not answer in time."
+    assert (reply.headers["x-should-retry"], reply.headers["retry-after"]) == ("false", "1")
     assert [e["ref_id"] for e in logs if e["event"] == "gateway.error"] == [error["ref_id"]]
     # Per-attempt timeout 0.2 s within a 0.5 s deadline: two or three attempts, never more.
     assert 2 <= upstream.count() <= 3
@@ -130,7 +133,8 @@ async def test_slow_upstream_at_the_deadline_gets_504(
 async def test_unreachable_upstream_gets_502(
     start_gateway: StartGateway, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(upstream={"base_url": f"http://127.0.0.1:{unused_port()}"})
+    host = f"127.0.0.1:{unused_port()}"
+    settings = make_settings(upstream={"base_url": f"http://{host}"})
     gateway = await start_gateway(settings)
 
     with capture_logs() as logs:
@@ -138,10 +142,33 @@ async def test_unreachable_upstream_gets_502(
 
     assert reply.status == 502
     error = orjson.loads(reply.body)["error"]
-    assert error["message"] == "Parallel API could not be reached (ClientConnectorError)."
+    assert error["message"] == (
+        f"Parallel API at {host} could not be reached: the connection was refused."
+    )
     assert [e["ref_id"] for e in logs if e["event"] == "gateway.error"] == [error["ref_id"]]
     attempts = [e["attempt"] for e in logs if e["event"] == "upstream.attempt_failed"]
     assert attempts == [1, 2, 3, 4]
     assert reply.headers["Cache-Status"] == (
         "parallel-gateway; fwd=uri-miss; detail=upstream-unavailable"
     )
+
+
+async def test_one_sdk_call_makes_at_most_max_attempts_upstream(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], upstream: FakeUpstream
+) -> None:
+    gateway = await start_gateway(make_settings(upstream={"max_attempts": 3}))
+    upstream.add("trun_retry", task_run_input())
+    busy = error_json("Service unavailable")
+    # More 503s than the gateway's and the SDK's retries together could use.
+    upstream.script.extend(
+        Scripted(503, busy, {"Content-Type": "application/json"}) for _ in range(20)
+    )
+
+    async with AsyncParallel(api_key=gateway.app_key, base_url=gateway.url) as sdk:  # 2 retries
+        for call in (sdk.task_run.retrieve_input, sdk.task_run.retrieve):
+            before = upstream.count()
+            with pytest.raises(InternalServerError) as caught:
+                await call("trun_retry")
+            headers = caught.value.response.headers
+            assert (caught.value.status_code, headers["x-should-retry"]) == (503, "false")
+            assert upstream.count() - before == 3  # the gateway's attempts, and no more

@@ -83,6 +83,7 @@ async def test_upstream_404_reaches_sdk_with_its_ref_id(
             "ref_id": ref_id,
             "ref_id_by": "upstream",
             "message": "Run id not found",
+            "route": "tasks.runs.input",
             "run_id": "trun_nope",
             "attempt": 1,
             "app": "app",

@@ -255,3 +255,37 @@ async def test_sighup_without_a_key_file_does_not_stop_serve(
     assert [line["message"] for line in lines if line["event"] == "gateway.sighup"] == [
         "No upstream.api_key_file to re-read."
     ]
+
+
+async def test_a_rejected_team_key_is_the_operators_502_never_the_apps_401(
+    start_gateway: StartGateway, upstream: FakeUpstream
+) -> None:
+    upstream.add("trun_key", task_run_input())
+    gateway = await start_gateway(env={"PARALLEL_API_KEY": "a-revoked-team-key"})
+    host = upstream.base_url.removeprefix("http://")
+
+    with capture_logs() as logs:
+        replies = [
+            await gateway.get("/v1/tasks/runs/trun_key/input"),
+            await gateway.get("/v1/tasks/runs/trun_key"),
+        ]
+
+    rejected = [line for line in logs if line["event"] == "upstream.team_key_rejected"]
+    assert [(line["log_level"], line["status"]) for line in rejected] == [("error", 401)] * 2
+    for reply, line in zip(replies, rejected, strict=True):
+        assert (reply.status, reply.headers["x-should-retry"]) == (502, "false")
+        error = orjson.loads(reply.body)["error"]
+        assert error["message"] == (
+            f"The gateway's team key was rejected by Parallel API at {host} (HTTP 401, "
+            f"ref_id {line['ref_id']}); the gateway's operator must replace it."
+        )
+    assert upstream.count() == 2  # not retried: only the operator can mend it
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gateway.url + "/readyz") as resp,
+    ):
+        ready = orjson.loads(await resp.read())
+    assert ready["upstream"]["last_contact"] == "failed"
+    assert ready["upstream"]["detail"] == (
+        f"HTTP 401: team key rejected (ref_id {rejected[-1]['ref_id']})"
+    )
