@@ -92,6 +92,11 @@ class Workspace:
     def rows(self, sql: str = ROWS) -> list[tuple[Any, ...]]:
         return query(self.database, sql)
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Change the database behind the CLI's back (time passing, records made elsewhere)."""
+        with closing(sqlite3.connect(self.database)) as conn, conn:
+            conn.execute(sql, params)
+
     def raw_bytes(self) -> bytes:
         """The database file and any -wal/-shm files beside it, as stored on disk."""
         files = sorted(self.dir.glob(self.database.name + "*"))

@@ -63,7 +63,12 @@ def test_keys_create_prints_only_a_new_key(ws: Workspace) -> None:
 def test_keys_create_with_a_taken_name_fails(ws: Workspace) -> None:
     key = create(ws, "alpha")
     again = ws.run_text("keys", "create", "alpha")
-    assert again == Result(1, "", "parallel-gateway: An app named 'alpha' already exists.\n")
+    assert again == Result(
+        1,
+        "",
+        "parallel-gateway: An app named 'alpha' already exists; `parallel-gateway keys rotate "
+        "alpha` gives it a new key.\n",
+    )
     assert ws.rows("SELECT name, key_hash FROM app_keys") == [("alpha", sha256(key))]
 
 
