@@ -16,16 +16,27 @@ from typing import BinaryIO
 import orjson
 
 from .app import build_cache
-from .cache_admin import ImportReport, WarmResult, export_entries, import_entries, progress, warm
+from .cache_admin import (
+    ExportReport,
+    ImportReport,
+    WarmResult,
+    export_entries,
+    import_entries,
+    progress,
+    warm,
+)
 from .config import Settings
 from .db import Database, run_with_database
 from .log import configure_logging
+from .policy import is_valid_run_id
 from .storage_health import StorageHealth
 from .store import SQLiteRunInputStore
 from .team_key import team_key_from
 from .upstream import UpstreamClient, create_session
 
 DEFAULT_WARM_CONCURRENCY = 8
+# A file that is not an export at all is rejected line by line: the first few say why.
+SHOWN_REJECTIONS = 10
 
 
 def add_cache_commands(
@@ -69,18 +80,32 @@ def add_cache_commands(
     purge.set_defaults(run=cmd_purge)
 
 
+class _IncompleteExportError(Exception):
+    """A named run is not cached: a FILE export is dropped, whole."""
+
+
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    async def run(db: Database) -> tuple[int, list[str]]:
+    if (bad := _invalid(args.run_ids)) is not None:
+        return bad
+
+    async def run(db: Database) -> ExportReport:
         store = SQLiteRunInputStore(db)
         total = len(set(args.run_ids)) or (await store.stats()).entries
         with _output(args.output) as out, progress(total, "run", "export") as bar:
             report = await export_entries(store, out, args.run_ids, bar)
-        return report.written, report.missing
+            if report.missing and args.output is not None:
+                raise _IncompleteExportError(report)
+        return report
 
-    written, missing = run_with_database(settings.storage, run)
-    _say(f"Exported {_count(written, 'run')}.")
-    if missing:
-        _say(f"Not in the cache: {' '.join(missing)}")
+    try:
+        report = run_with_database(settings.storage, run)
+    except _IncompleteExportError as incomplete:
+        [report] = incomplete.args
+        _fail(f"Not in the cache: {' '.join(report.missing)}; {args.output} was not written.")
+        return 1
+    _say(f"Exported {_count(report.written, 'run')}.")
+    if report.missing:
+        _fail(f"Not in the cache: {' '.join(report.missing)}")
         return 1
     return 0
 
@@ -92,8 +117,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             return await import_entries(store, lines, bar, settings.cache.max_body_bytes)
 
     report = run_with_database(settings.storage, run)
-    for number, reason in report.rejected:
+    for number, reason in report.rejected[:SHOWN_REJECTIONS]:
         _say(f"{args.file}:{number}: rejected: {reason}")
+    if len(report.rejected) > SHOWN_REJECTIONS:
+        hidden = len(report.rejected) - SHOWN_REJECTIONS
+        _say(f"{args.file}: {_count(hidden, 'more line')} rejected, not shown.")
     _say(
         f"Imported {_count(report.imported, 'new run')}; {report.already_present} already "
         f"cached; {_count(len(report.rejected), 'line')} rejected."
@@ -105,12 +133,13 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
     run_ids = list(args.run_ids)
     if args.from_file:
         with _input(args.from_file) as lines:
-            run_ids += [line.decode().strip() for line in lines if line.strip()]
+            listed = (line.decode().strip() for line in lines)
+            run_ids += [line for line in listed if line and not line.startswith("#")]
     if not run_ids:
-        _say("Nothing to warm: give run ids, or --from FILE.")
+        _fail("Nothing to warm: give run ids, or --from FILE.")
         return 2
     if args.concurrency < 1:
-        _say(f"--concurrency must be at least 1, not {args.concurrency}.")
+        _fail(f"--concurrency must be at least 1, not {args.concurrency}.")
         return 2
     # Upstream errors are reported below with their ref_ids; only worse is logged.
     configure_logging("error")
@@ -148,9 +177,11 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
+    if (bad := _invalid([args.run_id])) is not None:
+        return bad
     entry = run_with_database(settings.storage, lambda db: SQLiteRunInputStore(db).get(args.run_id))
     if entry is None:
-        _say(f"Run {args.run_id} is not in the cache.")
+        _fail(f"Run {args.run_id} is not in the cache.")
         return 1
     sys.stdout.buffer.write(entry.body + b"\n")
     return 0
@@ -158,17 +189,28 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     if args.all and args.run_ids:
-        _say("Give run ids or --all, not both.")
+        _fail("Give run ids or --all, not both.")
         return 2
     if args.all and not args.yes:
-        _say("Refusing to empty the whole cache without --yes.")
+        _fail("Refusing to empty the whole cache without --yes.")
         return 2
     if not args.all and not args.run_ids:
-        _say("Nothing to purge: give run ids, or --all --yes.")
+        _fail("Nothing to purge: give run ids, or --all --yes.")
         return 2
+    if (bad := _invalid(args.run_ids)) is not None:
+        return bad
     targets = None if args.all else list(dict.fromkeys(args.run_ids))
-    removed = run_with_database(settings.storage, lambda db: SQLiteRunInputStore(db).purge(targets))
+
+    async def run(db: Database) -> tuple[int, list[str]]:
+        store = SQLiteRunInputStore(db)
+        missing = [run_id for run_id in targets or () if await store.get(run_id) is None]
+        return await store.purge(targets), missing
+
+    removed, missing = run_with_database(settings.storage, run)
     _say(f"Purged {_count(removed, 'run')}.")
+    if missing:  # as `cache get` and `cache export` say of a run that is not there
+        _fail(f"Not in the cache: {' '.join(missing)}")
+        return 1
     return 0
 
 
@@ -178,6 +220,22 @@ def _count(n: int, noun: str) -> str:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _fail(message: str) -> None:
+    """An error, said as every other command says one."""
+    print(f"parallel-gateway: {message}", file=sys.stderr)
+
+
+def _invalid(run_ids: list[str]) -> int | None:
+    """Exit status 2, having said so, when any run id could never be cached; else None."""
+    bad = [run_id for run_id in run_ids if not is_valid_run_id(run_id)]
+    if not bad:
+        return None
+    _fail(
+        f"Not a run id: {' '.join(map(repr, bad))}; a run id is 1 to 128 of A-Z, a-z, 0-9, _ and -."
+    )
+    return 2
 
 
 @contextlib.contextmanager

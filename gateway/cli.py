@@ -8,8 +8,11 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
+import argcomplete
 import structlog
+from argcomplete.shell_integration import shellcode
 
+from . import __version__
 from .app import create_app
 from .cache_commands import add_cache_commands
 from .config import ConfigError, Settings, load_settings, replace_server
@@ -20,10 +23,12 @@ from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError
 from .run_commands import add_run_commands
-from .server import run_server
+from .server import ListenError, run_server
 from .store import StoreError
 from .team_key import team_key_from
 from .workers import is_worker, supervise
+
+SHELLS = ("bash", "zsh", "fish")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A caching, key-isolating gateway for Parallel's Task API.",
     )
     parser.add_argument("--config", metavar="PATH", help=config_help)
+    parser.add_argument("--version", action="version", version=f"parallel-gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the gateway")
@@ -61,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_commands(commands, common)
     add_cache_commands(commands, common)
     add_run_commands(commands, common)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell's tab-completion script for this command"
+    )
+    completion.add_argument("shell", choices=SHELLS, help="eval its output in that shell")
+    completion.set_defaults(run=cmd_completion)
     _own_usage(parser)
     return parser
 
@@ -76,9 +88,9 @@ def _own_usage(parser: argparse.ArgumentParser) -> None:
                 _own_usage(command)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments; a usage error is reported by the deepest command named, with its usage."""
-    args, unknown = build_parser().parse_known_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if unknown:
         usage: argparse.ArgumentParser = args.usage
         usage.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -86,14 +98,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    # Under the shell's completion hook, this answers with the completions and exits.
+    argcomplete.autocomplete(parser)
+    args = parse_args(parser, argv)
     try:
         settings = load_settings(args.config)
         code: int = args.run(args, settings)
     except ConfigError as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 2
-    except (AppKeyError, GrantError, StorageError) as e:
+    except (AppKeyError, GrantError, StorageError, ListenError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
     except (sqlite3.Error, StoreError) as e:
@@ -158,6 +173,11 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     for name in applied:
         print(f"Applied {name}")
     print(f"Database {settings.storage.database} is at the latest schema.")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
+    print(shellcode(["parallel-gateway"], shell=args.shell), end="")
     return 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -113,20 +114,37 @@ class Settings:
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `path`, else from $PARALLEL_GATEWAY_CONFIG, else use the defaults."""
     env = os.environ if env is None else env
+    named = f"Config file '{path}'"
     if path is None:
         path = env.get(CONFIG_ENV) or None
+        named = f"Config file '{path}' (from ${CONFIG_ENV})"
     if path is None:
         return Settings()
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"Config file '{path}' does not exist.") from None
+        raise ConfigError(f"{named} does not exist.") from None
     except OSError as e:
-        raise ConfigError(f"Config file '{path}' cannot be read: {e.strerror}.") from None
+        raise ConfigError(f"{named} cannot be read: {e.strerror}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Config file '{path}' is not valid TOML: {e}.") from None
-    return settings_from_dict(data)
+        raise ConfigError(f"{named} is not valid TOML: {e}.") from None
+    return beside(settings_from_dict(data), Path(path).absolute().parent)
+
+
+def beside(settings: Settings, directory: Path) -> Settings:
+    """The settings with relative file paths (storage.database, upstream.api_key_file) taken
+    from `directory`, the config file's: a command run from anywhere finds the same files."""
+
+    def anchored(value: str) -> str:
+        path = Path(value).expanduser()
+        return value if not value or path.is_absolute() else str(directory / path)
+
+    storage = dataclasses.replace(settings.storage, database=anchored(settings.storage.database))
+    upstream = dataclasses.replace(
+        settings.upstream, api_key_file=anchored(settings.upstream.api_key_file)
+    )
+    return dataclasses.replace(settings, storage=storage, upstream=upstream)
 
 
 def settings_from_dict(data: Mapping[str, Any]) -> Settings:
@@ -134,8 +152,13 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     sections: dict[str, Any] = {}
     section_types = get_type_hints(Settings)
     for name, value in data.items():
+        if name not in section_types and not isinstance(value, dict):
+            # `port = 9000` above every [section] header
+            homes = [s for s, cls in section_types.items() if name in get_type_hints(cls)]
+            where = f"; it belongs under [{homes[0]}]" if homes else ""
+            raise ConfigError(f"Config has key '{name}' outside any [section]{where}.")
         if name not in section_types:
-            raise ConfigError(f"Config has unknown section '[{name}]'.")
+            raise ConfigError(f"Config has unknown section '[{name}]'.{_hint(name, section_types)}")
         if not isinstance(value, dict):
             raise ConfigError(f"Config '{name}' must be a table ([{name}]).")
         sections[name] = _build_section(name, section_types[name], value)
@@ -170,9 +193,15 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
                 f"Config key '{section}.{key}' is now '{section}.{RENAMED[section][key]}'."
             )
         if key not in hints:
-            raise ConfigError(f"Config has unknown key '{section}.{key}'.")
+            raise ConfigError(f"Config has unknown key '{section}.{key}'.{_hint(key, hints)}")
         kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
     return cls(**kwargs)
+
+
+def _hint(name: str, known: Iterable[str]) -> str:
+    """A hint naming the closest known name, for a misspelt one; else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def _coerce(name: str, expected: type, value: Any) -> Any:

@@ -21,6 +21,7 @@ from .input_route import check_input
 from .ops import add_ops_routes
 from .ownership import may_read
 from .policy import (
+    CACHE_BYPASS,
     CACHE_HIT,
     cache_status,
     match_input_path,
@@ -82,10 +83,15 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     strict = app_mode or keyring.restricted(app_name)
     route = resolve(request.method, raw_path, request.headers.get("accept", ""), strict=strict)
     request[ROUTE] = route.name
-    _take_turn(request, app_name)
-    if route.owned and app_mode:
-        await _check_isolation(request, app_name, route.owned)
-    return await forward(request, route)
+    try:
+        _take_turn(request, app_name)
+        if route.owned and app_mode:
+            await _check_isolation(request, app_name, route.owned)
+        return await forward(request, route)
+    except GatewayError as e:
+        # A forwarded route's every answer says the cache was not used (RFC 9211 2.2), and why
+        # the gateway answered itself (2.8).
+        raise e.with_headers({"Cache-Status": f"{CACHE_BYPASS}; detail={e.reason}"}) from None
 
 
 def _authenticate(request: web.Request) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import socket
 from contextlib import suppress
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from .config import ServerSettings
@@ -15,6 +19,7 @@ from .loop_errors import loop_exception_handler
 from .metrics import Metrics
 from .state import METRICS
 
+log = structlog.get_logger("gateway.server")
 # web.run_app's default: an idle keep-alive connection is closed after this many seconds.
 KEEPALIVE_TIMEOUT = 75.0
 
@@ -79,6 +84,24 @@ class GatewayRunner(web.AppRunner):
         return GatewayServer(base, self._limits, self.app[METRICS], hits)
 
 
+class ListenError(Exception):
+    """The gateway could not listen where it was told to."""
+
+
+def listen_problem(host: str, port: int, error: OSError) -> str:
+    """What to tell an operator whose address could not be bound. Pure."""
+    where = f"Cannot listen on {host}:{port}"
+    if isinstance(error, socket.gaierror):
+        return f"{where}: the host name could not be resolved ({error.strerror})."
+    if error.errno == errno.EADDRINUSE:
+        return f"{where}: the address is already in use (is another gateway running there?)."
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: no network interface of this machine has that address."
+    if error.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges)."
+    return f"{where}: {os.strerror(error.errno) if error.errno else error}."
+
+
 def run_server(
     app: web.Application, settings: ServerSettings, *, reuse_port: bool | None = None
 ) -> None:
@@ -99,6 +122,7 @@ def run_server(
         _cancel_remaining(loop)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+    log.info("gateway.stopped")
 
 
 async def _serve(app: web.Application, settings: ServerSettings, reuse_port: bool | None) -> None:
@@ -117,7 +141,13 @@ async def _serve(app: web.Application, settings: ServerSettings, reuse_port: boo
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise ListenError(listen_problem(settings.host, settings.port, e)) from None
+        # The addresses bound, which tell the port when it was 0.
+        addresses = [f"{host}:{port}" for host, port, *_ in runner.addresses]
+        log.info("gateway.listening", addresses=addresses)
         await asyncio.Event().wait()  # until cancelled
     finally:
         await runner.cleanup()

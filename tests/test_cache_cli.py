@@ -98,8 +98,31 @@ def test_get_prints_the_stored_body_as_it_is(ws: Workspace) -> None:
 def test_get_of_an_unknown_run_exits_1(ws: Workspace) -> None:
     ws.seed(SEEDED)
     assert ws.run("cache", "get", "trun_nope") == Result(
-        1, b"", "Run trun_nope is not in the cache.\n"
+        1, b"", "parallel-gateway: Run trun_nope is not in the cache.\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "ids", "named"),
+    [
+        (("get",), ("a/b",), "'a/b'"),
+        (("purge",), ("trun_alpha", "a/b", "%2e"), "'a/b' '%2e'"),
+        (("export",), ("trun_alpha", "a/b", "%2e"), "'a/b' '%2e'"),
+        (("export", "-o", "x"), ("trun_alpha", "a/b"), "'a/b'"),
+    ],
+)
+def test_a_run_id_that_could_never_be_cached_is_a_usage_error(
+    ws: Workspace, command: tuple[str, ...], ids: tuple[str, ...], named: str
+) -> None:
+    ws.seed(SEEDED)
+    assert ws.run("cache", *command, *ids) == Result(
+        2,
+        b"",
+        f"parallel-gateway: Not a run id: {named}; a run id is 1 to 128 of A-Z, a-z, 0-9, "
+        "_ and -.\n",
+    )
+    assert (len(ws.rows()), purges(ws)) == (3, [])
+    assert not (ws.dir / "x").exists()
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -128,7 +151,9 @@ def test_export_names_the_runs_it_lacks_and_exits_1(ws: Workspace) -> None:
     ws.seed(SEEDED)
     result = ws.run("cache", "export", "trun_alpha", "trun_missing", "trun_alpha")
     assert result == Result(
-        1, export_line(ALPHA), "Exported 1 run.\nNot in the cache: trun_missing\n"
+        1,
+        export_line(ALPHA),
+        "Exported 1 run.\nparallel-gateway: Not in the cache: trun_missing\n",
     )
 
 
@@ -167,14 +192,15 @@ def test_export_to_a_file_leaves_nothing_else_behind(ws: Workspace) -> None:
     assert [p.name for p in out_dir.iterdir()] == ["cache.jsonl"]
 
 
-def test_export_to_a_relative_file_with_missing_runs(ws: Workspace) -> None:
+def test_export_to_a_file_with_missing_runs_writes_no_file(ws: Workspace) -> None:
     ws.seed(SEEDED)
     result = ws.run("cache", "export", "-o", "some.jsonl", "trun_charlie", "trun_zulu")
-    assert result == Result(1, b"", "Exported 1 run.\nNot in the cache: trun_zulu\n")
-    assert (ws.dir / "some.jsonl").read_bytes() == export_line(CHARLIE)
+    assert result == Result(
+        1, b"", "parallel-gateway: Not in the cache: trun_zulu; some.jsonl was not written.\n"
+    )
+    # Whole or not at all: no partial file, and no temporary one left beside it.
     assert sorted(p.name for p in ws.dir.iterdir() if not p.name.startswith("gw.db")) == [
-        "gateway.toml",
-        "some.jsonl",
+        "gateway.toml"
     ]
 
 
@@ -307,6 +333,23 @@ def test_import_rejects_bad_lines_by_number_and_keeps_the_good(ws: Workspace) ->
     assert ws.rows() == IMPORTED_ROWS
 
 
+def test_importing_a_file_that_is_no_export_says_why_once_not_per_line(ws: Workspace) -> None:
+    (ws.dir / "notes.txt").write_text("".join(f"line {n}\n" for n in range(1, 301)), "utf-8")
+
+    result = ws.run("cache", "import", "notes.txt")
+
+    shown = [
+        f"notes.txt:{n}: rejected: not JSON (unexpected character, expected a JSON value)"
+        for n in range(1, 11)
+    ]
+    assert result.err.splitlines() == [
+        *shown,
+        "notes.txt: 290 more lines rejected, not shown.",
+        "Imported 0 new runs; 0 already cached; 300 lines rejected.",
+    ]
+    assert (result.code, ws.rows()) == (1, [])
+
+
 def test_import_rejects_an_out_of_range_stamp_as_a_bad_line(ws: Workspace) -> None:
     stamp = "0001-01-01T00:00:00+01:00"
     lines = [IMPORTED[0], import_line("imp_old", stamp, b'{"processor":"x","input":"y"}')]
@@ -358,7 +401,9 @@ def test_purge_removes_the_runs_named_and_records_them(ws: Workspace) -> None:
 
     result = ws.run("cache", "purge", "trun_charlie", "trun_alpha", "trun_charlie", "trun_none")
 
-    assert result == Result(0, b"", "Purged 2 runs.\n")
+    assert result == Result(
+        1, b"", "Purged 2 runs.\nparallel-gateway: Not in the cache: trun_none\n"
+    )
     assert [row[0] for row in ws.rows()] == ["trun_bravo"]
     assert ws.stats() == {
         "entries": 1,
@@ -381,7 +426,9 @@ def test_purge_of_one_run(ws: Workspace) -> None:
 def test_purge_all_without_yes_removes_nothing(ws: Workspace) -> None:
     ws.seed(SEEDED)
     result = ws.run("cache", "purge", "--all")
-    assert result == Result(2, b"", "Refusing to empty the whole cache without --yes.\n")
+    assert result == Result(
+        2, b"", "parallel-gateway: Refusing to empty the whole cache without --yes.\n"
+    )
     assert len(ws.rows()) == 3
     assert purges(ws) == []
 
@@ -406,10 +453,10 @@ def test_purge_all_yes_empties_the_cache(ws: Workspace) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "Nothing to purge: give run ids, or --all --yes.\n"),
-        (("--yes",), "Nothing to purge: give run ids, or --all --yes.\n"),
-        (("trun_alpha", "--all"), "Give run ids or --all, not both.\n"),
-        (("trun_alpha", "--all", "--yes"), "Give run ids or --all, not both.\n"),
+        ((), "parallel-gateway: Nothing to purge: give run ids, or --all --yes.\n"),
+        (("--yes",), "parallel-gateway: Nothing to purge: give run ids, or --all --yes.\n"),
+        (("trun_alpha", "--all"), "parallel-gateway: Give run ids or --all, not both.\n"),
+        (("trun_alpha", "--all", "--yes"), "parallel-gateway: Give run ids or --all, not both.\n"),
     ],
     ids=["nothing", "only-yes", "ids-and-all", "ids-and-all-yes"],
 )
@@ -427,13 +474,13 @@ def test_purge_usage_errors_exit_2_and_remove_nothing(
 
 def test_warm_without_run_ids_exits_2(ws: Workspace) -> None:
     assert ws.run("cache", "warm") == Result(
-        2, b"", "Nothing to warm: give run ids, or --from FILE.\n"
+        2, b"", "parallel-gateway: Nothing to warm: give run ids, or --from FILE.\n"
     )
 
 
 def test_warm_with_concurrency_0_exits_2(ws: Workspace) -> None:
     assert ws.run("cache", "warm", "--concurrency", "0", "trun_alpha") == Result(
-        2, b"", "--concurrency must be at least 1, not 0.\n"
+        2, b"", "parallel-gateway: --concurrency must be at least 1, not 0.\n"
     )
 
 
@@ -460,7 +507,8 @@ def test_warm_reports_an_invalid_run_id_without_fetching(ws: Workspace) -> None:
 
 
 def test_warm_from_a_file_of_invalid_ids(ws: Workspace) -> None:
-    (ws.dir / "ids.txt").write_text("..\n\n  a b  \n..\n" + "x" * 129 + "\n", "utf-8")
+    ids = "# runs to warm\n..\n\n  a b  \n  # not this one\n..\n" + "x" * 129 + "\n"
+    (ws.dir / "ids.txt").write_text(ids, "utf-8")
 
     result = ws.run("cache", "warm", "--from", "ids.txt", "--concurrency", "2")
 

@@ -16,6 +16,7 @@ from tests.cli_support import (
     MIGRATION_FILES,
     Result,
     Workspace,
+    cli,
     cli_text,
     make_workspace,
     write_config,
@@ -362,3 +363,36 @@ def test_unopenable_database_exits_with_one_line(tmp_path: Path) -> None:
     assert result.err.count("\n") == 1
     assert result.err.startswith("parallel-gateway: ")
     assert str(database) in result.err
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("parallel-gateway ke", ["keys"]),
+        ("parallel-gateway cache p", ["purge"]),
+        ("parallel-gateway serve --of", ["--offline"]),
+    ],
+)
+def test_tab_completion_completes_commands_and_options(
+    tmp_path: Path, line: str, words: list[str]
+) -> None:
+    # What the shell's hook (parallel-gateway completion bash) asks of the command.
+    answer = tmp_path / "completions"
+    env = {
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(answer),
+    }
+    result = cli(cwd=tmp_path, env=env)
+    assert (result.code, result.out) == (0, b"")
+    assert [word.strip() for word in answer.read_text().split("\v")] == words
+    assert list(tmp_path.iterdir()) == [answer]  # nothing else was run, no database made
+
+
+def test_completion_prints_the_shells_hook(tmp_path: Path) -> None:
+    result = cli("completion", "bash", cwd=tmp_path)
+    assert result.code == 0
+    assert b"complete " in result.out
+    assert b"parallel-gateway" in result.out
+    assert cli("completion", "tcsh", cwd=tmp_path).code == 2

@@ -21,6 +21,7 @@ from gateway.config import (
     Settings,
     StorageSettings,
     UpstreamSettings,
+    beside,
     load_settings,
     replace_server,
 )
@@ -143,8 +144,26 @@ def test_file_path_as_str(tmp_path: Path) -> None:
     assert load_settings(str(path), env={}).server.port == 9001
 
 
-def test_empty_file_means_defaults(tmp_path: Path) -> None:
-    assert load_settings(write(tmp_path, ""), env={}) == Settings()
+def test_empty_file_means_defaults_with_the_database_beside_it(tmp_path: Path) -> None:
+    defaults = beside(Settings(), tmp_path)
+    assert defaults.storage.database == str(tmp_path / "parallel-gateway.db")
+    assert load_settings(write(tmp_path, ""), env={}) == defaults
+
+
+def test_relative_paths_in_a_config_file_are_from_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc").mkdir()
+    write(
+        tmp_path / "etc", '[storage]\ndatabase = "data/gw.db"\n[upstream]\napi_key_file = "key"\n'
+    )
+    monkeypatch.chdir(tmp_path)  # a relative --config, from elsewhere
+    settings = load_settings("etc/gateway.toml", env={})
+    assert settings.storage.database == str(tmp_path / "etc" / "data" / "gw.db")
+    assert settings.upstream.api_key_file == str(tmp_path / "etc" / "key")
+    absolute = write(tmp_path, f'[storage]\ndatabase = "{tmp_path}/x.db"\n')
+    assert load_settings(absolute, env={}).storage.database == f"{tmp_path}/x.db"
+    assert load_settings(None, env={}).storage.database == "parallel-gateway.db"  # no file
 
 
 def test_env_var_names_the_file(tmp_path: Path) -> None:
@@ -179,7 +198,7 @@ def test_missing_file_named_by_env_var(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
     with pytest.raises(ConfigError) as e:
         load_settings(None, env={CONFIG_ENV: str(path)})
-    assert str(e.value) == f"Config file '{path}' does not exist."
+    assert str(e.value) == f"Config file '{path}' (from $PARALLEL_GATEWAY_CONFIG) does not exist."
 
 
 def test_unreadable_path(tmp_path: Path) -> None:
@@ -228,17 +247,29 @@ NOT_NEGATIVE = "Must be a finite number, 0 or more."
     [
         pytest.param("[nope]\n", "Config has unknown section '[nope]'.", id="unknown-section"),
         pytest.param(
-            "[Server]\nport = 1\n", "Config has unknown section '[Server]'.", id="section-case"
+            "[Server]\nport = 1\n",
+            "Config has unknown section '[Server]'. Did you mean 'server'?",
+            id="section-case",
         ),
         pytest.param(
             "server = 1\n", "Config 'server' must be a table ([server]).", id="section-not-table"
         ),
         pytest.param(
-            '[server]\nhots = "x"\n', "Config has unknown key 'server.hots'.", id="unknown-key"
+            "port = 9000\n",
+            "Config has key 'port' outside any [section]; it belongs under [server].",
+            id="key-outside-a-section",
+        ),
+        pytest.param(
+            "colour = 1\n", "Config has key 'colour' outside any [section].", id="stray-key"
+        ),
+        pytest.param(
+            '[server]\nhots = "x"\n',
+            "Config has unknown key 'server.hots'. Did you mean 'host'?",
+            id="unknown-key",
         ),
         pytest.param(
             "[upstream]\napi_key = 'sk-123'\n",
-            "Config has unknown key 'upstream.api_key'.",
+            "Config has unknown key 'upstream.api_key'. Did you mean 'api_key_env'?",
             id="unknown-key-api-key",
         ),
         pytest.param(

@@ -358,9 +358,8 @@ def check_upstream_errors(reply: Reply, logs: Logs, fault: Fault) -> None:
 
 def expected_cache_status(fault: Fault, route: str) -> str | None:
     if route == "pass-through":
-        # A gateway error is refused before anything was relayed: no Cache-Status, as for every
-        # gateway error off the input route.
-        return BYPASS if fault.relayed is not None else None
+        # A forwarded route's answer bypassed the cache; the gateway's own says why.
+        return BYPASS if fault.relayed is not None else BYPASS + f"; detail={fault.reason}"
     if fault.relayed is None:
         return MISS + f"; detail={fault.reason}"
     return MISS if fault.status == 200 else MISS + f"; fwd-status={fault.status}"

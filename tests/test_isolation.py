@@ -97,7 +97,8 @@ async def test_another_apps_run_is_not_found_until_granted(isolated: Harness) ->
         await b.task_run.result(rid, api_timeout=5)
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["error"]["message"] == NOT_FOUND
-    assert "cache-status" not in caught.value.response.headers
+    cache_status = caught.value.response.headers["cache-status"]
+    assert cache_status == "parallel-gateway; fwd=bypass; detail=run-not-found"
     for suffix in ("/input", "/result", "", "/events"):
         await assert_not_found(gw, "B", f"/v1/tasks/runs/{rid}{suffix}")
     assert len(gw.fake.exchanges) == after_create

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -225,3 +226,45 @@ async def test_sigterm_lets_every_slow_call_in_flight_finish(
     with sqlite3.connect(tmp_path / "gw.db") as conn:
         stored = [row[0] for row in conn.execute("SELECT run_id FROM run_inputs ORDER BY run_id")]
     assert stored == sorted(run_ids)
+
+
+async def test_serve_says_where_it_listens_and_when_it_stopped(
+    serve: Callable[..., Awaitable[ServeProcess]],
+) -> None:
+    process = await serve({"PARALLEL_API_KEY": TEAM_KEY})
+    lines = await process.stop()
+    events = [line["event"] for line in lines]
+    listening = next(line for line in lines if line["event"] == "gateway.listening")
+    assert listening["addresses"] == [process.url.removeprefix("http://")]
+    assert events.index("gateway.listening") < events.index("gateway.draining")
+    assert events[-1] == "gateway.stopped"
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("127.0.0.1", "the address is already in use (is another gateway running there?)."),
+        ("no-such-host.invalid", "the host name could not be resolved ("),
+        ("192.0.2.1", "no network interface of this machine has that address."),
+    ],
+    ids=["in-use", "unresolvable", "not-this-machine"],
+)
+async def test_an_address_it_cannot_listen_on_is_one_clear_line(
+    tmp_path: Path, upstream: FakeUpstream, host: str, problem: str
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[storage]\ndatabase = "{tmp_path / "gw.db"}"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await run_cli(config, "serve", "--host", host, "--port", str(port))
+    assert (result.code, result.out) == (1, b"")
+    # One plain line for the operator among the JSON log lines, and no traceback.
+    [said] = [line for line in result.err.splitlines() if not line.startswith("{")]
+    assert said.startswith(f"parallel-gateway: Cannot listen on {host}:{port}: {problem}")
+
+
+async def test_version() -> None:
+    result = await run_cli(Path("/nonexistent.toml"), "--version")
+    assert (result.code, result.out, result.err) == (0, b"parallel-gateway 0.1.0\n", "")
