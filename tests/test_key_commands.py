@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.cli_support import Result, Workspace, make_workspace
+from tests.cli_support import KEY_LINE, TIMESTAMP, Result, Workspace, make_workspace, sha256
 
-KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{43}\n")
-TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
 KEYS = "SELECT name, key_hash, prefix FROM app_keys ORDER BY name"
 RETIRED = "SELECT key_hash, app, prefix, created_at, retires_at FROM retired_keys ORDER BY app"
+STAMP = TIMESTAMP.pattern
 
 
 @pytest.fixture
@@ -22,40 +20,15 @@ def ws(tmp_path: Path) -> Workspace:
     return make_workspace(tmp_path)
 
 
-def sha256(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def ok(ws: Workspace, *args: str) -> Result[str]:
-    result = ws.run_text(*args)
-    assert result.code == 0, result.err
-    return result
-
-
-def create(ws: Workspace, name: str, *options: str) -> str:
-    result = ok(ws, "keys", "create", name, *options)
-    assert KEY_LINE.fullmatch(result.out), result.out
-    return result.out.strip()
-
-
-def refused(ws: Workspace, *args: str) -> str:
-    """The one-line error of a command that must fail with exit code 1 and no output."""
-    result = ws.run_text(*args)
-    assert (result.code, result.out) == (1, ""), result
-    assert result.err.startswith("parallel-gateway: ")
-    assert result.err.count("\n") == 1
-    return result.err.removeprefix("parallel-gateway: ").removesuffix("\n")
-
-
 def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
 def test_rotate_prints_a_new_key_and_the_old_one_stops_at_once(ws: Workspace) -> None:
-    old = create(ws, "billing")
+    old = ws.create("billing")
     ((created_at,),) = ws.rows("SELECT created_at FROM app_keys")
 
-    result = ok(ws, "keys", "rotate", "billing")
+    result = ws.ok("keys", "rotate", "billing")
 
     assert KEY_LINE.fullmatch(result.out)
     new = result.out.strip()
@@ -73,12 +46,12 @@ def test_rotate_prints_a_new_key_and_the_old_one_stops_at_once(ws: Workspace) ->
 
 
 def test_rotate_with_grace_keeps_the_old_key_until_then(ws: Workspace) -> None:
-    old = create(ws, "billing")
+    old = ws.create("billing")
 
-    result = ok(ws, "keys", "rotate", "billing", "--grace", "2h")
+    result = ws.ok("keys", "rotate", "billing", "--grace", "2h")
 
     said = re.fullmatch(
-        f"New key for app 'billing'; the old key works until ({TIMESTAMP})\\.\n", result.err
+        f"New key for app 'billing'; the old key works until ({STAMP})\\.\n", result.err
     )
     assert said is not None
     ((old_hash, _, _, _, retires_at),) = ws.rows(RETIRED)
@@ -89,25 +62,25 @@ def test_rotate_with_grace_keeps_the_old_key_until_then(ws: Workspace) -> None:
 
 
 def test_rotate_twice_keeps_every_replaced_key_by_hash(ws: Workspace) -> None:
-    first = create(ws, "billing")
-    second = ok(ws, "keys", "rotate", "billing", "--grace", "1h").out.strip()
-    third = ok(ws, "keys", "rotate", "billing").out.strip()
+    first = ws.create("billing")
+    second = ws.ok("keys", "rotate", "billing", "--grace", "1h").out.strip()
+    third = ws.ok("keys", "rotate", "billing").out.strip()
     assert ws.rows(KEYS) == [("billing", sha256(third), third[:12])]
     assert sorted(row[0] for row in ws.rows(RETIRED)) == sorted([sha256(first), sha256(second)])
 
 
 def test_rotate_a_revoked_app_makes_it_active_again_with_no_grace(ws: Workspace) -> None:
-    first = create(ws, "billing")
-    old = ok(ws, "keys", "rotate", "billing", "--grace", "8w").out.strip()
-    ok(ws, "keys", "revoke", "billing")
+    first = ws.create("billing")
+    old = ws.ok("keys", "rotate", "billing", "--grace", "8w").out.strip()
+    ws.ok("keys", "revoke", "billing")
     ((revoked_at,),) = ws.rows("SELECT revoked_at FROM app_keys")
-    assert refused(ws, "keys", "rotate", "billing", "--grace", "1h") == (
+    assert ws.refused("keys", "rotate", "billing", "--grace", "1h") == (
         f"The key of app 'billing' was revoked at {revoked_at}: it gets no grace period; "
         "rotate without --grace."
     )
     assert [row[0] for row in ws.rows(RETIRED)] == [sha256(first)]
 
-    new = ok(ws, "keys", "rotate", "billing").out.strip()
+    new = ws.ok("keys", "rotate", "billing").out.strip()
 
     ((rotated_at,),) = ws.rows("SELECT created_at FROM app_keys")
     assert ws.rows("SELECT key_hash, revoked_at FROM app_keys") == [(sha256(new), None)]
@@ -118,15 +91,15 @@ def test_rotate_a_revoked_app_makes_it_active_again_with_no_grace(ws: Workspace)
 
 
 def test_rotate_refuses_an_expired_app_and_an_unknown_one(ws: Workspace) -> None:
-    create(ws, "billing", "--expires", "1d")
+    ws.create("billing", "--expires", "1d")
     past = "2020-01-01T00:00:00.000000Z"
     ws.execute("UPDATE app_keys SET expires_at = ?", (past,))
-    assert refused(ws, "keys", "rotate", "billing") == (
+    assert ws.refused("keys", "rotate", "billing") == (
         f"App 'billing' expired at {past}, and a new key would be expired too; give it a new "
         "expiry first (keys update billing --expires DURATION, or --no-expiry)."
     )
-    assert refused(ws, "keys", "rotate", "nobody") == "No app named 'nobody'."
-    assert refused(ws, "keys", "rotate", "billing", "--grace", "5") == (
+    assert ws.refused("keys", "rotate", "nobody") == "No app named 'nobody'."
+    assert ws.refused("keys", "rotate", "billing", "--grace", "5") == (
         "Grace '5' is not valid: use a whole number and a unit, such as 90m, 12h, 30d or 8w "
         "(s, m, h, d, w)."
     )
@@ -134,20 +107,20 @@ def test_rotate_refuses_an_expired_app_and_an_unknown_one(ws: Workspace) -> None
 
 
 def test_update_replaces_and_removes_the_allowlist(ws: Workspace) -> None:
-    create(ws, "billing", "--allow", "GET /v1/tasks/runs/*")
+    ws.create("billing", "--allow", "GET /v1/tasks/runs/*")
     rules = "SELECT allow FROM app_keys"
 
-    result = ok(
-        ws, "keys", "update", "billing", "--allow", "get /v1/tasks/runs/*/input",
+    result = ws.ok(
+        "keys", "update", "billing", "--allow", "get /v1/tasks/runs/*/input",
         "--allow", "POST /v1/tasks/runs",
     )  # fmt: skip
 
     assert result.err == "Updated the key of app 'billing'.\n"
     assert ws.rows(rules) == [('["GET /v1/tasks/runs/*/input","POST /v1/tasks/runs"]',)]
-    assert refused(ws, "keys", "update", "billing", "--allow", "GET /v1/x", "--no-allow") == (
+    assert ws.refused("keys", "update", "billing", "--allow", "GET /v1/x", "--no-allow") == (
         "Give --allow or --no-allow, not both."
     )
-    ok(ws, "keys", "update", "billing", "--no-allow")
+    ws.ok("keys", "update", "billing", "--no-allow")
     assert ws.rows(rules) == [(None,)]
 
 
@@ -168,9 +141,9 @@ def test_update_replaces_and_removes_the_allowlist(ws: Workspace) -> None:
 def test_update_checks_allow_rules_as_create_does(
     ws: Workspace, options: list[str], message: str
 ) -> None:
-    create(ws, "billing", "--allow", "GET /v1/tasks/runs/*")
-    assert refused(ws, "keys", "update", "billing", *options) == message
-    assert refused(ws, "keys", "create", "other", *options) == message
+    ws.create("billing", "--allow", "GET /v1/tasks/runs/*")
+    assert ws.refused("keys", "update", "billing", *options) == message
+    assert ws.refused("keys", "create", "other", *options) == message
     assert ws.rows("SELECT name, allow FROM app_keys") == [("billing", '["GET /v1/tasks/runs/*"]')]
 
 
@@ -179,12 +152,12 @@ def test_update_checks_allow_rules_as_create_does(
     [["--rate", "5"], ["--no-expiry"], ["--max-open", "3"], ["--allow", "GET /v1/x"]],
 )
 def test_update_of_a_revoked_key_is_refused(ws: Workspace, options: list[str]) -> None:
-    create(ws, "billing")
-    ok(ws, "keys", "revoke", "billing")
+    ws.create("billing")
+    ws.ok("keys", "revoke", "billing")
     before = ws.rows("SELECT * FROM app_keys")
     ((revoked_at,),) = ws.rows("SELECT revoked_at FROM app_keys")
 
-    assert refused(ws, "keys", "update", "billing", *options) == (
+    assert ws.refused("keys", "update", "billing", *options) == (
         f"The key of app 'billing' was revoked at {revoked_at}; rotate it "
         "(`parallel-gateway keys rotate billing`) or create a new one."
     )
@@ -196,27 +169,27 @@ def test_expires_0d_is_refused_as_zero(ws: Workspace) -> None:
         "Expiry '0d' is not valid: 0 is not allowed, as the key would never work; give a count "
         "from 1 (or stop a key now with keys revoke)."
     )
-    assert refused(ws, "keys", "create", "billing", "--expires", "0d") == message
-    create(ws, "billing")
-    assert refused(ws, "keys", "update", "billing", "--expires", "0d") == message
+    assert ws.refused("keys", "create", "billing", "--expires", "0d") == message
+    ws.create("billing")
+    assert ws.refused("keys", "update", "billing", "--expires", "0d") == message
     assert ws.rows("SELECT expires_at FROM app_keys") == [(None,)]
 
 
 def test_create_after_revoke_names_delete_and_delete_frees_the_name(ws: Workspace) -> None:
-    old = create(ws, "temp-app")
-    ok(ws, "keys", "rotate", "temp-app", "--grace", "1h")
+    old = ws.create("temp-app")
+    ws.ok("keys", "rotate", "temp-app", "--grace", "1h")
     ws.execute(
         "INSERT INTO run_access (id, app, how, at) VALUES ('trun_1', 'temp-app', 'created', 'x'),"
         " ('trun_2', 'temp-app', 'granted', 'y'), ('trun_1', 'other', 'granted', 'z')"
     )
-    ok(ws, "keys", "revoke", "temp-app")
+    ws.ok("keys", "revoke", "temp-app")
     ((revoked_at,),) = ws.rows("SELECT revoked_at FROM app_keys")
-    assert refused(ws, "keys", "create", "temp-app") == (
+    assert ws.refused("keys", "create", "temp-app") == (
         f"The name 'temp-app' is taken by a revoked app (revoked at {revoked_at}); "
         "`parallel-gateway keys delete temp-app --yes` frees it."
     )
 
-    result = ok(ws, "keys", "delete", "temp-app", "--yes")
+    result = ws.ok("keys", "delete", "temp-app", "--yes")
 
     assert result == Result(
         0, "", "Deleted app 'temp-app' (2 keys, 2 run records); the name is free.\n"
@@ -224,7 +197,7 @@ def test_create_after_revoke_names_delete_and_delete_frees_the_name(ws: Workspac
     assert ws.rows(KEYS) == []
     assert ws.rows(RETIRED) == []
     assert ws.rows("SELECT id, app FROM run_access") == [("trun_1", "other")]
-    new = create(ws, "temp-app")
+    new = ws.create("temp-app")
     assert new != old
     assert ws.rows("SELECT name, key_hash, revoked_at FROM app_keys") == [
         ("temp-app", sha256(new), None)
@@ -232,16 +205,16 @@ def test_create_after_revoke_names_delete_and_delete_frees_the_name(ws: Workspac
 
 
 def test_delete_refuses_without_yes_an_active_app_and_an_unknown_one(ws: Workspace) -> None:
-    create(ws, "billing")
-    assert refused(ws, "keys", "delete", "billing", "--yes") == (
+    ws.create("billing")
+    assert ws.refused("keys", "delete", "billing", "--yes") == (
         "App 'billing' is not revoked: revoke it first (`parallel-gateway keys revoke billing`), "
         "then delete it."
     )
-    ok(ws, "keys", "revoke", "billing")
-    assert refused(ws, "keys", "delete", "billing") == (
+    ws.ok("keys", "revoke", "billing")
+    assert ws.refused("keys", "delete", "billing") == (
         "Deleting app 'billing' removes its keys and its run records for good; give --yes to do it."
     )
-    assert refused(ws, "keys", "delete", "nobody", "--yes") == "No app named 'nobody'."
+    assert ws.refused("keys", "delete", "nobody", "--yes") == "No app named 'nobody'."
     assert [row[0] for row in ws.rows(KEYS)] == ["billing"]
 
 
