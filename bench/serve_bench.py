@@ -367,9 +367,20 @@ WRK_SOCKET_ERRORS = re.compile(r"Socket errors: .*")
 WRK_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def drive_wrk(wrk: str, url: str, key: str, seconds: int) -> Load:
-    argv = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+def drive_wrk(
+    wrk: str,
+    url: str,
+    key: str,
+    seconds: int,
+    *,
+    connections: int = CONNECTIONS,
+    script: Path | None = None,
+) -> Load:
+    """wrk's figures; `script` (Lua) may change the request, such as to a POST with a body."""
+    argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     argv += ["-H", f"x-api-key: {key}", url]
+    if script is not None:
+        argv += ["-s", str(script)]
     output = subprocess.run(argv, capture_output=True, check=True, text=True).stdout
     non_2xx = WRK_NON_2XX.search(output)
     if non_2xx:
@@ -384,28 +395,34 @@ def drive_wrk(wrk: str, url: str, key: str, seconds: int) -> Load:
     return Load(float(rate.group(1)), percentiles["50"], percentiles["99"])
 
 
-def drive_aiohttp(url: str, key: str, seconds: int) -> Load:
-    return asyncio.run(aiohttp_load(url, key, seconds))
+def drive_aiohttp(
+    url: str, key: str, seconds: int, *, connections: int = CONNECTIONS, post: bytes | None = None
+) -> Load:
+    return asyncio.run(aiohttp_load(url, key, seconds, connections, post))
 
 
-async def aiohttp_load(url: str, key: str, seconds: int) -> Load:
-    """wrk's stand-in: CONNECTIONS connections, each sending its next request when one ends."""
+async def aiohttp_load(
+    url: str, key: str, seconds: int, connections: int = CONNECTIONS, post: bytes | None = None
+) -> Load:
+    """wrk's stand-in: `connections` connections, each sending its next request when one ends;
+    a GET, or a POST of `post` (JSON)."""
     latencies: list[float] = []
-    headers = {"x-api-key": key}
-    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    headers = {"x-api-key": key, "content-type": JSON}
+    method = "GET" if post is None else "POST"
+    connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
         deadline = started + seconds
 
         async def connection() -> None:
             while (sent := time.perf_counter()) < deadline:
-                async with session.get(url, headers=headers) as response:
+                async with session.request(method, url, headers=headers, data=post) as response:
                     await response.read()
-                if response.status != 200:
-                    raise BenchError(f"GET {url} answered {response.status}")
+                if response.status >= 300:
+                    raise BenchError(f"{method} {url} answered {response.status}")
                 latencies.append(time.perf_counter() - sent)
 
-        await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(connection() for _ in range(connections)))
         elapsed = time.perf_counter() - started
     return Load(
         len(latencies) / elapsed, percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3

@@ -105,7 +105,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _ownership(app: web.Application) -> AsyncIterator[None]:
     """Run ownership records that failed are retried while serving, and once more at the end
     (before the database closes)."""
-    recorder = app[OWNERSHIP] = OwnershipRecorder(app[DATABASE])
+    recorder = app[OWNERSHIP] = OwnershipRecorder(app[DATABASE], app[STORAGE_HEALTH])
     retries = Periodic("ownership.retry", RETRY_INTERVAL, recorder.retry)
     retries.start()
     yield

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import argcomplete
 import structlog
@@ -15,7 +16,7 @@ from argcomplete.shell_integration import shellcode
 from . import __version__
 from .app import create_app
 from .cache_commands import add_cache_commands
-from .config import ConfigError, Settings, load_settings, replace_server
+from .config import CONFIG_ENV, ConfigError, Settings, load_settings, replace_server
 from .db import Database, StorageError, run_with_database
 from .fdlimit import raise_open_files_limit
 from .key_commands import add_key_commands
@@ -29,6 +30,23 @@ from .team_key import team_key_from
 from .workers import is_worker, supervise
 
 SHELLS = ("bash", "zsh", "fish")
+# These make the database where storage.database says, as a gateway's start does.
+CREATES_DATABASE = frozenset({"serve", "migrate", "completion"})
+WRITING_COMMANDS = frozenset(
+    {
+        ("keys", "create"),
+        ("keys", "update"),
+        ("keys", "rotate"),
+        ("keys", "revoke"),
+        ("keys", "delete"),
+        ("runs", "grant"),
+        ("runs", "revoke"),
+        ("cache", "import"),
+        ("cache", "warm"),
+        ("cache", "purge"),
+    }
+)
+NO_CONFIG = " (no config file: relative to the current directory)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     # overwriting an earlier value.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    # Every command but serve and migrate works on an existing database, unless told otherwise.
+    opens = argparse.ArgumentParser(add_help=False, parents=[common])
+    opens.add_argument(
+        "--create",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="make a new database if there is none where storage.database says",
+    )
     parser = argparse.ArgumentParser(
         prog="parallel-gateway",
         description="A caching, key-isolating gateway for Parallel's Task API.",
@@ -64,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", parents=[common], help="apply database migrations")
     migrate.set_defaults(run=cmd_migrate)
 
-    add_key_commands(commands, common)
-    add_cache_commands(commands, common)
-    add_run_commands(commands, common)
+    add_key_commands(commands, opens)
+    add_cache_commands(commands, opens)
+    add_run_commands(commands, opens)
 
     completion = commands.add_parser(
         "completion", help="print a shell's tab-completion script for this command"
@@ -104,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     try:
         settings = load_settings(args.config)
+        if args.command not in CREATES_DATABASE:
+            _check_database(args, settings)
         code: int = args.run(args, settings)
     except ConfigError as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
@@ -174,6 +202,25 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Applied {name}")
     print(f"Database {settings.storage.database} is at the latest schema.")
     return 0
+
+
+def _check_database(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse to make a new database by accident (a command run from the wrong directory, a
+    mistyped path), and say which database a command that writes is writing."""
+    database = Path(os.path.abspath(Path(settings.storage.database).expanduser()))
+    where = "" if args.config or os.environ.get(CONFIG_ENV) else NO_CONFIG
+    if not database.exists() and not getattr(args, "create", False):
+        raise StorageError(
+            f"No database at {database}{where}. Start `serve` or run `migrate` with the "
+            "gateway's config first, give --config, or pass --create to make a new one there."
+        )
+    if _writes(args):
+        print(f"Database: {database}{where}", file=sys.stderr)
+
+
+def _writes(args: argparse.Namespace) -> bool:
+    sub = getattr(args, f"{args.command}_command", None)
+    return (args.command, sub) in WRITING_COMMANDS
 
 
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:

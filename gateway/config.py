@@ -35,6 +35,8 @@ class ServerSettings:
     max_header_bytes: int = 8190
     max_headers: int = 128
     header_timeout: float = 10.0
+    # Run on uvloop where it is installed (the `uvloop` extra; Linux and macOS), else asyncio.
+    uvloop: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError(f"{named} cannot be read: {e.strerror}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{named} is not valid TOML: {e}.") from None
-    return beside(settings_from_dict(data), Path(path).absolute().parent)
+    return beside(settings_from_dict(data), Path(os.path.abspath(path)).parent)
 
 
 def beside(settings: Settings, directory: Path) -> Settings:

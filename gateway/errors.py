@@ -130,6 +130,13 @@ class UpstreamBusyError(GatewayError):
     reason = "upstream-busy"
 
 
+class StorageUnavailableError(GatewayError):
+    """The store could not be read where an answer needs it (who owns a run)."""
+
+    status = 503
+    reason = "storage-unavailable"
+
+
 class DrainingError(GatewayError):
     """A request that arrived after shutdown began."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -54,7 +55,13 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     limit = app[SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(_too_large(limit))
-    body = limited(request.content, limit) if request.body_exists else None
+    body: bytes | AsyncIterator[bytes] | None = None
+    if request.content_length is not None and 0 < request.content_length <= CHUNK:
+        # Read first, it goes upstream in one write with its head (streamed, it would be sent
+        # chunked: a write for the head, each chunk and the end).
+        body = await request.read()
+    elif request.body_exists:
+        body = limited(request.content, limit)
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
@@ -64,31 +71,45 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()
             # Never fails the answer: upstream has created the run, and the app must learn it.
-            await app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
+            # Shielded: an app that hangs up meanwhile must not cancel the record (or its log).
+            record = app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
+            await asyncio.shield(record)
+        elif read is None and _small(resp):
+            read = await resp.read()
         if read is not None:
             headers.popall("Content-Length", None)
             return web.Response(status=resp.status, body=read, headers=headers)
         return await _stream(request, resp, headers)
 
-    with structlog.contextvars.bound_contextvars(
+    # Not structlog's bound_contextvars: it copies the whole context to restore it after, where
+    # the tokens of the three variables set here will do.
+    tokens = structlog.contextvars.bind_contextvars(
         request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
-    ):
-        started = time.perf_counter()
-        try:
-            return await app[UPSTREAM].exchange(
-                request.method,
-                request.raw_path,
-                request.headers,
-                body,
-                relay,
-                timing=route.timing,
-                run_id=route.run_id,
-                route=route.name,
-            )
-        finally:
-            # A relayed answer's whole exchange counts as upstream time: a stream lasts as
-            # long as upstream keeps it open.
-            request[UPSTREAM_WAIT] = time.perf_counter() - started
+    )
+    started = time.perf_counter()
+    try:
+        return await app[UPSTREAM].exchange(
+            request.method,
+            request.raw_path,
+            request.headers,
+            body,
+            relay,
+            timing=route.timing,
+            run_id=route.run_id,
+            route=route.name,
+        )
+    finally:
+        # A relayed answer's whole exchange counts as upstream time: a stream lasts as long as
+        # upstream keeps it open.
+        request[UPSTREAM_WAIT] = time.perf_counter() - started
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _small(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the answer is at most one chunk long, as it says: read, it goes back in one write
+    with its head (streamed, the head and the body would take a write each)."""
+    length = resp.content_length
+    return length is not None and length <= CHUNK
 
 
 async def _stream(

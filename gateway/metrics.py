@@ -118,6 +118,8 @@ class Metrics:
         )
         self._request_children: dict[tuple[str, int, str, str], Counter] = {}
         self._overhead_children: dict[str, Histogram] = {}
+        self._upstream_children: dict[tuple[str, int], Counter] = {}
+        self._upstream_latency_children: dict[str, Histogram] = {}
 
     def observe_request(
         self, route: str, status: int, app: str, cache: str, overhead: float
@@ -136,8 +138,16 @@ class Metrics:
         histogram.observe(overhead)
 
     def observe_upstream(self, route: str, status: int, seconds: float) -> None:
-        self.upstream_requests.labels(route, str(status)).inc()
-        self.upstream_latency.labels(route).observe(seconds)
+        """Count one upstream answer (status 0: none); label children cached, as above."""
+        key = (route, status)
+        child = self._upstream_children.get(key)
+        if child is None:
+            child = self._upstream_children[key] = self.upstream_requests.labels(route, str(status))
+        child.inc()
+        histogram = self._upstream_latency_children.get(route)
+        if histogram is None:
+            histogram = self._upstream_latency_children[route] = self.upstream_latency.labels(route)
+        histogram.observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format; with several workers, every worker's samples, merged."""

@@ -49,15 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["migrations"] = "unknown"
     checks["storage"] = app[STORAGE_HEALTH].report()
     contact = app[UPSTREAM].last_contact
-    checks["upstream"] = (
-        {"last_contact": "never"}
-        if contact is None
-        else {
-            "last_contact": "ok" if contact.ok else "failed",
-            "at": contact.at,
-            "detail": contact.detail,
-        }
-    )
+    checks["upstream"] = {"last_contact": "never"} if contact is None else contact.report()
     ready = (
         checks["database"] == "ok"
         and checks["migrations"] == "ok"

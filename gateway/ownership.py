@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,9 @@ import structlog
 
 from .catalog import Creates
 from .db import Database, Statement
+from .errors import StorageUnavailableError
 from .policy import is_valid_owned_id
+from .storage_health import StorageHealth
 from .store import now_rfc3339
 
 # The field of a create's answer that names what it created (the SDK's types).
@@ -64,8 +67,9 @@ class OwnershipRecorder:
     create is answered (the database is locked or failing) is kept in memory and written later,
     so the app still gets upstream's answer and its run is not orphaned."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, health: StorageHealth | None = None) -> None:
         self._db = db
+        self._health = health  # a failed record is a storage fault like any other write
         self._pending: dict[str, dict[str, None]] = {}  # app -> ids not yet written, in order
 
     async def record(self, app: str, ids: Sequence[str]) -> None:
@@ -73,7 +77,7 @@ class OwnershipRecorder:
         if not ids:
             return
         try:
-            await record_created(self._db, app, ids)
+            await self._write(app, ids)
         except Exception as e:
             self._pending.setdefault(app, {}).update(dict.fromkeys(ids))
             # A warning is written at once: after a kill, this line is what to replay.
@@ -86,12 +90,27 @@ class OwnershipRecorder:
                 replay=grant_commands(app, ids),
             )
 
+    async def may_read(self, app: str, ids: Iterable[str | None]) -> bool:
+        """`may_read`, counting the records still waiting to be written: the app that created
+        a run reads it at once (the SDK polls it next), while the record waits for the lock."""
+        waiting = self._pending.get(app, {})
+        try:
+            return await may_read(self._db, app, [i for i in ids if i not in waiting])
+        except sqlite3.Error as e:
+            # Fail closed, counted and logged at the storage rate: no traceback per request.
+            if self._health is not None:
+                self._health.failed(e, "read")
+            raise StorageUnavailableError(
+                "The gateway could not read who may use this run from its database; try again "
+                "later."
+            ) from None
+
     async def retry(self) -> None:
         """Write what could not be written before (every RETRY_INTERVAL, and at shutdown)."""
         for app, pending in list(self._pending.items()):
             ids = list(pending)
             try:
-                await record_created(self._db, app, ids)
+                await self._write(app, ids)
             except Exception as e:
                 # Warned when it first failed, with the grants to replay; tried next round.
                 log.debug("ownership.retry_failed", app=app, run_ids=ids, error=type(e).__name__)
@@ -101,6 +120,17 @@ class OwnershipRecorder:
             if not pending:
                 self._pending.pop(app, None)
             log.info("ownership.recorded", app=app, run_ids=ids)
+
+    async def _write(self, app: str, ids: Sequence[str]) -> None:
+        """record_created, its outcome told to the store's health (/readyz, the metrics)."""
+        try:
+            await record_created(self._db, app, ids)
+        except Exception as e:
+            if self._health is not None:
+                self._health.failed(e, "write")
+            raise
+        if self._health is not None:
+            self._health.wrote()
 
     async def flush(self) -> None:
         """At shutdown: a last try, then an error line with the grants still to be made."""

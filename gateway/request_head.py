@@ -44,7 +44,8 @@ KEY_IN_QUERY = HeadRefusal(
 
 def head_refusal(version: Any, raw_headers: Any, target: str) -> HeadRefusal | None:
     """Why the request with this version, raw header fields and target is refused, if it is."""
-    if version not in SPOKEN:
+    # llhttp refuses a target with a byte past ASCII itself; the pure-Python parser does not.
+    if version not in SPOKEN or not target.isascii():
         return NOT_HTTP_1
     for name, value in raw_headers:
         if not value.isascii():

@@ -19,7 +19,6 @@ from .errors import (
 from .forward import forward
 from .input_route import check_input
 from .ops import add_ops_routes
-from .ownership import may_read
 from .policy import (
     CACHE_BYPASS,
     CACHE_HIT,
@@ -30,11 +29,11 @@ from .policy import (
 from .state import (
     APP_NAME,
     CACHE,
-    DATABASE,
     DRAINING,
     KEYRING,
     METRICS,
     OPEN_FOR,
+    OWNERSHIP,
     REQUEST_ID,
     ROUTE,
     SETTINGS,
@@ -121,7 +120,7 @@ def _app_mode(request: web.Request) -> bool:
 
 async def _check_isolation(request: web.Request, app_name: str, owned: Sequence[str]) -> None:
     """Under isolation mode "app", another app's run is answered as if it did not exist."""
-    if not await may_read(request.app[DATABASE], app_name, owned):
+    if not await request.app[OWNERSHIP].may_read(app_name, owned):
         raise RunNotFoundError("Run id not found")
 
 

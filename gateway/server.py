@@ -107,7 +107,8 @@ def run_server(
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down gracefully: web.run_app's loop, with
     GatewayRunner in place of its AppRunner."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(settings.uvloop)
+    log.info("gateway.event_loop", loop=type(loop).__module__.partition(".")[0])
     main = loop.create_task(_serve(app, settings, reuse_port))
     try:
         asyncio.set_event_loop(loop)
@@ -123,6 +124,18 @@ def run_server(
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     log.info("gateway.stopped")
+
+
+def new_event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop if asked for and installed, else asyncio's own."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 async def _serve(app: web.Application, settings: ServerSettings, reuse_port: bool | None) -> None:

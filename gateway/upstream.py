@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import aiohttp
@@ -31,7 +33,7 @@ from .headers import Scrub, request_headers, response_headers
 from .log import SecretScrubber
 from .metrics import Metrics
 from .retry import IDEMPOTENT_METHODS, RetryPolicy
-from .store import now_rfc3339
+from .store import rfc3339
 
 log = structlog.get_logger("gateway.upstream")
 # How much of an unreadable upstream error body is passed on in the ErrorResponse's detail.
@@ -46,8 +48,18 @@ class Contact:
     """How the last attempt to reach upstream went, for /readyz."""
 
     ok: bool
-    at: str
-    detail: str
+    at: float  # time.time(); formatted only when /readyz asks
+    detail: str | int  # the error's name, or the status upstream answered
+
+    def report(self) -> dict[str, str]:
+        """What /readyz says about it."""
+        when = datetime.fromtimestamp(self.at, UTC)
+        detail = f"HTTP {self.detail}" if isinstance(self.detail, int) else self.detail
+        return {
+            "last_contact": "ok" if self.ok else "failed",
+            "at": rfc3339(when),
+            "detail": detail,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +87,7 @@ class UpstreamClient:
         self.scrubber = SecretScrubber([team_key] if team_key else [])
         self._session = session
         self._base = settings.base_url.rstrip("/")
-        self._slots = asyncio.Semaphore(settings.max_short_calls)
+        self._short_call = ShortCallSlot(settings)
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial,
@@ -117,7 +129,7 @@ class UpstreamClient:
         method: str,
         raw_path: str,
         incoming: Mapping[str, str],
-        body: AsyncIterable[bytes] | None,
+        body: bytes | AsyncIterable[bytes] | None,
         relay: Relay[T],
         *,
         buffered: bool = False,
@@ -138,7 +150,7 @@ class UpstreamClient:
         deadline = loop.time() + self._settings.deadline
         url = URL(self._base + raw_path, encoded=True)
         headers = request_headers(incoming, team_key)
-        async with self._slot(timing):
+        async with self._short_call if timing is Timing.ORDINARY else NO_SLOT:
             attempt = 0
             while True:
                 attempt += 1
@@ -165,7 +177,7 @@ class UpstreamClient:
                         raise
                 except (TimeoutError, aiohttp.ClientError) as e:
                     self._metrics.observe_upstream(route, 0, loop.time() - sent)
-                    self.last_contact = Contact(False, now_rfc3339(), type(e).__name__)
+                    self.last_contact = Contact(False, time.time(), type(e).__name__)
                     if isinstance(e.__cause__, GatewayError):
                         # The request body's own refusal (too large), raised while sending it.
                         raise e.__cause__ from None
@@ -185,7 +197,7 @@ class UpstreamClient:
                     await asyncio.sleep(delay)
                     continue
                 self._metrics.observe_upstream(route, resp.status, loop.time() - sent)
-                self.last_contact = Contact(True, now_rfc3339(), f"HTTP {resp.status}")
+                self.last_contact = Contact(True, time.time(), resp.status)
                 try:
                     minted = None
                     if resp.status >= 400:
@@ -234,30 +246,6 @@ class UpstreamClient:
             )
         return self._team_key
 
-    @contextlib.asynccontextmanager
-    async def _slot(self, timing: Timing) -> AsyncIterator[None]:
-        """A short call takes one of upstream.max_short_calls, waiting at most
-        upstream.queue_timeout for it. A long poll or a stream takes none: it waits on Parallel
-        for minutes, and must never hold up, or be held up by, the calls that do not."""
-        if timing is not Timing.ORDINARY:
-            yield
-            return
-        settings = self._settings
-        try:
-            async with asyncio.timeout(settings.queue_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise UpstreamBusyError(
-                f"The gateway already has {settings.max_short_calls} short calls open to "
-                f"Parallel (upstream.max_short_calls), and none ended within "
-                f"{settings.queue_timeout:g} s (upstream.queue_timeout); try again shortly.",
-                headers={"retry-after": "1"},
-            ) from None
-        try:
-            yield
-        finally:
-            self._slots.release()
-
     def _timeout(self, timing: Timing, remaining: float) -> aiohttp.ClientTimeout:
         connect = self._settings.connect_timeout
         if timing is Timing.STREAM:
@@ -272,6 +260,43 @@ class UpstreamClient:
             )
         total = min(self._settings.timeout, max(remaining, 0.001))
         return aiohttp.ClientTimeout(total=total, connect=connect)
+
+
+class ShortCallSlot:
+    """A short call takes one of upstream.max_short_calls, waiting at most
+    upstream.queue_timeout for it. A long poll or a stream takes none (NO_SLOT): it waits on
+    Parallel for minutes, and must never hold up, or be held up by, the calls that do not.
+
+    A plain class rather than an asynccontextmanager, and a timer only when it must wait: it
+    runs on every short call."""
+
+    __slots__ = ("_settings", "_slots")
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.max_short_calls)
+
+    async def __aenter__(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            return
+        settings = self._settings
+        try:
+            async with asyncio.timeout(settings.queue_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise UpstreamBusyError(
+                f"The gateway already has {settings.max_short_calls} short calls open to "
+                f"Parallel (upstream.max_short_calls), and none ended within "
+                f"{settings.queue_timeout:g} s (upstream.queue_timeout); try again shortly.",
+                headers={"retry-after": "1"},
+            ) from None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()
+
+
+NO_SLOT = contextlib.nullcontext()
 
 
 def _before_sending(e: BaseException) -> bool:

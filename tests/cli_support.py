@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,15 @@ def cli_text(
     return Result(result.code, result.out.decode(), result.err)
 
 
+DATABASE_LINE = re.compile(r"Database: /[^\n]*\n")
+
+
+def without_database_line(err: str) -> str:
+    """stderr less the first line, where it says which database a command writes."""
+    said = DATABASE_LINE.match(err)
+    return err[said.end() :] if said else err
+
+
 def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(path)) as conn:
         return [tuple(row) for row in conn.execute(sql)]
@@ -92,10 +103,14 @@ class Workspace:
     database: Path
 
     def run(self, *args: str, stdin: bytes = b"") -> Result[bytes]:
-        return cli(*args, "--config", str(self.config), cwd=self.dir, stdin=stdin)
+        """The command's result, less the `Database:` line a command that writes says first
+        (tests/test_cli.py checks that line, for every command)."""
+        result = cli(*args, "--config", str(self.config), cwd=self.dir, stdin=stdin)
+        return dataclasses.replace(result, err=without_database_line(result.err))
 
     def run_text(self, *args: str) -> Result[str]:
-        return cli_text(*args, "--config", str(self.config), cwd=self.dir)
+        result = cli_text(*args, "--config", str(self.config), cwd=self.dir)
+        return dataclasses.replace(result, err=without_database_line(result.err))
 
     def ok(self, *args: str) -> Result[str]:
         """A command that must succeed."""
@@ -156,8 +171,19 @@ def write_config(path: Path, database: Path, extra: str = "") -> Path:
     return path
 
 
-def make_workspace(directory: Path, extra: str = "") -> Workspace:
-    """A gw.db and a gateway.toml naming it (plus `extra`) in `directory`."""
+def make_workspace(directory: Path, extra: str = "", *, create: bool = True) -> Workspace:
+    """A gateway.toml naming gw.db (plus `extra`) in `directory`, and the database, migrated,
+    as a gateway's start leaves it (unless not `create`)."""
     directory.mkdir(parents=True, exist_ok=True)
     database = directory / "gw.db"
-    return Workspace(directory, write_config(directory / "gateway.toml", database, extra), database)
+    config = write_config(directory / "gateway.toml", database, extra)
+    if create:
+        # On a thread of its own: the caller may be a coroutine, inside a running loop.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, _migrated(database)).result()
+    return Workspace(directory, config, database)
+
+
+async def _migrated(database: Path) -> None:
+    db = await Database.open(StorageSettings(database=str(database)))
+    await db.close()

@@ -28,6 +28,7 @@ from gateway.config import ServerSettings, Settings, settings_from_dict
 from gateway.db import Database
 from gateway.keys import create_key
 from gateway.server import GatewayRunner
+from tests.cli_support import without_database_line
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -100,7 +101,7 @@ async def run_cli(
     )
     out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
-    return CliResult(proc.returncode, out, err.decode())
+    return CliResult(proc.returncode, out, without_database_line(err.decode()))
 
 
 async def eventually(check: Callable[[], bool], within: float = 2.0) -> None:

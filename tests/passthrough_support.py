@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
@@ -218,3 +219,21 @@ def error_of(body: bytes) -> dict[str, Any]:
     assert isinstance(error["ref_id"], str)
     assert isinstance(error["message"], str)
     return error
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
+    """FakeParallel in place of conftest's FakeUpstream: make_settings points at it. A test
+    module takes it, with `start`, by importing both (`upstream as upstream`)."""
+    return await watched_parallel(aiohttp_server)
+
+
+@pytest.fixture
+async def start(
+    start_gateway: StartGateway,
+    upstream: WatchedParallel,
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Start]:
+    """Start gateways in front of `upstream` (see harnesses)."""
+    async with harnesses(start_gateway, upstream, make_settings) as start:
+        yield start

@@ -204,7 +204,8 @@ def test_keys_revoke_of_an_unknown_app_fails(ws: Workspace) -> None:
     assert ws.rows("SELECT name, revoked_at FROM app_keys") == [("alpha", None)]
 
 
-def test_migrate_twice_succeeds_and_applies_once(ws: Workspace) -> None:
+def test_migrate_twice_succeeds_and_applies_once(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, create=False)
     latest = f"Database {ws.database} is at the latest schema.\n"
     assert ws.run_text("migrate") == Result(0, APPLIED_ALL + latest, "")
     applied = ws.rows("SELECT version, name, applied_at FROM schema_migrations")
@@ -235,7 +236,8 @@ def test_help(words: list[str], tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_console_script_and_module_are_the_same_command(ws: Workspace) -> None:
+def test_console_script_and_module_are_the_same_command(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, create=False)
     module = cli_text("--help", cwd=ws.dir)
     script = cli_text("--help", cwd=ws.dir, command=CONSOLE_SCRIPT)
     assert module.code == script.code == 0
@@ -312,7 +314,7 @@ def test_config_env_var_is_used_without_config_flag(ws: Workspace) -> None:
 
     created = cli_text("keys", "create", "alpha", cwd=ws.dir, env=env)
 
-    assert (created.code, created.err) == (0, "")
+    assert (created.code, created.err) == (0, f"Database: {ws.database}\n")
     assert ws.rows("SELECT key_hash FROM app_keys") == [(sha256(created.out.strip()),)]
     assert sorted(p.name for p in ws.dir.iterdir()) == ["gateway.toml", "gw.db"]
 
@@ -320,10 +322,16 @@ def test_config_env_var_is_used_without_config_flag(ws: Workspace) -> None:
 def test_config_env_var_pointing_nowhere_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "missing.toml"
     result = cli_text("keys", "list", cwd=tmp_path, env={CONFIG_ENV: str(missing)})
-    assert result == Result(2, "", f"parallel-gateway: Config file '{missing}' does not exist.\n")
+    assert result == Result(
+        2,
+        "",
+        f"parallel-gateway: Config file '{missing}' (from $PARALLEL_GATEWAY_CONFIG) does not "
+        "exist.\n",
+    )
 
 
-def test_config_flag_wins_over_the_env_var(ws: Workspace) -> None:
+def test_config_flag_wins_over_the_env_var(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, create=False)
     env = {CONFIG_ENV: str(ws.dir / "missing.toml")}
     result = cli_text("migrate", "--config", str(ws.config), cwd=ws.dir, env=env)
     assert result == Result(
@@ -384,3 +392,60 @@ def test_completion_prints_the_shells_hook(tmp_path: Path) -> None:
     assert b"complete " in result.out
     assert b"parallel-gateway" in result.out
     assert cli("completion", "tcsh", cwd=tmp_path).code == 2
+
+
+@pytest.mark.parametrize(
+    ("words", "writes"),
+    [
+        (("keys", "create", "beta"), True),
+        (("keys", "update", "alpha", "--rate", "5"), True),
+        (("keys", "rotate", "alpha"), True),
+        (("keys", "revoke", "alpha"), True),
+        (("runs", "grant", "trun_1", "alpha"), True),
+        (("runs", "revoke", "trun_1", "alpha"), True),
+        (("runs", "list"), False),
+        (("cache", "purge", "--all", "--yes"), True),
+        (("keys", "list"), False),
+        (("cache", "stats"), False),
+    ],
+)
+def test_a_command_that_writes_says_which_database_first(
+    ws: Workspace, words: tuple[str, ...], writes: bool
+) -> None:
+    ws.create("alpha")
+    result = cli_text(*words, "--config", str(ws.config), cwd=ws.dir)
+    assert result.code == 0, result.err
+    assert result.err.startswith(f"Database: {ws.database}\n") is writes
+
+
+def test_a_relative_database_is_found_beside_its_config_from_anywhere(tmp_path: Path) -> None:
+    home = make_workspace(tmp_path / "gateway")
+    home.config.write_text('[storage]\ndatabase = "gw.db"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    made = cli_text("keys", "create", "alpha", "--config", "../gateway/gateway.toml", cwd=elsewhere)
+
+    assert (made.code, made.err) == (0, f"Database: {home.database}\n")
+    assert home.rows("SELECT name FROM app_keys") == [("alpha",)]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_no_database_is_made_by_accident(tmp_path: Path) -> None:
+    database = tmp_path / "parallel-gateway.db"
+    refused = cli_text("keys", "create", "alpha", cwd=tmp_path)
+    assert refused == Result(
+        1,
+        "",
+        f"parallel-gateway: No database at {database} (no config file: relative to the current "
+        "directory). Start `serve` or run `migrate` with the gateway's config first, give "
+        "--config, or pass --create to make a new one there.\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+    made = cli_text("keys", "create", "alpha", "--create", cwd=tmp_path)
+    assert made.code == 0
+    assert made.err == (
+        f"Database: {database} (no config file: relative to the current directory)\n"
+    )
+    assert database.exists()

@@ -49,6 +49,7 @@ def test_defaults_without_a_file() -> None:
         "max_header_bytes": 8190,
         "max_headers": 128,
         "header_timeout": 10.0,
+        "uvloop": True,
     }
     assert field_defaults(UpstreamSettings) == {
         "base_url": "https://api.parallel.ai",

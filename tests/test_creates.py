@@ -3,6 +3,7 @@ run, nor makes the SDK create it again."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
@@ -25,32 +26,17 @@ from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
 from tests.passthrough_support import (
     BYPASS,
     Harness,
-    ServerFactory,
     Start,
-    WatchedParallel,
     error_of,
-    harnesses,
-    watched_parallel,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream
+from tests.passthrough_support import upstream as upstream  # FakeParallel
+from tests.raw_http import connect
+from tests.test_storage_faults import QUIET_KEYS, fill, metric, readyz
+from tests.test_storage_faults import small_disk as small_disk  # the fixture
 from tests.test_storage_locks import held_write_lock
 
 SDK_RETRIES = 2  # the SDK's default: a 5xx, 408, 409, 429 or a broken connection is sent again
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
-    """FakeParallel in place of conftest's FakeUpstream: make_settings points at it."""
-    return await watched_parallel(aiohttp_server)
-
-
-@pytest.fixture
-async def start(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Start]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield start
 
 
 def access_rows(gw: Harness) -> list[tuple[str, str, str]]:
@@ -92,6 +78,32 @@ async def test_a_create_whose_ownership_write_fails_is_answered_once_and_recorde
     # The lock is gone: the retry records the run, and the app can read it in app mode.
     await eventually(lambda: access_rows(gw) == [(run.run_id, "app", "created")], within=5)
     assert (await sdk.task_run.retrieve(run.run_id)).run_id == run.run_id
+
+
+async def test_the_creator_reads_its_run_while_its_record_waits_to_be_written(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(isolation={"mode": "app"}, storage={"busy_timeout_ms": 50})
+    gw = await start(settings, apps=("app", "other"))
+    sdk = gw.sdk()
+
+    with held_write_lock(gw.settings.storage.database):
+        run = await sdk.task_run.create(input="q", processor="lite")
+        group = await sdk.task_group.create()
+        # Nothing is written yet: the creator reads its run and group all the same (the SDK's
+        # create-then-poll would otherwise end in 404), and another app still cannot.
+        assert access_rows(gw) == []
+        assert (await sdk.task_run.retrieve(run.run_id)).run_id == run.run_id
+        assert (await sdk.task_group.retrieve(group.task_group_id)).status.num_task_runs == 0
+        reply = await gw.request("GET", f"/v1/tasks/runs/{run.run_id}", app="other")
+        assert (reply.status, error_of(reply.body)["message"]) == (404, "Run id not found")
+
+    assert gw.sent() == [
+        ("POST", "/v1/tasks/runs"),
+        ("POST", "/v1/tasks/groups"),
+        ("GET", f"/v1/tasks/runs/{run.run_id}"),
+        ("GET", f"/v1/tasks/groups/{group.task_group_id}"),
+    ]
 
 
 async def test_team_mode_records_no_ownership_and_needs_no_write(
@@ -251,3 +263,57 @@ async def test_an_internal_error_on_a_post_tells_the_sdk_not_to_retry(
     assert get.status == 500
     assert "x-should-retry" not in get.headers  # a GET may be repeated
     assert error_of(await get.read())["message"] == "Internal gateway error"
+
+
+async def test_a_create_whose_record_meets_a_full_disk_is_a_storage_fault_until_it_lands(
+    small_disk: Path, start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    storage = {"database": str(small_disk / "gw.db")}
+    gw = await start(make_settings(isolation={"mode": "app"}, storage=storage, keys=QUIET_KEYS))
+    sdk = gw.sdk(max_retries=SDK_RETRIES)
+    filler = fill(small_disk)
+
+    with capture_logs() as logs:
+        run = await sdk.task_run.create(input="q", processor="lite")
+        status, ready = await readyz(gw.gateway)
+
+    assert gw.sent() == [("POST", "/v1/tasks/runs")]
+    assert [line["event"] for line in logs if line["log_level"] != "info"] == [
+        "storage.error",
+        "ownership.record_failed",
+    ]
+    assert (status, ready["storage"]["writable"]) == (503, False)
+    assert ready["storage"]["errors"] == {"disk-full": 1}
+    assert await metric(gw.gateway, "gateway_storage_errors_total", kind="disk-full") == 1.0
+
+    filler.unlink()
+    await eventually(lambda: access_rows(gw) == [(run.run_id, "app", "created")], within=5)
+    status, ready = await readyz(gw.gateway)
+    assert (status, ready["storage"]["writable"]) == (200, True)
+
+
+async def test_a_create_whose_app_hangs_up_while_its_record_waits_is_still_recorded(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    storage = {"busy_timeout_ms": 2000}
+    gw = await start(make_settings(isolation={"mode": "app"}, storage=storage, keys=QUIET_KEYS))
+    create = (
+        b"POST /v1/tasks/runs HTTP/1.1\r\nHost: gw\r\nx-api-key: "
+        + gw.keys["app"].encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n"
+        + b'{"input": "q", "processor": "lite"}'
+    )
+
+    with capture_logs() as logs, held_write_lock(gw.settings.storage.database):
+        _, writer = await connect(gw.gateway.url)
+        writer.write(create)
+        await eventually(lambda: len(gw.fake.exchanges) == 1, within=5)
+        await asyncio.sleep(0.5)  # the gateway has the answer, and waits on the lock to record it
+        writer.close()  # the app goes away: its handler is cancelled
+        await asyncio.sleep(2.5)  # the record's wait for the lock ends, and it fails
+    [run_id] = gw.fake.runs
+
+    assert [line["run_ids"] for line in logs if line["event"] == "ownership.record_failed"] == [
+        [run_id]
+    ]
+    await eventually(lambda: access_rows(gw) == [(run_id, "app", "created")], within=5)

@@ -96,7 +96,8 @@ def commands(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> di
             option
             for action in parser._actions
             for option in action.option_strings
-            if option.startswith("--") and option not in ("--help", "--config")
+            # The options every command takes are said once, under the block.
+            if option.startswith("--") and option not in ("--help", "--config", "--create")
         }
     return found
 

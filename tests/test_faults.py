@@ -540,9 +540,16 @@ async def test_a_fault_on_a_forwarded_get(faulty: FaultServer, start: Start, nam
     await check_healthy(gateway, faulty)
 
 
+# Over one 64 KiB chunk, so the gateway streams it: a smaller answer is read before its head
+# goes to the app.
+LARGE_TASK_RUN = orjson.dumps({"run_id": FAULT_RUN, "status": "completed", "pad": "x" * 70_000})
 BROKEN_BODIES = {
-    "trickles-past-timeout": (trickle(TASK_RUN, 10, 0.05), SLOW, "TimeoutError"),
-    "reset-mid-body": (cut(TASK_RUN, 20, reset=True), {}, "ClientPayloadError"),
+    "trickles-past-timeout": (trickle(LARGE_TASK_RUN, 10, 0.05), SLOW, "TimeoutError"),
+    "reset-mid-body": (cut(LARGE_TASK_RUN, 20, reset=True), {}, "ClientPayloadError"),
+}
+BROKEN_SMALL_BODIES = {
+    "trickles-past-timeout": (trickle(TASK_RUN, 10, 0.05), SLOW, 504),
+    "reset-mid-body": (cut(TASK_RUN, 20, reset=True), {}, 502),
 }
 
 
@@ -562,4 +569,28 @@ async def test_a_forwarded_body_that_breaks_after_its_head_is_cut_off(
     assert faulty.count(PASS_PATH) == 1  # bytes reached the app: never retried
     assert events(logs, "upstream.stream_broken", "error") == [(error,)]
     assert stored_run_ids(gateway) == sorted(CACHED)
+    await check_healthy(gateway, faulty)
+
+
+@pytest.mark.parametrize(
+    ("answer", "timeouts", "status"), BROKEN_SMALL_BODIES.values(), ids=BROKEN_SMALL_BODIES
+)
+async def test_a_small_forwarded_body_that_breaks_is_an_error_answer(
+    faulty: FaultServer, start: Start, answer: Answer, timeouts: dict[str, float], status: int
+) -> None:
+    """An answer of at most 64 KiB is read whole before its head goes out (one write for both):
+    if it breaks, the app gets the gateway's own error, not a 200 with a broken body."""
+    gateway = await start(faulty.base_url, timeouts)
+    faulty.add(PASS_PATH, [answer])
+
+    async with cache_hits(gateway):
+        with capture_logs() as logs:
+            reply = await gateway.get(PASS_PATH)
+
+    assert reply.status == status
+    assert reply.headers["Content-Type"] == "application/json"
+    assert error_of(reply.body)["message"].startswith("Parallel API")
+    assert faulty.count(PASS_PATH) == 1
+    assert events(logs, "upstream.stream_broken", "error") == []
+    assert [e["status"] for e in logs if e["event"] == "gateway.error"] == [status]
     await check_healthy(gateway, faulty)

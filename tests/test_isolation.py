@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -12,7 +12,7 @@ from parallel import AsyncParallel, NotFoundError
 from parallel.types import TaskRunEvent
 
 from gateway.config import Settings
-from tests.conftest import StartGateway, capture_logs, run_cli
+from tests.conftest import capture_logs, run_cli
 from tests.fake_upstream import TEAM_KEY
 from tests.passthrough_support import (
     BYPASS,
@@ -23,28 +23,12 @@ from tests.passthrough_support import (
     Start,
     WatchedParallel,
     error_of,
-    harnesses,
-    watched_parallel,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream
+from tests.passthrough_support import upstream as upstream  # FakeParallel
 
 NOT_FOUND = "Run id not found"
 APPS = ("A", "B")
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
-    """FakeParallel in place of conftest's FakeUpstream: make_settings points at it."""
-    return await watched_parallel(aiohttp_server)
-
-
-@pytest.fixture
-async def start(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Start]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield start
 
 
 @pytest.fixture

@@ -237,7 +237,7 @@ def test_delete_refuses_without_yes_an_active_app_and_an_unknown_one(ws: Workspa
     ids=" ".join,
 )
 def test_a_usage_error_prints_the_commands_own_usage(words: list[str], tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path)
+    ws = make_workspace(tmp_path, create=False)
     result = ws.run_text(*words, "--bogus", "1")
     command = " ".join(["parallel-gateway", *(w for w in words if w not in ("x", "trun_1"))])
     assert (result.code, result.out) == (2, "")

@@ -92,7 +92,7 @@ async def test_export_import_round_trip_replays_identical_inputs_offline(
 
     fresh = make_settings(storage={"database": str(tmp_path / "fresh" / "gw.db")})
     config = write_config(tmp_path / "fresh.toml", fresh)
-    imported = await run_cli(config, "cache", "import", str(export))
+    imported = await run_cli(config, "cache", "import", "--create", str(export))
     assert (imported.code, imported.err) == (
         0,
         "Imported 4 new runs; 0 already cached; 0 lines rejected.\n",
@@ -139,7 +139,7 @@ async def test_every_byte_survives_export_import_and_offline_replay(
 
     fresh = make_settings(storage={"database": str(tmp_path / "fresh" / "gw.db")})
     config = write_config(tmp_path / "fresh.toml", fresh)
-    imported = await run_cli(config, "cache", "import", "-", stdin=exported.out)
+    imported = await run_cli(config, "cache", "import", "--create", "-", stdin=exported.out)
     assert (imported.code, imported.err) == (
         0,
         "Imported 7 new runs; 0 already cached; 0 lines rejected.\n",
@@ -351,7 +351,7 @@ async def test_import_rejects_an_input_the_gateway_would_not_store(
         }
     )
 
-    result = await run_cli(config, "cache", "import", "-", stdin=big + b"\n")
+    result = await run_cli(config, "cache", "import", "--create", "-", stdin=big + b"\n")
 
     assert result.code == 1
     assert result.err.splitlines()[0] == "-:1: rejected: input is 231 bytes, over 100"

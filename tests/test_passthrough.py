@@ -30,7 +30,7 @@ from parallel.types import (
 from parallel.types.beta import FindAllCandidateMatchStatusEvent, FindAllRunStatusEvent
 
 from gateway.config import Settings
-from tests.conftest import StartGateway, capture_logs, eventually, run_cli, write_config
+from tests.conftest import capture_logs, eventually, run_cli, write_config
 from tests.fake_parallel import FINDALL_BETA
 from tests.fake_upstream import Scripted, error_json
 from tests.passthrough_support import (
@@ -39,13 +39,11 @@ from tests.passthrough_support import (
     STORED,
     UUID,
     Harness,
-    ServerFactory,
     Start,
-    WatchedParallel,
     error_of,
-    harnesses,
-    watched_parallel,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream
+from tests.passthrough_support import upstream as upstream  # FakeParallel
 
 STATE = "task_run.state"
 RUN_EVENTS = [STATE, "task_run.progress_msg.exec_status", "task_run.progress_stats", STATE]
@@ -53,22 +51,6 @@ SPEC: TaskSpecParam = {"output_schema": {"type": "text", "description": "GDP"}}
 TOO_LARGE = "Request body is larger than the gateway's limit of 1000 bytes."
 DOT_SEGMENTS = "Request validation error: the path may not hold . or .. segments."
 LIMITED_RULES = ["GET /v1/tasks/runs/*/input", "POST /v1/tasks/runs"]
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
-    """FakeParallel in place of conftest's FakeUpstream: make_settings points at it."""
-    return await watched_parallel(aiohttp_server)
-
-
-@pytest.fixture
-async def start(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Start]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield start
 
 
 @pytest.fixture
@@ -674,7 +656,7 @@ async def test_keys_create_allow_from_the_cli(
 ) -> None:
     settings = make_settings()
     config = write_config(tmp_path / "cli.toml", settings)
-    args = ["keys", "create", "limited"]
+    args = ["keys", "create", "limited", "--create"]  # before the gateway has made it
     for rule in LIMITED_RULES:
         args += ["--allow", rule]
     made = await run_cli(config, *args)

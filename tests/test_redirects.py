@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 from parallel import APIStatusError
 
-from gateway.config import Settings
-from tests.conftest import StartGateway, capture_logs
+from tests.conftest import capture_logs
 from tests.fake_upstream import FakeUpstream, Scripted, task_run_input
 from tests.passthrough_support import (
     BYPASS,
     STORED,
     Harness,
     ServerFactory,
-    WatchedParallel,
+    Start,
     error_of,
-    harnesses,
-    watched_parallel,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream
+from tests.passthrough_support import upstream as upstream  # FakeParallel
 
 RUN = "trun_9907962f83aa4d9d98fd7f4bf745d654"
 MOVED = b"<a href='elsewhere'>Moved</a>"
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
-    return await watched_parallel(aiohttp_server)
 
 
 @pytest.fixture
@@ -41,13 +34,8 @@ async def other(aiohttp_server: ServerFactory) -> FakeUpstream:
 
 
 @pytest.fixture
-async def gw(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Harness]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield await start()
+async def gw(start: Start) -> Harness:
+    return await start()
 
 
 def redirect(status: int, location: str) -> Scripted:

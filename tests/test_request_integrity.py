@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
 
-from gateway.config import Settings
-from tests.conftest import StartGateway, capture_logs
+from tests.conftest import capture_logs
 from tests.fake_upstream import TEAM_KEY, task_run_input
 from tests.passthrough_support import (
     BYPASS,
@@ -20,10 +18,11 @@ from tests.passthrough_support import (
     STORED,
     Harness,
     ServerFactory,
+    Start,
     WatchedParallel,
     error_of,
-    harnesses,
 )
+from tests.passthrough_support import start as start  # the fixture, with upstream below
 from tests.raw_http import RawReply, send_raw
 from tests.serve_support import launch_serve
 
@@ -41,13 +40,8 @@ async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
 
 
 @pytest.fixture
-async def gw(
-    start_gateway: StartGateway,
-    upstream: WatchedParallel,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[Harness]:
-    async with harnesses(start_gateway, upstream, make_settings) as start:
-        yield await start()
+async def gw(start: Start) -> Harness:
+    return await start()
 
 
 def head(method: str, target: str, *fields: bytes, version: bytes = b" HTTP/1.1") -> bytes:
@@ -109,6 +103,26 @@ async def test_a_plain_body_is_still_created(gw: Harness) -> None:
         {"input": "q", "processor": "lite"}
     )
     assert gw.fake.runs[run.run_id].run_id == run.run_id
+
+
+@pytest.mark.parametrize(
+    ("size", "framing"),
+    [(len(CREATE), ("35", None)), (64 * 1024 + 1, (None, "chunked"))],
+    ids=["small-in-one-write", "large-streamed"],
+)
+async def test_a_body_of_at_most_64_kib_goes_upstream_whole_and_a_larger_one_streams(
+    gw: Harness, size: int, framing: tuple[str | None, str | None]
+) -> None:
+    body = CREATE if size == len(CREATE) else b" " * (size - len(CREATE)) + CREATE
+    reply = await gw.request(
+        "POST", "/v1/tasks/runs", data=body, headers={"Content-Type": "application/json"}
+    )
+
+    sent = gw.fake.last("POST", "/v1/tasks/runs")
+    assert reply.status == 202
+    assert sent.body == body
+    # Read first, a small body is sent with its length; a larger one is sent as it arrives.
+    assert (sent.headers.get("content-length"), sent.headers.get("transfer-encoding")) == framing
 
 
 # HTTP versions
@@ -302,6 +316,12 @@ async def test_serve_with_the_python_parser_refuses_the_same(gw: Harness) -> Non
         in_query = await send_raw(
             url, head("GET", f"/v1/tasks/runs/{RUN}?key=pgw%5F{key[4:]}", key_field(gw))
         )
+        # llhttp refuses a request target with a byte past ASCII; so must the Python parser.
+        targets = [b"/v1/echo/\xc3\xa9", b"/v1/echo?q=\xc3\xa9", b"/v1/tasks/runs/\xe9/input"]
+        past_ascii = [
+            await send_raw(url, head("GET", "TARGET", key_field(gw)).replace(b"TARGET", target))
+            for target in targets
+        ]
     finally:
         proc.terminate()
         _, err = await proc.communicate()
@@ -310,5 +330,7 @@ async def test_serve_with_the_python_parser_refuses_the_same(gw: Harness) -> Non
     assert_refused(latin, 400, non_ascii_message("x"))
     assert_refused(version, 400, NOT_HTTP_1)
     assert_refused(in_query, 400, KEY_IN_QUERY)
+    for reply in past_ascii:
+        assert_refused(reply, 400, NOT_HTTP_1)
     assert key[4:].encode() not in err
     assert gw.sent() == []

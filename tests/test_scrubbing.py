@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -14,6 +15,7 @@ from tests.conftest import Gateway, ServerFactory, StartGateway, capture_logs
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, error_json
 from tests.passthrough_support import BYPASS, error_of
 from tests.raw_http import request, send_raw
+from tests.test_team_key import NEW_KEY, write_key
 
 ERROR_RUN = re.compile(r"/v1/tasks/runs/(\d{3})-(json|html)(?:/input)?")
 
@@ -128,3 +130,31 @@ async def test_an_echoed_key_in_a_redirect_is_scrubbed(
     assert reply.headers["Cache-Status"] == BYPASS
     assert reply.body == error_json("Unknown key [redacted]", "ref-echo")
     assert upstream.count() == 1
+
+
+async def test_a_rotated_team_key_echoed_back_is_scrubbed_too(
+    tmp_path: Path,
+    start_gateway: StartGateway,
+    make_settings: Callable[..., Settings],
+    upstream: FakeUpstream,
+) -> None:
+    key_file = tmp_path / "team-key"
+    write_key(key_file, TEAM_KEY)
+    upstream_settings = {"api_key_file": str(key_file), "api_key_file_interval": 0.05}
+    gateway = await start_gateway(
+        make_settings(upstream={**upstream_settings, "max_attempts": 1}), env={}
+    )
+    write_key(key_file, NEW_KEY)
+
+    sent = TEAM_KEY
+    while sent != NEW_KEY:  # until the gateway has read the new key
+        reply = await gateway.get("/v1/tasks/runs/400-json")
+        sent = upstream.requests[-1].headers["x-api-key"]
+
+    assert reply.body == error_json("Unknown key [redacted]", "ref-echo")
+    assert reply.headers["x-echo"] == "key=[redacted]"
+    reply = await gateway.get("/v1/tasks/runs/500-html")
+    assert error_of(reply.body)["detail"]["upstream_body"] == (
+        "<html><p>[redacted] is not valid</p></html>"
+    )
+    assert upstream.requests[-1].headers["x-api-key"] == NEW_KEY  # it was sent, and echoed

@@ -79,10 +79,12 @@ async def serve(
 ) -> AsyncIterator[Callable[..., Awaitable[ServeProcess]]]:
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(env_extra: dict[str, str], *args: str, upstream_toml: str = "") -> ServeProcess:
+    async def start(
+        env_extra: dict[str, str], *args: str, upstream_toml: str = "", server_toml: str = ""
+    ) -> ServeProcess:
         config = tmp_path / "gateway.toml"
         config.write_text(
-            f'[server]\nport = 1\n[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
+            f'[server]\nport = 1\n{server_toml}[storage]\ndatabase = "{tmp_path / "gw.db"}"\n'
             f'[upstream]\nbase_url = "{upstream.base_url}"\n{upstream_toml}'
         )
         proc, url = await launch_serve(config, *args, env=env_extra)
@@ -183,6 +185,18 @@ async def test_serve_offline_says_so_and_never_calls_upstream(
 
     assert upstream.count() == 0
     assert [line["mode"] for line in lines if line["event"] == "gateway.starting"] == ["offline"]
+
+
+@pytest.mark.parametrize(("server_toml", "loop"), [("", "uvloop"), ("uvloop = false\n", "asyncio")])
+async def test_serve_runs_on_uvloop_unless_configured_not_to(
+    serve: Callable[..., Awaitable[ServeProcess]], server_toml: str, loop: str
+) -> None:
+    process = await serve({"PARALLEL_API_KEY": TEAM_KEY}, server_toml=server_toml)
+    async with aiohttp.ClientSession() as session, session.get(process.url + "/healthz") as resp:
+        assert resp.status == 200
+    lines = await process.stop()
+
+    assert [line["loop"] for line in lines if line["event"] == "gateway.event_loop"] == [loop]
 
 
 async def test_sigterm_lets_every_slow_call_in_flight_finish(

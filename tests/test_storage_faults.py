@@ -18,9 +18,12 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.keys import create_key
+from gateway.ownership import record_created
+from gateway.state import DATABASE
 from tests.cli_support import make_workspace
 from tests.conftest import Gateway, ServeApp, StartGateway, capture_logs, run_cli, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
+from tests.passthrough_support import error_of
 from tests.test_ops import sample
 
 MISS = "parallel-gateway; fwd=uri-miss"
@@ -311,3 +314,35 @@ async def test_a_run_on_a_corrupt_page_is_fetched_again_and_served(
         b"",
         f"parallel-gateway: Cannot use database '{database}': database disk image is malformed.\n",
     )
+
+
+async def test_an_ownership_record_on_a_corrupt_page_is_a_counted_storage_fault_not_a_traceback(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], upstream: FakeUpstream
+) -> None:
+    settings = make_settings(isolation={"mode": "app"}, keys=QUIET_KEYS)
+    runs = [f"trun_MARK{n:03d}" + "o" * 100 for n in range(200)]
+    first = await start_gateway(settings)
+    db = first.server.app[DATABASE]
+    await record_created(db, "app2", runs)
+    await first.server.close()  # the WAL is checkpointed into the file
+    database = Path(settings.storage.database)
+    corrupt_page_holding(database, b"MARK100")
+    for run_id in (runs[0], runs[100]):
+        upstream.add(run_id, task_run_input())
+
+    gateway = await start_gateway(settings, app="app2")
+    with capture_logs() as logs:
+        broken = [await gateway.get(run(runs[100])) for _ in range(3)]
+        intact = await gateway.get(run(runs[0]))
+        errors = await metric(gateway, "gateway_storage_errors_total", kind="corrupt")
+
+    assert [r.status for r in broken] == [503] * 3
+    assert error_of(broken[0].body)["message"] == (
+        "The gateway could not read who may use this run from its database; try again later."
+    )
+    assert (intact.status, intact.headers["Cache-Status"]) == (200, STORED)
+    assert upstream.count(runs[100]) == 0
+    [logged] = storage_errors(logs)
+    assert (logged["kind"], logged["operation"], logged["count"]) == ("corrupt", "read", 1)
+    assert_no_traceback(logs)
+    assert errors == 3.0

@@ -113,5 +113,8 @@ async def test_a_miss_is_stored_while_an_import_is_under_way(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert err == f"Imported {len(lines)} new runs; 0 already cached; 0 lines rejected.\n".encode()
+    assert err.decode() == (
+        f"Database: {database}\n"
+        f"Imported {len(lines)} new runs; 0 already cached; 0 lines rejected.\n"
+    )
     assert stored_count(database) == len(lines) + 1
