@@ -40,6 +40,10 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def _timestamp(seconds: float) -> str:
+    return rfc3339(datetime.fromtimestamp(seconds, UTC))
+
+
 class KeyRing:
     """Key hashes in memory, reloaded from SQLite so CLI changes apply without a restart."""
 
@@ -120,13 +124,22 @@ class KeyRing:
         owner = self._owners.get(_hash_recent(key))
         if owner is None:
             raise AuthenticationError("Unauthorized: invalid gateway key.")
+        name = owner.name
         if owner.revoked:
-            raise AuthenticationError("Unauthorized: this gateway key has been revoked.")
-        if owner.expires is not None and self._wall_clock() >= owner.expires:
-            expired = rfc3339(datetime.fromtimestamp(owner.expires, UTC))
-            raise AuthenticationError(f"Unauthorized: this gateway key expired at {expired}.")
-        self._used.add(owner.name)
-        return owner.name
+            raise AuthenticationError("Unauthorized: this gateway key has been revoked.", app=name)
+        now = self._wall_clock()
+        if owner.retires is not None and now >= owner.retires:
+            raise AuthenticationError(
+                "Unauthorized: this gateway key was replaced by a new one and stopped working "
+                f"at {_timestamp(owner.retires)}.",
+                app=name,
+            )
+        if owner.expires is not None and now >= owner.expires:
+            raise AuthenticationError(
+                f"Unauthorized: this gateway key expired at {_timestamp(owner.expires)}.", app=name
+            )
+        self._used.add(name)
+        return name
 
     async def refresh(self, db: Database) -> None:
         """Reload keys, and record which apps were seen since the last refresh."""

@@ -136,6 +136,15 @@ def classify(method: str, raw_path: str, accept: str = "") -> Route | None:
     return None
 
 
+def known_route(method: str, raw_path: str) -> str | None:
+    """The class of a catalogued route spelled exactly, for the log line of a call refused
+    before it was resolved (a dead key, an allowlist); None for any other path."""
+    route = classify(method, raw_path)
+    if route is None or not route.catalogued or path_problem(raw_path) is not None:
+        return None
+    return route.name
+
+
 def refuse_bad_path(raw_path: str) -> None:
     """Raise InvalidPathError (400) for a path that must not be forwarded."""
     problem = path_problem(raw_path)

@@ -22,7 +22,8 @@ from .fdlimit import raise_open_files_limit
 from .key_commands import add_key_commands
 from .keys import AppKeyError
 from .log import configure_logging
-from .ownership import GrantError, grant
+from .ownership import GrantError
+from .run_commands import add_run_commands
 from .server import ListenError, run_server
 from .store import StoreError
 from .team_key import team_key_from
@@ -35,8 +36,11 @@ WRITING_COMMANDS = frozenset(
     {
         ("keys", "create"),
         ("keys", "update"),
+        ("keys", "rotate"),
         ("keys", "revoke"),
+        ("keys", "delete"),
         ("runs", "grant"),
+        ("runs", "revoke"),
         ("cache", "import"),
         ("cache", "warm"),
         ("cache", "purge"),
@@ -88,29 +92,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_key_commands(commands, opens)
     add_cache_commands(commands, opens)
-
-    runs = commands.add_parser("runs", parents=[opens], help="run ownership (isolation)")
-    run_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
-    grant_cmd = run_commands.add_parser(
-        "grant", parents=[opens], help="let an app read a run or task group it did not create"
-    )
-    grant_cmd.add_argument("run_id", metavar="RUN_ID", help="a run id or task group id")
-    grant_cmd.add_argument("app", metavar="APP", help="the app's name")
-    grant_cmd.set_defaults(run=cmd_runs_grant)
+    add_run_commands(commands, opens)
 
     completion = commands.add_parser(
         "completion", help="print a shell's tab-completion script for this command"
     )
     completion.add_argument("shell", choices=SHELLS, help="eval its output in that shell")
     completion.set_defaults(run=cmd_completion)
+    _own_usage(parser)
     return parser
+
+
+def _own_usage(parser: argparse.ArgumentParser) -> None:
+    """Let each command's parser be found from its parsed arguments (`usage`), so that an
+    argument it does not know is refused with its usage, not the top-level one: argparse
+    hands a subcommand's unknown arguments up to the top-level parser."""
+    parser.set_defaults(usage=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _own_usage(command)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; a usage error is reported by the deepest command named, with its usage."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        usage: argparse.ArgumentParser = args.usage
+        usage.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # Under the shell's completion hook, this answers with the completions and exits.
     argcomplete.autocomplete(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         settings = load_settings(args.config)
         if args.command not in CREATES_DATABASE:
@@ -184,13 +201,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     for name in applied:
         print(f"Applied {name}")
     print(f"Database {settings.storage.database} is at the latest schema.")
-    return 0
-
-
-def cmd_runs_grant(args: argparse.Namespace, settings: Settings) -> int:
-    added = run_with_database(settings.storage, lambda db: grant(db, args.run_id, args.app))
-    state = "may now read" if added else "could already read"
-    print(f"App {args.app!r} {state} {args.run_id}.", file=sys.stderr)
     return 0
 
 

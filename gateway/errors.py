@@ -43,6 +43,14 @@ class AuthenticationError(GatewayError):
     status = 401
     reason = "unauthenticated"
 
+    def __init__(
+        self, message: str, *, app: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, headers=headers)
+        # A known key that no longer works (revoked, expired, replaced) names its app, so its
+        # log lines say which app still uses it; None for a missing or unknown key.
+        self.app = app
+
 
 class NotFoundError(GatewayError):
     status = 404

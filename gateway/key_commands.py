@@ -10,20 +10,26 @@ from datetime import UTC, datetime
 import orjson
 
 from .config import Settings
-from .db import Database, run_with_database
+from .db import run_with_database
 from .keys import (
+    KEEP,
     AppKeyError,
+    KeyUpdate,
     create_key,
+    delete_app,
     list_keys,
     parse_expiry,
+    parse_grace,
     parse_limit,
     revoke_key,
-    set_expiry,
-    set_limit,
-    set_max_open,
+    rotate_key,
+    update_key,
 )
 from .ratelimit import Limit
-from .store import now_rfc3339
+from .store import now_rfc3339, rfc3339
+from .tables import print_table
+
+ALLOW_HELP = "limit the key to this route (repeatable; * is one path segment, a final ** the rest)"
 
 
 def add_key_commands(
@@ -40,15 +46,23 @@ def add_key_commands(
         "--allow",
         action="append",
         metavar="'METHOD /path'",
-        help="limit the key to this route (repeatable; * is one path segment, a final ** the "
-        "rest); without --allow the key may use every route",
+        help=ALLOW_HELP + "; without --allow the key may use every route",
     )
     _add_limit_options(create)
     create.set_defaults(run=cmd_keys_create)
     update = key_commands.add_parser(
-        "update", parents=[common], help="change an app's rate limit or expiry"
+        "update",
+        parents=[common],
+        help="change an app's allowlist, rate limit, expiry or open-call cap",
     )
     update.add_argument("name", help="the app whose key to change")
+    update.add_argument(
+        "--allow",
+        action="append",
+        metavar="'METHOD /path'",
+        help=ALLOW_HELP + "; replaces the key's rules",
+    )
+    update.add_argument("--no-allow", action="store_true", help="remove the allowlist: every route")
     _add_limit_options(update)
     update.add_argument("--no-rate", action="store_true", help="remove the rate limit")
     update.add_argument("--no-expiry", action="store_true", help="make the key never expire")
@@ -57,9 +71,31 @@ def add_key_commands(
     listing = key_commands.add_parser("list", parents=[common], help="list app keys")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(run=cmd_keys_list)
-    revoke = key_commands.add_parser("revoke", parents=[common], help="revoke an app's key")
+    rotate = key_commands.add_parser(
+        "rotate", parents=[common], help="give an app a new key and print it"
+    )
+    rotate.add_argument("name", help="the app to give a new key")
+    rotate.add_argument(
+        "--grace",
+        metavar="DURATION",
+        default="0",
+        help="how long the old key keeps working: 0 (the default: it stops at once), 90m, "
+        "12h, 30d, 8w",
+    )
+    rotate.set_defaults(run=cmd_keys_rotate)
+    revoke = key_commands.add_parser(
+        "revoke", parents=[common], help="revoke an app's key (and any key it replaced)"
+    )
     revoke.add_argument("name", help="the app whose key to revoke")
     revoke.set_defaults(run=cmd_keys_revoke)
+    delete = key_commands.add_parser(
+        "delete",
+        parents=[common],
+        help="remove a revoked app, its keys and run records, freeing its name",
+    )
+    delete.add_argument("name", help="the revoked app to remove")
+    delete.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    delete.set_defaults(run=cmd_keys_delete)
 
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
@@ -102,32 +138,59 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
-    if args.no_rate and args.rate is not None:
-        raise AppKeyError("Give --rate or --no-rate, not both.")
-    if args.no_expiry and args.expires:
-        raise AppKeyError("Give --expires or --no-expiry, not both.")
-    if args.no_max_open and args.max_open is not None:
-        raise AppKeyError("Give --max-open or --no-max-open, not both.")
+    pairs = (
+        (args.allow, args.no_allow, "--allow", "--no-allow"),
+        (args.rate, args.no_rate, "--rate", "--no-rate"),
+        (args.expires, args.no_expiry, "--expires", "--no-expiry"),
+        (args.max_open, args.no_max_open, "--max-open", "--no-max-open"),
+    )
+    for value, removed, give, remove in pairs:
+        if removed and value is not None:
+            raise AppKeyError(f"Give {give} or {remove}, not both.")
     limit, expires_at = _limit_and_expiry(args)
-    max_open_given = args.max_open is not None or args.no_max_open
-    changes = (limit, expires_at) != (None, None) or args.no_rate or args.no_expiry
-    if not changes and not max_open_given:
+    update = KeyUpdate(
+        allow=None if args.no_allow else args.allow or KEEP,
+        limit=None if args.no_rate else limit or KEEP,
+        expires_at=None if args.no_expiry else expires_at or KEEP,
+        max_open=None if args.no_max_open else KEEP if args.max_open is None else args.max_open,
+    )
+    if update == KeyUpdate():
         raise AppKeyError(
-            "Nothing to change: give --rate, --no-rate, --expires, --no-expiry, --max-open "
-            "or --no-max-open."
+            "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
+            "--no-expiry, --max-open or --no-max-open."
         )
-
-    async def update(db: Database) -> None:
-        if limit is not None or args.no_rate:
-            await set_limit(db, args.name, limit)
-        if expires_at is not None or args.no_expiry:
-            await set_expiry(db, args.name, expires_at)
-        if max_open_given:
-            await set_max_open(db, args.name, args.max_open)
-
-    run_with_database(settings.storage, update)
+    run_with_database(settings.storage, lambda db: update_key(db, args.name, update))
     print(f"Updated the key of app {args.name!r}.", file=sys.stderr)
     return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    grace = parse_grace(args.grace)
+    now = datetime.now(UTC)
+    key = run_with_database(settings.storage, lambda db: rotate_key(db, args.name, grace, now))
+    print(key)
+    until = "no longer works" if not grace else f"works until {rfc3339(now + grace)}"
+    print(f"New key for app {args.name!r}; the old key {until}.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_delete(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        raise AppKeyError(
+            f"Deleting app {args.name!r} removes its keys and its run records for good; "
+            "give --yes to do it."
+        )
+    deleted = run_with_database(settings.storage, lambda db: delete_app(db, args.name))
+    print(
+        f"Deleted app {args.name!r} ({_count(deleted.keys, 'key')}, "
+        f"{_count(deleted.runs, 'run record')}); the name is free.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,11 +217,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         )
         for k in keys
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    print_table(rows)
     return 0
 
 

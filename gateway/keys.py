@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import secrets
@@ -13,13 +14,14 @@ from datetime import datetime, timedelta
 import orjson
 
 from .allowlist import AllowError, Rule, parse_rule
-from .db import Database
+from .db import Database, Statement
+from .ownership import forget_app
 from .ratelimit import Limit
 from .store import now_rfc3339, rfc3339
 
 KEY_PREFIX = "pgw_"
 DISPLAY_CHARS = 8
-DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+DURATION = re.compile(r"(0|[1-9][0-9]{0,5})([smhdw])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -53,17 +55,51 @@ class KeyState:
     name: str
     revoked: bool
     expires: float | None  # POSIX seconds; None: never
+    retires: float | None = None  # a key replaced by `keys rotate`: when it stops; POSIX seconds
 
 
-def parse_expiry(text: str, now: datetime) -> datetime:
-    """`--expires 30d`: a count of s, m, h, d or w from `now`."""
+class Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdate:
+    """What `keys update` changes: a field left at KEEP stays as it is; None removes it."""
+
+    allow: Sequence[str] | Keep | None = KEEP
+    limit: Limit | Keep | None = KEEP
+    expires_at: datetime | Keep | None = KEEP
+    max_open: int | Keep | None = KEEP
+
+
+def _duration(text: str, what: str) -> timedelta:
+    """A whole number and a unit: 45s, 90m, 12h, 30d, 8w (0 included)."""
     match = DURATION.fullmatch(text.strip())
     if match is None:
         raise AppKeyError(
-            f"Expiry {text!r} is not valid: use a whole number and a unit, such as 90m, 12h, "
+            f"{what} {text!r} is not valid: use a whole number and a unit, such as 90m, 12h, "
             "30d or 8w (s, m, h, d, w)."
         )
-    return now + timedelta(seconds=int(match[1]) * UNIT_SECONDS[match[2]])
+    return timedelta(seconds=int(match[1]) * UNIT_SECONDS[match[2]])
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """`--expires 30d`: a count of s, m, h, d or w from `now`, more than 0."""
+    duration = _duration(text, "Expiry")
+    if not duration:
+        raise AppKeyError(
+            f"Expiry {text!r} is not valid: 0 is not allowed, as the key would never work; "
+            "give a count from 1 (or stop a key now with keys revoke)."
+        )
+    return now + duration
+
+
+def parse_grace(text: str) -> timedelta:
+    """`keys rotate --grace 1h`: how long the replaced key keeps working; 0 (or 0s...): none."""
+    return timedelta(0) if text.strip() == "0" else _duration(text, "Grace")
 
 
 def parse_limit(rate: float | None, burst: int | None) -> Limit | None:
@@ -111,10 +147,7 @@ async def create_key(
     """
     if not name or len(name) > 64 or not name.isprintable():
         raise AppKeyError(f"App name {name!r} is not valid: use 1 to 64 printable characters.")
-    try:
-        rules = None if allow is None else [parse_rule(text).text for text in allow]
-    except AllowError as e:
-        raise AppKeyError(str(e)) from None
+    rules = _allow_column(allow)
     check_max_open(max_open)
     key = generate_key()
     try:
@@ -126,7 +159,7 @@ async def create_key(
                 hash_key(key),
                 display_prefix(key),
                 now_rfc3339(),
-                None if rules is None else orjson.dumps(rules).decode(),
+                rules,
                 None if limit is None else limit.rate,
                 None if limit is None else limit.burst,
                 None if expires_at is None else rfc3339(expires_at),
@@ -134,33 +167,59 @@ async def create_key(
             ),
         )
     except sqlite3.IntegrityError:
-        raise AppKeyError(f"An app named {name!r} already exists.") from None
+        raise await _name_taken(db, name) from None
     return key
 
 
-async def set_limit(db: Database, name: str, limit: Limit | None) -> None:
-    """Change (or, with None, remove) an app's rate limit."""
-    await _existing(db, name)
-    await db.write(
-        "UPDATE app_keys SET rate = ?, burst = ? WHERE name = ?",
-        (None if limit is None else limit.rate, None if limit is None else limit.burst, name),
+async def _name_taken(db: Database, name: str) -> AppKeyError:
+    """Why `keys create NAME` cannot have the name, and the command that would free it."""
+    row = await db.fetchone("SELECT revoked_at FROM app_keys WHERE name = ?", (name,))
+    if row is not None and row[0] is not None:
+        return AppKeyError(
+            f"The name {name!r} is taken by a revoked app (revoked at {row[0]}); "
+            f"`parallel-gateway keys delete {name} --yes` frees it."
+        )
+    return AppKeyError(
+        f"An app named {name!r} already exists; `parallel-gateway keys rotate {name}` gives it "
+        "a new key."
     )
 
 
-async def set_expiry(db: Database, name: str, expires_at: datetime | None) -> None:
-    """Change (or, with None, remove) when an app's key expires."""
-    await _existing(db, name)
+def _allow_column(allow: Sequence[str] | None) -> str | None:
+    """The allowlist as stored: a JSON array of rules, each checked; None for every route."""
+    try:
+        rules = None if allow is None else [parse_rule(text).text for text in allow]
+    except AllowError as e:
+        raise AppKeyError(str(e)) from None
+    return None if rules is None else orjson.dumps(rules).decode()
+
+
+async def update_key(db: Database, name: str, update: KeyUpdate) -> None:
+    """Change what `update` names of a live (not revoked) app's key, in one write."""
+    columns: dict[str, object] = {}
+    if update.allow is not KEEP:
+        columns["allow"] = _allow_column(update.allow)
+    if update.limit is not KEEP:
+        limit = update.limit
+        columns["rate"] = None if limit is None else limit.rate
+        columns["burst"] = None if limit is None else limit.burst
+    if update.expires_at is not KEEP:
+        columns["expires_at"] = None if update.expires_at is None else rfc3339(update.expires_at)
+    if update.max_open is not KEEP:
+        check_max_open(update.max_open)
+        columns["max_open"] = update.max_open
+    revoked_at = await _revoked_at(db, name)
+    if revoked_at is not None:
+        raise AppKeyError(
+            f"The key of app {name!r} was revoked at {revoked_at}; rotate it "
+            f"(`parallel-gateway keys rotate {name}`) or create a new one."
+        )
+    # The column names are this function's own, never the caller's text.
+    assignments = ", ".join(f"{column} = ?" for column in columns)
     await db.write(
-        "UPDATE app_keys SET expires_at = ? WHERE name = ?",
-        (None if expires_at is None else rfc3339(expires_at), name),
+        f"UPDATE app_keys SET {assignments} WHERE name = ?",  # noqa: S608
+        (*columns.values(), name),
     )
-
-
-async def set_max_open(db: Database, name: str, max_open: int | None) -> None:
-    """Change (or, with None, remove) how many of an app's calls may be open at once."""
-    check_max_open(max_open)
-    await _existing(db, name)
-    await db.write("UPDATE app_keys SET max_open = ? WHERE name = ?", (max_open, name))
 
 
 def check_max_open(max_open: int | None) -> None:
@@ -168,17 +227,88 @@ def check_max_open(max_open: int | None) -> None:
         raise AppKeyError(f"--max-open must be at least 1, not {max_open}.")
 
 
-async def _existing(db: Database, name: str) -> tuple[object, ...]:
+async def _revoked_at(db: Database, name: str) -> str | None:
+    """When app `name`'s key was revoked (None: it was not); AppKeyError for no such app."""
     row = await db.fetchone("SELECT revoked_at FROM app_keys WHERE name = ?", (name,))
     if row is None:
         raise AppKeyError(f"No app named {name!r}.")
-    return tuple(row)
+    revoked_at: str | None = row[0]
+    return revoked_at
+
+
+async def rotate_key(db: Database, name: str, grace: timedelta, now: datetime) -> str:
+    """Give app `name` a new key and return it. Its key until now keeps working for `grace`
+    (under the app's revocation and expiry), then stops; it is kept, by hash, so that its
+    refusals name the app. A revoked app becomes active again, its old keys staying dead."""
+    row = await db.fetchone("SELECT revoked_at, expires_at FROM app_keys WHERE name = ?", (name,))
+    if row is None:
+        raise AppKeyError(f"No app named {name!r}.")
+    revoked_at, expires_at = row
+    if revoked_at is not None and grace:
+        raise AppKeyError(
+            f"The key of app {name!r} was revoked at {revoked_at}: it gets no grace period; "
+            "rotate without --grace."
+        )
+    if expires_at is not None and expires_at <= rfc3339(now):
+        raise AppKeyError(
+            f"App {name!r} expired at {expires_at}, and a new key would be expired too; give it "
+            f"a new expiry first (keys update {name} --expires DURATION, or --no-expiry)."
+        )
+    key = generate_key()
+    at = rfc3339(now)
+    statements: list[Statement] = [
+        (
+            "INSERT INTO retired_keys (key_hash, app, prefix, created_at, retires_at)"
+            " SELECT key_hash, name, prefix, created_at, ? FROM app_keys WHERE name = ?",
+            [(rfc3339(now + grace), name)],
+        ),
+        (
+            "UPDATE app_keys SET key_hash = ?, prefix = ?, created_at = ?, revoked_at = NULL"
+            " WHERE name = ?",
+            [(hash_key(key), display_prefix(key), at, name)],
+        ),
+    ]
+    if revoked_at is not None:
+        # Keys revoked in their grace period must not come back with the app.
+        statements.append(
+            (
+                "UPDATE retired_keys SET retires_at = ? WHERE app = ? AND retires_at > ?",
+                [(at, name, at)],
+            )
+        )
+    await db.transaction(statements)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    keys: int  # the app's key and the keys rotation replaced
+    runs: int  # its records of runs created or granted
+
+
+async def delete_app(db: Database, name: str) -> Deleted:
+    """Remove a revoked app: its keys, replaced ones included, and its run records, so that
+    a new app of the same name starts with nothing of the old one's."""
+    if await _revoked_at(db, name) is None:
+        raise AppKeyError(
+            f"App {name!r} is not revoked: revoke it first (`parallel-gateway keys revoke "
+            f"{name}`), then delete it."
+        )
+    runs, retired, current = await db.transaction(
+        [
+            forget_app(name),
+            ("DELETE FROM retired_keys WHERE app = ?", [(name,)]),
+            ("DELETE FROM app_keys WHERE name = ? AND revoked_at IS NOT NULL", [(name,)]),
+        ]
+    )
+    return Deleted(retired + current, runs)
 
 
 async def revoke_key(db: Database, name: str) -> None:
-    row = await _existing(db, name)
-    if row[0] is not None:
-        raise AppKeyError(f"The key of app {name!r} was already revoked at {row[0]}.")
+    """Revoke app `name`: its key, and any key rotation replaced, stop at once."""
+    revoked_at = await _revoked_at(db, name)
+    if revoked_at is not None:
+        raise AppKeyError(f"The key of app {name!r} was already revoked at {revoked_at}.")
     await db.write(
         "UPDATE app_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
         (now_rfc3339(), name),
@@ -196,16 +326,20 @@ async def list_keys(db: Database) -> list[AppKey]:
 
 
 async def key_owners(db: Database) -> dict[str, KeyState]:
-    """Map each key's hash to its app and state."""
-    rows = await db.fetchall("SELECT key_hash, name, revoked_at, expires_at FROM app_keys")
+    """Map each key's hash, replaced keys' included, to its app and state."""
+    rows = await db.fetchall(
+        "SELECT key_hash, name, revoked_at, expires_at, NULL FROM app_keys"
+        " UNION ALL SELECT r.key_hash, a.name, a.revoked_at, a.expires_at, r.retires_at"
+        " FROM retired_keys r JOIN app_keys a ON a.name = r.app"
+    )
     return {
-        row[0]: KeyState(
-            row[1],
-            row[2] is not None,
-            None if row[3] is None else datetime.fromisoformat(row[3]).timestamp(),
-        )
+        row[0]: KeyState(row[1], row[2] is not None, _seconds(row[3]), _seconds(row[4]))
         for row in rows
     }
+
+
+def _seconds(at: str | None) -> float | None:
+    return None if at is None else datetime.fromisoformat(at).timestamp()
 
 
 async def key_limits(db: Database) -> dict[str, Limit]:

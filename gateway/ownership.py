@@ -5,13 +5,15 @@ from __future__ import annotations
 import shlex
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 import structlog
 
 from .catalog import Creates
-from .db import Database
+from .db import Database, Statement
 from .errors import StorageUnavailableError
+from .policy import is_valid_owned_id
 from .storage_health import StorageHealth
 from .store import now_rfc3339
 
@@ -28,7 +30,17 @@ RETRY_INTERVAL = 1.0
 
 
 class GrantError(Exception):
-    """A grant that cannot be made (an unknown app)."""
+    """A grant that cannot be made (an unknown app, an invalid id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One row of run_access: `app` may read `id`, as its creator or by a grant."""
+
+    id: str
+    app: str
+    how: str  # "created" or "granted"
+    at: str
 
 
 def created_ids(creates: Creates, body: bytes) -> list[str]:
@@ -139,14 +151,52 @@ async def record_created(db: Database, app: str, ids: Iterable[str]) -> None:
 
 async def grant(db: Database, run_id: str, app: str) -> bool:
     """Let `app` read `run_id`; False if it already could."""
-    if await db.fetchone("SELECT 1 FROM app_keys WHERE name = ?", (app,)) is None:
-        raise GrantError(f"No app named {app!r}.")
+    if not is_valid_owned_id(run_id):
+        raise GrantError(
+            f"Id {run_id!r} is not valid: a run, task group, FindAll run or monitor id is one "
+            "path segment of A-Z, a-z, 0-9, '_' and '-'."
+        )
+    await _known_app(db, app)
     changed = await db.write(
         "INSERT INTO run_access (id, app, how, at) VALUES (?, ?, 'granted', ?)"
         " ON CONFLICT (id, app) DO NOTHING",
         (run_id, app, now_rfc3339()),
     )
     return changed == 1
+
+
+async def _known_app(db: Database, app: str) -> None:
+    if await db.fetchone("SELECT 1 FROM app_keys WHERE name = ?", (app,)) is None:
+        raise GrantError(f"No app named {app!r}.")
+
+
+async def list_access(db: Database, app: str | None = None) -> list[Access]:
+    """Every run each app may read (only `app`'s when given), by app, then time, then id."""
+    if app is None:
+        rows = await db.fetchall("SELECT id, app, how, at FROM run_access ORDER BY app, at, id")
+    else:
+        await _known_app(db, app)
+        rows = await db.fetchall(
+            "SELECT id, app, how, at FROM run_access WHERE app = ? ORDER BY at, id", (app,)
+        )
+    return [Access(*row) for row in rows]
+
+
+async def revoke_access(db: Database, run_id: str, app: str) -> str | None:
+    """Remove `app`'s record of `run_id`, a grant or its creation; return which ("granted",
+    "created"), or None when there was none. The id is not checked: a record made before ids
+    were checked can be removed too."""
+    row = await db.fetchone("SELECT how FROM run_access WHERE id = ? AND app = ?", (run_id, app))
+    if row is None:
+        return None
+    removed = await db.write("DELETE FROM run_access WHERE id = ? AND app = ?", (run_id, app))
+    how: str = row[0]
+    return how if removed else None
+
+
+def forget_app(app: str) -> Statement:
+    """The statement removing every record of `app`'s runs, for `keys delete`'s transaction."""
+    return ("DELETE FROM run_access WHERE app = ?", [(app,)])
 
 
 async def may_read(db: Database, app: str, ids: Iterable[str | None]) -> bool:

@@ -10,6 +10,9 @@ import orjson
 # A run id reaches upstream only if it is plain: no percent-encoding, no dots, no slashes.
 # Matching the raw (undecoded) path segment means %2F can never become a path separator.
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Any id isolation checks (a run's, or a task group's, FindAll run's or monitor's): one path
+# segment of the same characters, of any length.
+OWNED_ID = re.compile(r"[A-Za-z0-9_-]+")
 INPUT_PATH = re.compile(r"/v1/tasks/runs/([^/?]*)/input")
 
 CACHE_NAME = "parallel-gateway"
@@ -65,6 +68,11 @@ def match_input_path(raw_path: str) -> str | None:
 
 def is_valid_run_id(run_id: str) -> bool:
     return RUN_ID.fullmatch(run_id) is not None
+
+
+def is_valid_owned_id(owned_id: str) -> bool:
+    """A run id, or the id of a task group, FindAll run or monitor (`runs grant`)."""
+    return OWNED_ID.fullmatch(owned_id) is not None
 
 
 def storability(status: int, body: bytes, max_body_bytes: int) -> Storability:

@@ -9,8 +9,9 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .catalog import INPUT_ROUTE, resolve
+from .catalog import INPUT_ROUTE, known_route, resolve
 from .errors import (
+    AuthenticationError,
     DrainingError,
     GatewayError,
     RunNotFoundError,
@@ -68,8 +69,15 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             # Every answer on this route carries Cache-Status (RFC 9211), refusals included.
             raise e.with_headers({"Cache-Status": unconsulted_status(e.reason)}) from None
     keyring = request.app[KEYRING]
-    app_name = request[APP_NAME] = keyring.authenticate(request.headers)
-    keyring.authorize(app_name, request.method, raw_path)
+    try:
+        app_name = _authenticate(request)
+        keyring.authorize(app_name, request.method, raw_path)
+    except GatewayError:
+        # Refused before the route is resolved: its access line still names a known route.
+        route_name = known_route(request.method, raw_path)
+        if route_name is not None:
+            request[ROUTE] = route_name
+        raise
     app_mode = _app_mode(request)
     strict = app_mode or keyring.restricted(app_name)
     route = resolve(request.method, raw_path, request.headers.get("accept", ""), strict=strict)
@@ -83,6 +91,19 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         # A forwarded route's every answer says the cache was not used (RFC 9211 2.2), and why
         # the gateway answered itself (2.8).
         raise e.with_headers({"Cache-Status": f"{CACHE_BYPASS}; detail={e.reason}"}) from None
+
+
+def _authenticate(request: web.Request) -> str:
+    """The request's app (KeyRing.authenticate). A known key that no longer works is refused
+    with its app named too, so that the refusal's log lines say which app sent it."""
+    try:
+        app_name = request.app[KEYRING].authenticate(request.headers)
+    except AuthenticationError as e:
+        if e.app is not None:
+            request[APP_NAME] = e.app
+        raise
+    request[APP_NAME] = app_name
+    return app_name
 
 
 def _take_turn(request: web.Request, app_name: str) -> None:
@@ -107,7 +128,7 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     """GET /v1/tasks/runs/{run_id}/input: from memory, else SQLite, else upstream."""
     app = request.app
     keyring = app[KEYRING]
-    app_name = request[APP_NAME] = keyring.authenticate(request.headers)
+    app_name = _authenticate(request)
     check_input(keyring, app_name, raw_path, run_id)
     _take_turn(request, app_name)
     if _app_mode(request):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,12 @@ CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
 UNSET = (CONFIG_ENV, "PARALLEL_API_KEY")
 MODULE = (sys.executable, "-m", "gateway")
 ROWS = "SELECT run_id, body, size, stored_at FROM run_inputs ORDER BY run_id"
+KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{43}\n")
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+def sha256(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,34 @@ class Workspace:
         result = cli_text(*args, "--config", str(self.config), cwd=self.dir)
         return dataclasses.replace(result, err=without_database_line(result.err))
 
+    def ok(self, *args: str) -> Result[str]:
+        """A command that must succeed."""
+        result = self.run_text(*args)
+        assert result.code == 0, result.err
+        return result
+
+    def refused(self, *args: str) -> str:
+        """The one-line error of a command that must fail with exit code 1 and no output."""
+        result = self.run_text(*args)
+        assert (result.code, result.out) == (1, ""), result
+        assert result.err.startswith("parallel-gateway: ")
+        assert result.err.count("\n") == 1
+        return result.err.removeprefix("parallel-gateway: ").removesuffix("\n")
+
+    def create(self, name: str, *options: str) -> str:
+        """`keys create`: the key it printed, alone on its line, and nothing on stderr."""
+        result = self.ok("keys", "create", name, *options)
+        assert result.err == ""
+        assert KEY_LINE.fullmatch(result.out), result.out
+        return result.out.removesuffix("\n")
+
     def rows(self, sql: str = ROWS) -> list[tuple[Any, ...]]:
         return query(self.database, sql)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Change the database behind the CLI's back (time passing, records made elsewhere)."""
+        with closing(sqlite3.connect(self.database)) as conn, conn:
+            conn.execute(sql, params)
 
     def raw_bytes(self) -> bytes:
         """The database file and any -wal/-shm files beside it, as stored on disk."""

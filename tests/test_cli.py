@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -14,17 +13,17 @@ from tests.cli_support import (
     APPLIED_ALL,
     CONFIG_ENV,
     MIGRATION_FILES,
+    TIMESTAMP,
     Result,
     Workspace,
     cli,
     cli_text,
     make_workspace,
+    sha256,
     write_config,
 )
 
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
-KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{32,}\n")
-TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 TABLE_HEADER = [
     *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
 ]
@@ -35,24 +34,13 @@ def ws(tmp_path: Path) -> Workspace:
     return make_workspace(tmp_path)
 
 
-def create(ws: Workspace, name: str) -> str:
-    result = ws.run_text("keys", "create", name)
-    assert (result.code, result.err) == (0, "")
-    assert KEY_LINE.fullmatch(result.out), result.out
-    return result.out.removesuffix("\n")
-
-
 def table(out: str) -> list[list[str]]:
     return [re.split(r" {2,}", line) for line in out.splitlines()]
 
 
-def sha256(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def test_keys_create_prints_only_a_new_key(ws: Workspace) -> None:
-    first = create(ws, "alpha")
-    second = create(ws, "beta")
+    first = ws.create("alpha")
+    second = ws.create("beta")
     assert len(first) == len(second) == 4 + 43
     assert first != second
     assert ws.rows("SELECT name, key_hash, prefix FROM app_keys ORDER BY name") == [
@@ -62,9 +50,14 @@ def test_keys_create_prints_only_a_new_key(ws: Workspace) -> None:
 
 
 def test_keys_create_with_a_taken_name_fails(ws: Workspace) -> None:
-    key = create(ws, "alpha")
+    key = ws.create("alpha")
     again = ws.run_text("keys", "create", "alpha")
-    assert again == Result(1, "", "parallel-gateway: An app named 'alpha' already exists.\n")
+    assert again == Result(
+        1,
+        "",
+        "parallel-gateway: An app named 'alpha' already exists; `parallel-gateway keys rotate "
+        "alpha` gives it a new key.\n",
+    )
     assert ws.rows("SELECT name, key_hash FROM app_keys") == [("alpha", sha256(key))]
 
 
@@ -79,7 +72,7 @@ def test_keys_create_rejects_an_empty_name(ws: Workspace) -> None:
 
 
 def test_database_holds_the_key_hash_never_the_key(ws: Workspace) -> None:
-    keys = [create(ws, "alpha"), create(ws, "beta")]
+    keys = [ws.create("alpha"), ws.create("beta")]
     raw = ws.raw_bytes()
     for key in keys:
         assert key.encode() not in raw
@@ -88,8 +81,8 @@ def test_database_holds_the_key_hash_never_the_key(ws: Workspace) -> None:
 
 
 def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
-    beta = create(ws, "beta")
-    alpha = create(ws, "alpha")
+    beta = ws.create("beta")
+    alpha = ws.create("alpha")
     created = dict(ws.rows("SELECT name, created_at FROM app_keys"))
 
     result = ws.run_text("keys", "list")
@@ -133,8 +126,8 @@ def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
 
 
 def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
-    alpha = create(ws, "alpha")
-    beta = create(ws, "beta")
+    alpha = ws.create("alpha")
+    beta = ws.create("beta")
     assert ws.run_text("keys", "revoke", "beta").code == 0
     ((alpha_created,),) = ws.rows("SELECT created_at FROM app_keys WHERE name = 'alpha'")
     ((beta_created, beta_revoked),) = ws.rows(
@@ -177,8 +170,8 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
 
 
 def test_keys_revoke_marks_the_key_revoked(ws: Workspace) -> None:
-    create(ws, "alpha")
-    create(ws, "beta")
+    ws.create("alpha")
+    ws.create("beta")
 
     result = ws.run_text("keys", "revoke", "alpha")
 
@@ -191,7 +184,7 @@ def test_keys_revoke_marks_the_key_revoked(ws: Workspace) -> None:
 
 
 def test_keys_revoke_twice_fails(ws: Workspace) -> None:
-    create(ws, "alpha")
+    ws.create("alpha")
     assert ws.run_text("keys", "revoke", "alpha").code == 0
     ((revoked_at,),) = ws.rows("SELECT revoked_at FROM app_keys")
 
@@ -204,7 +197,7 @@ def test_keys_revoke_twice_fails(ws: Workspace) -> None:
 
 
 def test_keys_revoke_of_an_unknown_app_fails(ws: Workspace) -> None:
-    create(ws, "alpha")
+    ws.create("alpha")
     assert ws.run_text("keys", "revoke", "zeta") == Result(
         1, "", "parallel-gateway: No app named 'zeta'.\n"
     )
@@ -347,7 +340,7 @@ def test_config_flag_wins_over_the_env_var(tmp_path: Path) -> None:
 
 
 def test_config_is_taken_before_the_command_too(ws: Workspace) -> None:
-    create(ws, "alpha")
+    ws.create("alpha")
     result = cli_text("--config", str(ws.config), "keys", "list", "--json", cwd=ws.dir)
     assert result.code == 0
     assert [line.split(",")[0] for line in result.out.splitlines()] == ['{"name":"alpha"']
@@ -406,8 +399,11 @@ def test_completion_prints_the_shells_hook(tmp_path: Path) -> None:
     [
         (("keys", "create", "beta"), True),
         (("keys", "update", "alpha", "--rate", "5"), True),
+        (("keys", "rotate", "alpha"), True),
         (("keys", "revoke", "alpha"), True),
         (("runs", "grant", "trun_1", "alpha"), True),
+        (("runs", "revoke", "trun_1", "alpha"), True),
+        (("runs", "list"), False),
         (("cache", "purge", "--all", "--yes"), True),
         (("keys", "list"), False),
         (("cache", "stats"), False),
@@ -416,7 +412,7 @@ def test_completion_prints_the_shells_hook(tmp_path: Path) -> None:
 def test_a_command_that_writes_says_which_database_first(
     ws: Workspace, words: tuple[str, ...], writes: bool
 ) -> None:
-    create(ws, "alpha")
+    ws.create("alpha")
     result = cli_text(*words, "--config", str(ws.config), cwd=ws.dir)
     assert result.code == 0, result.err
     assert result.err.startswith(f"Database: {ws.database}\n") is writes

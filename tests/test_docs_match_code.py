@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import tomllib
 from pathlib import Path
 
+from gateway.cli import build_parser
 from gateway.config import Settings, beside, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,3 +82,39 @@ def test_ci_tests_the_lowest_aiohttp_that_pyproject_admits() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert f"AIOHTTP_LOWEST := {floor}\n" in makefile
     assert "make test-lowest\n" in (ROOT / ".ci" / "run").read_text()
+
+
+def commands(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> dict[str, set[str]]:
+    """Each command that runs something ("keys rotate") and the options it takes."""
+    found: dict[str, set[str]] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found |= commands(command, (*words, name))
+    if not found and words:
+        found[" ".join(words)] = {
+            option
+            for action in parser._actions
+            for option in action.option_strings
+            # The options every command takes are said once, under the block.
+            if option.startswith("--") and option not in ("--help", "--config", "--create")
+        }
+    return found
+
+
+def test_readme_command_reference_shows_every_command_and_flag() -> None:
+    readme = (ROOT / "README.md").read_text()
+    reference = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    lines = {
+        line.removeprefix("parallel-gateway ")
+        for line in reference.splitlines()
+        if line.startswith("parallel-gateway ")
+    }
+    missing = []
+    for command, options in commands(build_parser()).items():
+        line = next((line for line in lines if f"{line} ".startswith(f"{command} ")), None)
+        if line is None:
+            missing.append(command)
+            continue
+        missing += [f"{command} {option}" for option in options if option not in line]
+    assert missing == []

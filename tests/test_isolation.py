@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -112,6 +113,38 @@ async def test_another_apps_run_is_not_found_until_granted(isolated: Harness) ->
         ("GET", f"/v1/tasks/runs/{rid}/result"),
         ("GET", f"/v1/tasks/runs/{rid}"),
     ]
+
+
+async def test_runs_list_shows_who_may_read_and_runs_revoke_takes_it_back(
+    isolated: Harness,
+) -> None:
+    gw = isolated
+    a, b = gw.sdk("A"), gw.sdk("B")
+    rid = (await a.task_run.create(input="What is GDP?", processor="lite")).run_id
+    await grant(gw, rid, "B")
+    assert (await b.task_run.retrieve_input(rid)).input == "What is GDP?"
+    listed = await run_cli(gw.gateway.config, "runs", "list", "--json")
+    assert [(r["id"], r["app"], r["how"]) for r in map(orjson.loads, listed.out.splitlines())] == [
+        (rid, "A", "created"),
+        (rid, "B", "granted"),
+    ]
+    before = len(gw.fake.exchanges)
+
+    revoked = await run_cli(gw.gateway.config, "runs", "revoke", rid, "B")
+
+    assert (revoked.code, revoked.out) == (0, b"")
+    assert revoked.err == f"App 'B' may no longer read {rid}: its grant was removed.\n"
+    with pytest.raises(NotFoundError) as caught:
+        await b.task_run.retrieve_input(rid)  # in the cache, and still refused
+    assert caught.value.response.headers["cache-status"] == (
+        "parallel-gateway; detail=run-not-found"
+    )
+    await assert_not_found(gw, "B", f"/v1/tasks/runs/{rid}/result")
+    assert (await a.task_run.retrieve_input(rid)).input == "What is GDP?"
+
+    await run_cli(gw.gateway.config, "runs", "revoke", rid, "A")
+    await assert_not_found(gw, "A", f"/v1/tasks/runs/{rid}/input")
+    assert len(gw.fake.exchanges) == before
 
 
 async def test_another_apps_task_group_is_not_found_until_granted(isolated: Harness) -> None:

@@ -237,8 +237,8 @@ async def test_keys_list_shows_the_limits_and_expiry(gateway: Gateway) -> None:
         ),
         (
             ["keys", "update", "app"],
-            "Nothing to change: give --rate, --no-rate, --expires, --no-expiry, --max-open "
-            "or --no-max-open.",
+            "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
+            "--no-expiry, --max-open or --no-max-open.",
         ),
         (
             ["keys", "update", "app", "--max-open", "5", "--no-max-open"],

@@ -24,6 +24,7 @@ from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, qu
 TABLES = [
     "app_keys",
     "cache_purges",
+    "retired_keys",
     "run_access",
     "run_inputs",
     "schema_migrations",
@@ -89,6 +90,13 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         stamp = datetime.fromisoformat(applied_at)
         assert stamp.utcoffset() == timedelta(0)
         assert before <= stamp <= after
+    assert columns(path, "retired_keys") == [
+        ("key_hash", "TEXT", 1, 1),
+        ("app", "TEXT", 1, 0),
+        ("prefix", "TEXT", 1, 0),
+        ("created_at", "TEXT", 1, 0),
+        ("retires_at", "TEXT", 1, 0),
+    ]
     assert columns(path, "cache_purges") == [
         ("seq", "INTEGER", 0, 1),
         ("run_ids", "TEXT", 0, 0),

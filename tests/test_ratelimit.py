@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
 from gateway.auth import KeyRing
 from gateway.errors import RateLimitedError
-from gateway.keys import AppKeyError, KeyState, hash_key, parse_expiry, parse_limit
+from gateway.keys import (
+    AppKeyError,
+    KeyState,
+    hash_key,
+    parse_expiry,
+    parse_grace,
+    parse_limit,
+)
 from gateway.ratelimit import Limit, TokenBucket, retry_after_headers
 
 KEY = "pgw_limited0000000000000000000000000000000000"
@@ -163,11 +170,40 @@ def test_parse_expiry(text: str, expected: datetime) -> None:
     assert parse_expiry(text, NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "0d", "-1d", "1.5d", "30 d", "30D", "1y", "x1d"])
+@pytest.mark.parametrize("text", ["", "30", "d", "-1d", "1.5d", "30 d", "30D", "1y", "x1d", "01d"])
 def test_parse_expiry_refuses(text: str) -> None:
     with pytest.raises(AppKeyError) as e:
         parse_expiry(text, NOW)
     assert str(e.value) == (
         f"Expiry {text!r} is not valid: use a whole number and a unit, such as 90m, 12h, 30d "
+        "or 8w (s, m, h, d, w)."
+    )
+
+
+@pytest.mark.parametrize("text", ["0d", "0s", "0w"])
+def test_parse_expiry_refuses_zero_as_zero(text: str) -> None:
+    with pytest.raises(AppKeyError) as e:
+        parse_expiry(text, NOW)
+    assert str(e.value) == (
+        f"Expiry {text!r} is not valid: 0 is not allowed, as the key would never work; give a "
+        "count from 1 (or stop a key now with keys revoke)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0", timedelta(0)), ("0s", timedelta(0)), ("90m", timedelta(minutes=90)),
+     ("2w", timedelta(weeks=2))],
+)  # fmt: skip
+def test_parse_grace(text: str, expected: timedelta) -> None:
+    assert parse_grace(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "-1h", "1.5h", "1y"])
+def test_parse_grace_refuses(text: str) -> None:
+    with pytest.raises(AppKeyError) as e:
+        parse_grace(text)
+    assert str(e.value) == (
+        f"Grace {text!r} is not valid: use a whole number and a unit, such as 90m, 12h, 30d "
         "or 8w (s, m, h, d, w)."
     )
