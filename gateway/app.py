@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import structlog
 from aiohttp import ClientResponse, web
 
+from .activity import SNAPSHOT_INTERVAL, Activity, totals_of
 from .auth import KeyRing
 from .cache import MemoryLRU, RunInputCache
 from .config import Settings
@@ -124,7 +125,7 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
             "misses get 503.",
         )
     async with create_session(settings) as session:
-        app[UPSTREAM] = UpstreamClient(settings, team_key, session, app[METRICS])
+        app[UPSTREAM] = UpstreamClient(settings, team_key, session, app[METRICS], Activity())
         yield
 
 
@@ -152,6 +153,13 @@ def _record_memory(app: web.Application) -> Callable[[], Awaitable[None]]:
     return record
 
 
+def _snapshot_activity(app: web.Application) -> Callable[[], Awaitable[None]]:
+    async def snapshot() -> None:
+        app[UPSTREAM].activity.snapshot(totals_of(app[METRICS].request_samples()))
+
+    return snapshot
+
+
 async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     """Pick up what the CLI changes in the database: keys, and purges of cached runs."""
     settings, db, keyring, cache = app[SETTINGS], app[DATABASE], app[KEYRING], app[CACHE]
@@ -161,6 +169,7 @@ async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
         Periodic("keys.refresh", settings.keys.refresh_interval, lambda: keyring.refresh(db)),
         Periodic("cache.sync_purges", settings.cache.sync_interval, cache.sync_purges),
         Periodic("metrics.memory", settings.cache.sync_interval, _record_memory(app)),
+        Periodic("activity.snapshot", SNAPSHOT_INTERVAL, _snapshot_activity(app)),
     ]
     for chore in chores:
         chore.start()

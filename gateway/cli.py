@@ -25,13 +25,14 @@ from .log import configure_logging
 from .ownership import GrantError
 from .run_commands import add_run_commands
 from .server import ListenError, run_server
+from .status_command import add_status_command
 from .store import StoreError
 from .team_key import team_key_from
 from .workers import is_worker, supervise
 
 SHELLS = ("bash", "zsh", "fish")
 # These make the database where storage.database says, as a gateway's start does.
-CREATES_DATABASE = frozenset({"serve", "migrate", "completion"})
+DATABASE_UNCHECKED = frozenset({"serve", "migrate", "completion", "status"})
 WRITING_COMMANDS = frozenset(
     {
         ("keys", "create"),
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_key_commands(commands, opens)
     add_cache_commands(commands, opens)
+    add_status_command(commands, common)
     add_run_commands(commands, opens)
 
     completion = commands.add_parser(
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     try:
         settings = load_settings(args.config)
-        if args.command not in CREATES_DATABASE:
+        if args.command not in DATABASE_UNCHECKED:
             _check_database(args, settings)
         code: int = args.run(args, settings)
     except ConfigError as e:

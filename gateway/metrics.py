@@ -149,6 +149,20 @@ class Metrics:
             histogram = self._upstream_latency_children[route] = self.upstream_latency.labels(route)
         histogram.observe(seconds)
 
+    def request_samples(self) -> list[tuple[dict[str, str], float]]:
+        """The gateway_requests_total samples, every worker's where there are several."""
+        registry = self.registry
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return [
+            (sample.labels, sample.value)
+            for metric in registry.collect()
+            if metric.name == "gateway_requests"
+            for sample in metric.samples
+            if sample.name == "gateway_requests_total"
+        ]
+
     def exposition(self) -> bytes:
         """The text format; with several workers, every worker's samples, merged."""
         if os.environ.get(MULTIPROC_ENV):

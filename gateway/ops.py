@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .activity import totals_of
 from .errors import AuthenticationError
 from .migrate import load_migrations
 from .state import CACHE, DATABASE, DRAINING, METRICS, SETTINGS, STORAGE_HEALTH, UPSTREAM
@@ -37,7 +38,12 @@ async def readyz(request: web.Request) -> web.Response:
     The last upstream contact is reported but does not decide readiness: cached runs are still
     served while Parallel is unreachable.
     """
-    app = request.app
+    ready, body = await readiness(request.app)
+    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
+
+
+async def readiness(app: web.Application) -> tuple[bool, dict[str, object]]:
+    """Whether the gateway is ready, and the checks that say so (/readyz, and status)."""
     checks: dict[str, object] = {"draining": app[DRAINING][0]}
     try:
         rows = await app[DATABASE].fetchall("SELECT version FROM schema_migrations")
@@ -56,19 +62,39 @@ async def readyz(request: web.Request) -> web.Response:
         and app[STORAGE_HEALTH].writable
         and not checks["draining"]
     )
-    body = {"status": "ready" if ready else "not-ready", **checks}
-    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
+    return ready, {"status": "ready" if ready else "not-ready", **checks}
 
 
-async def render_metrics(app: web.Application, request: web.Request) -> web.Response:
-    """Prometheus exposition of `app`'s metrics, behind `metrics.token` when one is set."""
+def _refused(app: web.Application, request: web.Request) -> web.Response | None:
+    """401 unless the request carries `metrics.token` (when one is set)."""
     token = app[SETTINGS].metrics.token
     if token and not hmac.compare_digest(
         request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
     ):
-        error = AuthenticationError("Unauthorized: /metrics needs Authorization: Bearer <token>.")
+        error = AuthenticationError(
+            f"Unauthorized: {request.path} needs Authorization: Bearer <token>."
+        )
         log.warning("gateway.error", status=401, reason=error.reason, ref_id=error.ref_id)
         return web.Response(status=401, body=error.body(), content_type=JSON)
+    return None
+
+
+async def render_status(app: web.Application, request: web.Request) -> web.Response:
+    """What `parallel-gateway status` shows, as JSON: requests per app over the last minutes,
+    readiness and upstream's state, and the last upstream errors with their ref_ids."""
+    refused = _refused(app, request)
+    if refused is not None:
+        return refused
+    _, ready = await readiness(app)
+    activity = app[UPSTREAM].activity.summary(totals_of(app[METRICS].request_samples()))
+    return web.Response(body=orjson.dumps({"ready": ready, **activity}), content_type=JSON)
+
+
+async def render_metrics(app: web.Application, request: web.Request) -> web.Response:
+    """Prometheus exposition of `app`'s metrics, behind `metrics.token` when one is set."""
+    refused = _refused(app, request)
+    if refused is not None:
+        return refused
     registry = app[METRICS]
     record_memory_layer(app)
     try:
@@ -93,10 +119,15 @@ def add_ops_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz, allow_head=False)
     if not app[SETTINGS].metrics.port:
         app.router.add_get("/metrics", _metrics_here, allow_head=False)
+        app.router.add_get("/status", _status_here, allow_head=False)
 
 
 async def _metrics_here(request: web.Request) -> web.Response:
     return await render_metrics(request.app, request)
+
+
+async def _status_here(request: web.Request) -> web.Response:
+    return await render_status(request.app, request)
 
 
 async def serve_metrics_apart(app: web.Application) -> AsyncIterator[None]:
@@ -109,8 +140,12 @@ async def serve_metrics_apart(app: web.Application) -> AsyncIterator[None]:
     async def metrics_of_main_app(request: web.Request) -> web.Response:
         return await render_metrics(app, request)
 
+    async def status_of_main_app(request: web.Request) -> web.Response:
+        return await render_status(app, request)
+
     side = web.Application()
     side.router.add_get("/metrics", metrics_of_main_app, allow_head=False)
+    side.router.add_get("/status", status_of_main_app, allow_head=False)
     runner = web.AppRunner(side, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.metrics.port)

@@ -15,6 +15,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from .activity import Activity
 from .catalog import INPUT_ROUTE, Timing
 from .config import UpstreamSettings
 from .errors import (
@@ -82,9 +83,11 @@ class UpstreamClient:
         team_key: str | None,
         session: aiohttp.ClientSession,
         metrics: Metrics | None = None,
+        activity: Activity | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
+        self.activity = activity if activity is not None else Activity()  # for `status`
         self.last_contact: Contact | None = None
         self._team_key = team_key
         # Upstream text that reaches an app (headers, error bodies) passes through it first.
@@ -205,7 +208,9 @@ class UpstreamClient:
                         retry_in=delay,
                     )
                     if delay is None:
-                        raise self._failure(e, resendable or before_sending(e)) from e
+                        raise self._failure(
+                            e, resendable or before_sending(e), route, run_id
+                        ) from e
                     self._metrics.retries.labels(route).inc()
                     await asyncio.sleep(delay)
                     continue
@@ -215,9 +220,10 @@ class UpstreamClient:
                     minted = None
                     if resp.status >= 400:
                         assert read is not None
-                        ref_id, minted = log_error_response(
+                        ref_id, minted, said = log_error_response(
                             resp.status, read, attempt, run_id, route
                         )
+                        self.activity.upstream_error(resp.status, ref_id, route, run_id, said)
                         if resp.status in TEAM_KEY_STATUSES:
                             detail = f"HTTP {resp.status}: team key rejected (ref_id {ref_id})"
                             self.last_contact = Contact(False, time.time(), detail)
@@ -238,15 +244,19 @@ class UpstreamClient:
                             return await relay(resp, read, spent)
                         except (TimeoutError, aiohttp.ClientError) as e:
                             # The answer's head came, its body broke: upstream had the request.
-                            raise self._failure(e, resendable) from e
+                            raise self._failure(e, resendable, route, run_id) from e
                 finally:
                     resp.release()
                 self._metrics.retries.labels(route).inc()
                 await asyncio.sleep(delay)
 
-    def _failure(self, e: BaseException, resendable: bool) -> GatewayError:
+    def _failure(
+        self, e: BaseException, resendable: bool, route: str, run_id: str | None
+    ) -> GatewayError:
         retry_after = max(1, math.ceil(self._settings.backoff_max))
-        return failure_error(e, self._host, resendable=resendable, retry_after=retry_after)
+        error = failure_error(e, self._host, resendable=resendable, retry_after=retry_after)
+        self.activity.upstream_error(error.status, error.ref_id, route, run_id, error.message)
+        return error
 
     async def _read(self, resp: aiohttp.ClientResponse, buffered: bool) -> bytes | None:
         """The body, read whole if `buffered` or not a success; scrubbed if not a success.

@@ -89,8 +89,9 @@ def failure_error(
 
 def log_error_response(
     status: int, body: bytes, attempt: int, run_id: str | None, route: str
-) -> tuple[str, str | None]:
-    """Log an upstream error with its ref_id; return (ref_id, the one the gateway minted).
+) -> tuple[str, str | None, str | None]:
+    """Log an upstream error with its ref_id; return it, the one the gateway minted (if it
+    did), and upstream's message.
 
     A body with no ref_id (not Parallel's ErrorResponse, but a proxy's page or nothing) is
     logged under a ref_id of the gateway's own.
@@ -109,7 +110,7 @@ def log_error_response(
         run_id=run_id,
         attempt=attempt,
     )
-    return ref_id, minted
+    return ref_id, minted, message
 
 
 def team_key_rejected(status: int, ref_id: str, body: bytes, host: str) -> TeamKeyRejectedError:
