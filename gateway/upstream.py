@@ -333,7 +333,8 @@ class ShortCallSlot:
                 f"The gateway already has {settings.max_short_calls} short calls open to "
                 f"Parallel (upstream.max_short_calls), and none ended within "
                 f"{settings.queue_timeout:g} s (upstream.queue_timeout); try again shortly.",
-                headers={"retry-after": "1"},
+                # The gateway's own failure: one retry layer, the SDK does not add its own.
+                headers={**DO_NOT_RETRY, "retry-after": "1"},
             ) from None
 
     async def __aexit__(self, *exc_info: object) -> None:
