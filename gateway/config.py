@@ -35,7 +35,7 @@ class ServerSettings:
     max_header_bytes: int = 8190
     max_headers: int = 128
     header_timeout: float = 10.0
-    # Run on uvloop where it is installed (the `uvloop` extra; Linux and macOS), else asyncio.
+    # Run on uvloop where it is installed (a dependency on CPython outside Windows), else asyncio.
     uvloop: bool = True
 
 

@@ -12,6 +12,8 @@ from email.utils import parsedate_to_datetime
 # 429 asks us to slow down; 502/503/504 come from proxies or overload in front of the API.
 # Any other status is an answer, returned to the app as it is.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# What the SDK retries on its own (besides a broken connection), unless told not to.
+SDK_RETRY_STATUSES = frozenset({408, 409, 429, *range(500, 600)})
 # RFC 9110 section 9.2.2: a request with one of these methods may be sent again. The SDK sends
 # any method again after a 408, 409, 429, 5xx or a broken connection, a POST that creates a
 # run included: the gateway must not give it that reason where Parallel may have the request.

@@ -28,7 +28,7 @@ from .errors import (
 from .headers import request_headers, response_headers
 from .log import SecretScrubber
 from .metrics import Metrics
-from .retry import IDEMPOTENT_METHODS, RETRY_STATUSES, RetryPolicy
+from .retry import IDEMPOTENT_METHODS, SDK_RETRY_STATUSES, RetryPolicy
 from .store import rfc3339
 from .upstream_errors import (
     TEAM_KEY_STATUSES,
@@ -239,7 +239,9 @@ class UpstreamClient:
                             assert read is not None
                             scrub = self.scrubber.scrub_text
                             raise unreadable_error(resp, read, minted, scrub)
-                        spent = attempt > 1 and resp.status in RETRY_STATUSES
+                        # Retried here already, an answer the SDK would retry again (a 500
+                        # after a 503, too) says not to: no more than max_attempts per call.
+                        spent = attempt > 1 and resp.status in SDK_RETRY_STATUSES
                         try:
                             return await relay(resp, read, spent)
                         except (TimeoutError, aiohttp.ClientError) as e:
@@ -331,7 +333,8 @@ class ShortCallSlot:
                 f"The gateway already has {settings.max_short_calls} short calls open to "
                 f"Parallel (upstream.max_short_calls), and none ended within "
                 f"{settings.queue_timeout:g} s (upstream.queue_timeout); try again shortly.",
-                headers={"retry-after": "1"},
+                # The gateway's own failure: one retry layer, the SDK does not add its own.
+                headers={**DO_NOT_RETRY, "retry-after": "1"},
             ) from None
 
     async def __aexit__(self, *exc_info: object) -> None:

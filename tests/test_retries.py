@@ -172,3 +172,25 @@ async def test_one_sdk_call_makes_at_most_max_attempts_upstream(
             headers = caught.value.response.headers
             assert (caught.value.status_code, headers["x-should-retry"]) == (503, "false")
             assert upstream.count() - before == 3  # the gateway's attempts, and no more
+
+
+async def test_an_answer_after_the_gateways_retries_is_not_retried_by_the_sdk_on_top(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], upstream: FakeUpstream
+) -> None:
+    """A 503 the gateway retried, then a 500 it does not retry: the SDK would retry the 500
+    (any 5xx) unless told not to, making more than upstream.max_attempts attempts."""
+    gateway = await start_gateway(make_settings(upstream={"max_attempts": 3}))
+    upstream.add("trun_retry", task_run_input())
+    json = {"Content-Type": "application/json"}
+
+    async with AsyncParallel(api_key=gateway.app_key, base_url=gateway.url) as sdk:  # 2 retries
+        for call in (sdk.task_run.retrieve_input, sdk.task_run.retrieve):
+            upstream.script.clear()
+            upstream.script.append(Scripted(503, error_json("Service unavailable"), json))
+            upstream.script.extend(Scripted(500, error_json("Internal"), json) for _ in range(5))
+            before = upstream.count()
+            with pytest.raises(InternalServerError) as caught:
+                await call("trun_retry")
+            headers = caught.value.response.headers
+            assert (caught.value.status_code, headers["x-should-retry"]) == (500, "false")
+            assert upstream.count() - before == 2  # the 503, the 500 after it, and no more
