@@ -116,11 +116,15 @@ def log_error_response(
 def team_key_rejected(status: int, ref_id: str, body: bytes, host: str) -> TeamKeyRejectedError:
     """Upstream refused the team key: the operator's to fix, never the app's (a 401 would make
     it doubt its own key). Logged as an error with upstream's ref_id, for a support case."""
-    _, message = parse_error_body(body)
+    _, message = parse_error_body(body)  # the body was scrubbed as it was read
     log.error("upstream.team_key_rejected", status=status, ref_id=ref_id, message=message)
+    if status == 401:  # the key itself is not valid
+        what = "the gateway's operator must replace it"
+    else:  # 403: valid, but not allowed this (the account's plan, a feature, credit)
+        what = f"Parallel said: {message or 'forbidden'}; the gateway's operator must see to it"
     return TeamKeyRejectedError(
         f"The gateway's team key was rejected by Parallel API at {host} (HTTP {status}, "
-        f"ref_id {ref_id}); the gateway's operator must replace it.",
+        f"ref_id {ref_id}); {what}.",
         headers=DO_NOT_RETRY,
     )
 

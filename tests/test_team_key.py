@@ -15,7 +15,7 @@ import pytest
 from gateway.config import Settings
 from gateway.team_key import TeamKeyError, read_key_file, team_key_from
 from tests.conftest import Gateway, StartGateway, capture_logs, eventually, run_cli
-from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
+from tests.fake_upstream import TEAM_KEY, FakeUpstream, Scripted, error_json, task_run_input
 from tests.test_serve import ServeProcess
 from tests.test_serve import serve as serve  # the fixture
 
@@ -288,4 +288,21 @@ async def test_a_rejected_team_key_is_the_operators_502_never_the_apps_401(
     assert ready["upstream"]["last_contact"] == "failed"
     assert ready["upstream"]["detail"] == (
         f"HTTP 401: team key rejected (ref_id {rejected[-1]['ref_id']})"
+    )
+
+
+async def test_a_403_to_the_team_key_says_what_parallel_said(
+    start_gateway: StartGateway, upstream: FakeUpstream
+) -> None:
+    gateway = await start_gateway()
+    refusal = error_json("Processor ultra is not enabled for this account", "ref-403")
+    upstream.script.append(Scripted(403, refusal, {"Content-Type": "application/json"}))
+
+    reply = await gateway.get("/v1/tasks/runs/trun_any")
+
+    assert (reply.status, reply.headers["x-should-retry"]) == (502, "false")
+    assert orjson.loads(reply.body)["error"]["message"] == (
+        "The gateway's team key was rejected by Parallel API at "
+        f"{upstream.base_url.removeprefix('http://')} (HTTP 403, ref_id ref-403); Parallel said: "
+        "Processor ultra is not enabled for this account; the gateway's operator must see to it."
     )
