@@ -30,8 +30,7 @@ from gateway.keys import create_key
 from gateway.server import GatewayRunner
 from tests.cli_support import without_database_line
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
+from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:
@@ -133,10 +132,7 @@ def write_config(path: Path, settings: Settings) -> Path:
 
 @pytest.fixture
 async def upstream(aiohttp_server: ServerFactory) -> FakeUpstream:
-    fake = FakeUpstream()
-    server = fake.server = await aiohttp_server(fake.app)
-    fake.base_url = str(server.make_url("")).rstrip("/")
-    return fake
+    return await FakeUpstream().listen(aiohttp_server)
 
 
 @pytest.fixture

@@ -12,13 +12,11 @@ from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
 from tests.fake_upstream import FakeUpstream, Recorded, error_json
 
 Json = dict[str, object]
-ServerFactory = Callable[..., Awaitable[TestServer]]
 FINDALL_BETA = "findall-2025-09-15"
 ACTIVE = frozenset({"queued", "running", "cancelling", "action_required"})
 
@@ -174,12 +172,6 @@ class FakeParallel(FakeUpstream):
             )
         ]
         self.app.middlewares.append(self._dispatch)
-
-    async def listen(self, aiohttp_server: ServerFactory) -> FakeParallel:
-        """Serve on an ephemeral port (pass pytest-aiohttp's `aiohttp_server`)."""
-        server = self.server = await aiohttp_server(self.app)
-        self.base_url = str(server.make_url("")).rstrip("/")
-        return self
 
     def last(self, method: str, raw_path: str) -> Exchange:
         """The latest request with this method whose raw path (query included) starts so."""

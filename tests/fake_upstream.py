@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
 
 TEAM_KEY = "team-secret-key-0123456789abcdef"
 INPUT_PREFIX = "/v1/tasks/runs/"
@@ -65,6 +68,13 @@ class FakeUpstream:
         self.team_keys = {TEAM_KEY}  # the keys it accepts
         self.app = web.Application()
         self.app.router.add_route("*", "/{path:.*}", self.handle)
+
+    async def listen(self, aiohttp_server: ServerFactory, **server: Any) -> Self:
+        """Serve on an ephemeral port (pass pytest-aiohttp's `aiohttp_server`, and any server
+        options, such as auto_decompress)."""
+        self.server = await aiohttp_server(self.app, **server)
+        self.base_url = str(self.server.make_url("")).rstrip("/")
+        return self
 
     def add(self, run_id: str, body: dict[str, object] | bytes) -> bytes:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)

@@ -12,7 +12,6 @@ import httpx
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 from parallel import AsyncParallel
@@ -24,13 +23,13 @@ from gateway.keys import create_key
 from tests.conftest import Gateway, Reply, StartGateway
 from tests.fake_parallel import FakeParallel
 from tests.fake_upstream import TEAM_KEY
+from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
 
 BYPASS = "parallel-gateway; fwd=bypass"
 HIT = "parallel-gateway; hit"
 STORED = "parallel-gateway; fwd=uri-miss; stored"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 Body = bytes | AsyncIterable[bytes] | None
-ServerFactory = Callable[..., Awaitable[TestServer]]
 
 
 class WatchedParallel(FakeParallel):

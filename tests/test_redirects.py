@@ -27,10 +27,7 @@ MOVED = b"<a href='elsewhere'>Moved</a>"
 @pytest.fixture
 async def other(aiohttp_server: ServerFactory) -> FakeUpstream:
     """Another origin (another port), where upstream's redirects point."""
-    fake = FakeUpstream()
-    server = fake.server = await aiohttp_server(fake.app)
-    fake.base_url = str(server.make_url("")).rstrip("/")
-    return fake
+    return await FakeUpstream().listen(aiohttp_server)
 
 
 @pytest.fixture

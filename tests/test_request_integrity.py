@@ -33,10 +33,7 @@ CREATE = b'{"input": "q", "processor": "lite"}'
 @pytest.fixture
 async def upstream(aiohttp_server: ServerFactory) -> WatchedParallel:
     """FakeParallel that sees request bodies as they were sent, compressed or not."""
-    fake = WatchedParallel()
-    fake.server = await aiohttp_server(fake.app, auto_decompress=False)
-    fake.base_url = str(fake.server.make_url("")).rstrip("/")
-    return fake
+    return await WatchedParallel().listen(aiohttp_server, auto_decompress=False)
 
 
 @pytest.fixture

@@ -51,10 +51,7 @@ class EchoingUpstream(FakeUpstream):
 
 @pytest.fixture
 async def upstream(aiohttp_server: ServerFactory) -> FakeUpstream:
-    fake = EchoingUpstream()
-    server = fake.server = await aiohttp_server(fake.app)
-    fake.base_url = str(server.make_url("")).rstrip("/")
-    return fake
+    return await EchoingUpstream().listen(aiohttp_server)
 
 
 @pytest.fixture
