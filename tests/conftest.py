@@ -31,6 +31,7 @@ from gateway.server import GatewayRunner
 from tests.cli_support import without_database_line
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
+from tests.postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:
