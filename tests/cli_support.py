@@ -28,7 +28,6 @@ MIGRATION_FILES = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
 APPLIED_ALL = "".join(f"Applied {name}\n" for name in MIGRATION_FILES)
 
 CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
-UNSET = (CONFIG_ENV, "PARALLEL_API_KEY")
 MODULE = (sys.executable, "-m", "gateway")
 ROWS = "SELECT run_id, body, size, stored_at FROM run_inputs ORDER BY run_id"
 KEY_LINE = re.compile(r"pgw_[A-Za-z0-9_-]{43}\n")
@@ -47,8 +46,8 @@ class Result(Generic[AnyStr]):
 
 
 def clean_env() -> dict[str, str]:
-    """The caller's environment without a config path or a team key."""
-    return {k: v for k, v in os.environ.items() if k not in UNSET}
+    """The caller's environment without its PARALLEL_ variables (config path, team key...)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
 
 
 def cli(

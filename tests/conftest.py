@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from gateway.config import ServerSettings, Settings, settings_from_dict
 from gateway.db import Database
 from gateway.keys import create_key
 from gateway.server import GatewayRunner
-from tests.cli_support import without_database_line
+from tests.cli_support import Result, cli, without_database_line, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
 from tests.postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
@@ -55,9 +54,7 @@ class Gateway:
     @property
     def config(self) -> Path:
         """A config file for the CLI, pointing at this gateway's database and upstream."""
-        return write_config(
-            Path(self.settings.storage.database).with_suffix(".toml"), self.settings
-        )
+        return config_for(Path(self.settings.storage.database).with_suffix(".toml"), self.settings)
 
     @property
     def url(self) -> str:
@@ -75,33 +72,15 @@ class Gateway:
             return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
 
 
-@dataclass
-class CliResult:
-    code: int
-    out: bytes
-    err: str
-
-
 async def run_cli(
-    config: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
-) -> CliResult:
-    """Run the real `python -m gateway` with `--config`; env replaces PARALLEL_* variables."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        *args,
-        "--config",
-        str(config),
-        env={**base, **(env or {})},
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    config: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes = b""
+) -> Result[bytes]:
+    """cli_support's `cli` with `--config`, run off the event loop (a gateway under test may be
+    serving on it), stderr less its "Database:" line."""
+    done = await asyncio.to_thread(
+        cli, *args, "--config", str(config), cwd=config.parent, env=env, stdin=stdin
     )
-    out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return CliResult(proc.returncode, out, without_database_line(err.decode()))
+    return Result(done.code, done.out, without_database_line(done.err))
 
 
 async def eventually(check: Callable[[], bool], within: float = 2.0) -> None:
@@ -122,13 +101,10 @@ def unused_port() -> int:
     return port
 
 
-def write_config(path: Path, settings: Settings) -> Path:
+def config_for(path: Path, settings: Settings) -> Path:
     """A TOML file naming the same database and upstream as `settings`."""
-    path.write_text(
-        f'[storage]\ndatabase = "{settings.storage.database}"\n'
-        f'[upstream]\nbase_url = "{settings.upstream.base_url}"\n'
-    )
-    return path
+    upstream = f"[upstream]\nbase_url = {json.dumps(settings.upstream.base_url)}\n"
+    return write_config(path, Path(settings.storage.database), upstream)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from parallel import AsyncParallel, InternalServerError
 
 from gateway.cache_admin import IMPORT_BATCH
 from gateway.config import Settings
-from tests.conftest import Gateway, StartGateway, run_cli, write_config
+from tests.conftest import Gateway, StartGateway, config_for, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 
 RUNS: dict[str, dict[str, object]] = {
@@ -97,7 +97,7 @@ async def test_export_import_round_trip_replays_identical_inputs_offline(
     assert (exported.code, exported.err) == (0, "Exported 4 runs.\n")
 
     fresh = make_settings(storage={"database": str(tmp_path / "fresh" / "gw.db")})
-    config = write_config(tmp_path / "fresh.toml", fresh)
+    config = config_for(tmp_path / "fresh.toml", fresh)
     imported = await run_cli(config, "cache", "import", "--create", str(export))
     assert (imported.code, imported.err) == (
         0,
@@ -144,7 +144,7 @@ async def test_every_byte_survives_export_import_and_offline_replay(
     assert (exported.code, exported.err) == (0, "Exported 7 runs.\n")
 
     fresh = make_settings(storage={"database": str(tmp_path / "fresh" / "gw.db")})
-    config = write_config(tmp_path / "fresh.toml", fresh)
+    config = config_for(tmp_path / "fresh.toml", fresh)
     imported = await run_cli(config, "cache", "import", "--create", "-", stdin=exported.out)
     assert (imported.code, imported.err) == (
         0,

@@ -30,7 +30,7 @@ from parallel.types import (
 from parallel.types.beta import FindAllCandidateMatchStatusEvent, FindAllRunStatusEvent
 
 from gateway.config import Settings
-from tests.conftest import capture_logs, eventually, run_cli, write_config
+from tests.conftest import capture_logs, config_for, eventually, run_cli
 from tests.fake_parallel import FINDALL_BETA
 from tests.fake_upstream import Scripted, error_json
 from tests.passthrough_support import (
@@ -660,7 +660,7 @@ async def test_keys_create_allow_from_the_cli(
     start: Start, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings()
-    config = write_config(tmp_path / "cli.toml", settings)
+    config = config_for(tmp_path / "cli.toml", settings)
     args = ["keys", "create", "limited", "--create"]  # before the gateway has made it
     for rule in LIMITED_RULES:
         args += ["--allow", rule]

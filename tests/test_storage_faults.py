@@ -21,7 +21,7 @@ from gateway.keys import create_key
 from gateway.ownership import record_created
 from gateway.state import DATABASE
 from tests.cli_support import make_workspace
-from tests.conftest import Gateway, ServeApp, StartGateway, capture_logs, run_cli, write_config
+from tests.conftest import Gateway, ServeApp, StartGateway, capture_logs, config_for, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.passthrough_support import error_of
 from tests.test_ops import sample
@@ -307,7 +307,7 @@ async def test_a_run_on_a_corrupt_page_is_fetched_again_and_served(
     assert ready["storage"]["errors"] == {"corrupt": 1}
     assert errors == 2.0  # and once more: /metrics could not count the cache's entries
 
-    config = write_config(database.with_suffix(".toml"), settings)
+    config = config_for(database.with_suffix(".toml"), settings)
     broken = await run_cli(config, "cache", "get", "trun_c20")
     assert (broken.code, broken.out, broken.err) == (
         1,
