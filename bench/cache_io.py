@@ -28,8 +28,7 @@ from tqdm import tqdm
 
 from gateway.cache_admin import export_entries, import_entries
 from gateway.config import CacheSettings, StorageSettings
-from gateway.db import Database
-from gateway.store import SQLiteRunInputStore
+from gateway.storage.open import open_storage
 
 TARGET = 20_000
 # The example TaskRunInput from Parallel's API reference (529 bytes as JSON).
@@ -110,25 +109,25 @@ def baseline_export(path: Path) -> None:
 
 
 async def gateway_import(settings: StorageSettings, data: bytes) -> int:
-    db = await Database.open(settings)
+    storage = await open_storage(settings)
     try:
         with tqdm(disable=True) as bar:
             report = await import_entries(
-                SQLiteRunInputStore(db), io.BytesIO(data), bar, CacheSettings().max_body_bytes
+                storage.run_inputs, io.BytesIO(data), bar, CacheSettings().max_body_bytes
             )
         return report.imported
     finally:
-        await db.close()
+        await storage.close()
 
 
 async def gateway_export(settings: StorageSettings) -> int:
-    db = await Database.open(settings)
+    storage = await open_storage(settings)
     try:
         with tqdm(disable=True) as bar:
-            report = await export_entries(SQLiteRunInputStore(db), io.BytesIO(), (), bar)
+            report = await export_entries(storage.run_inputs, io.BytesIO(), (), bar)
         return report.written
     finally:
-        await db.close()
+        await storage.close()
 
 
 def cli(*args: str) -> None:
@@ -158,7 +157,14 @@ def main() -> None:
             ),
         }
         cli_import = timed(
-            lambda: cli("cache", "import", str(work / "runs.jsonl"), "--config", str(cli_settings))
+            lambda: cli(
+                "cache",
+                "import",
+                "--create",
+                str(work / "runs.jsonl"),
+                "--config",
+                str(cli_settings),
+            )
         )
         cli_export = timed(
             lambda: cli(

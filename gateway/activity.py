@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from .store import rfc3339
+from .timestamps import rfc3339
 
 WINDOW_MINUTES = 5
 SNAPSHOT_INTERVAL = 60.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
@@ -13,7 +12,6 @@ from .activity import SNAPSHOT_INTERVAL, Activity, totals_of
 from .auth import KeyRing
 from .cache import MemoryLRU, RunInputCache
 from .config import Settings
-from .db import Database
 from .log import scrub_also
 from .metrics import Metrics
 from .middleware import create_observer
@@ -23,18 +21,20 @@ from .periodic import Periodic
 from .routes import add_routes
 from .state import (
     CACHE,
-    DATABASE,
     DRAINING,
     KEYRING,
     METRICS,
     OWNERSHIP,
     SETTINGS,
+    STORAGE,
     STORAGE_HEALTH,
     STREAMS,
     UPSTREAM,
 )
+from .storage.open import open_storage
+from .storage.protocols import Storage
+from .storage.types import StoreError
 from .storage_health import StorageHealth
-from .store import SQLiteRunInputStore
 from .team_key import key_file_rotation, team_key_from
 from .upstream import UpstreamClient, UpstreamResponse, create_session
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app[DRAINING] = [False]
     app[STREAMS] = set()
     team_key = team_key_from(settings, env)
-    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_ownership)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(lambda app: _watch_key_file(app, team_key))
@@ -81,32 +81,33 @@ async def _start_draining(app: web.Application) -> None:
 
 
 def build_cache(
-    settings: Settings, db: Database, upstream: UpstreamClient, health: StorageHealth
+    settings: Settings, storage: Storage, upstream: UpstreamClient, health: StorageHealth
 ) -> RunInputCache:
-    """The run-input cache over SQLite, fetching misses through `upstream`."""
+    """The run-input cache over the store, fetching misses through `upstream`."""
 
     async def fetch(run_id: str) -> UpstreamResponse:
         return await upstream.get(f"/v1/tasks/runs/{run_id}/input", ACCEPT_JSON, run_id=run_id)
 
     return RunInputCache(
         MemoryLRU(settings.cache.memory_entries, settings.cache.memory_bytes),
-        SQLiteRunInputStore(db),
+        storage.run_inputs,
+        storage.purges,
         fetch,
         settings.cache.max_body_bytes,
         health,
     )
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    app[DATABASE] = await Database.open(app[SETTINGS].storage)
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    app[STORAGE] = await open_storage(app[SETTINGS].storage)
     yield
-    await app[DATABASE].close()
+    await app[STORAGE].close()
 
 
 async def _ownership(app: web.Application) -> AsyncIterator[None]:
     """Run ownership records that failed are retried while serving, and once more at the end
     (before the database closes)."""
-    recorder = app[OWNERSHIP] = OwnershipRecorder(app[DATABASE], app[STORAGE_HEALTH])
+    recorder = app[OWNERSHIP] = OwnershipRecorder(app[STORAGE].run_access, app[STORAGE_HEALTH])
     retries = Periodic("ownership.retry", RETRY_INTERVAL, recorder.retry)
     retries.start()
     yield
@@ -141,8 +142,8 @@ async def _watch_key_file(app: web.Application, team_key: str | None) -> AsyncIt
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
-    app[CACHE] = build_cache(app[SETTINGS], app[DATABASE], app[UPSTREAM], app[STORAGE_HEALTH])
-    await app[CACHE].check_store()
+    app[CACHE] = build_cache(app[SETTINGS], app[STORAGE], app[UPSTREAM], app[STORAGE_HEALTH])
+    await app[STORAGE_HEALTH].check(app[STORAGE].status)
     yield
 
 
@@ -162,11 +163,11 @@ def _snapshot_activity(app: web.Application) -> Callable[[], Awaitable[None]]:
 
 async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     """Pick up what the CLI changes in the database: keys, and purges of cached runs."""
-    settings, db, keyring, cache = app[SETTINGS], app[DATABASE], app[KEYRING], app[CACHE]
-    await keyring.refresh(db)
+    settings, keys, keyring, cache = app[SETTINGS], app[STORAGE].app_keys, app[KEYRING], app[CACHE]
+    await keyring.refresh(keys)
     await cache.start_purge_sync()
     chores = [
-        Periodic("keys.refresh", settings.keys.refresh_interval, lambda: keyring.refresh(db)),
+        Periodic("keys.refresh", settings.keys.refresh_interval, lambda: keyring.refresh(keys)),
         Periodic("cache.sync_purges", settings.cache.sync_interval, cache.sync_purges),
         Periodic("metrics.memory", settings.cache.sync_interval, _record_memory(app)),
         Periodic("activity.snapshot", SNAPSHOT_INTERVAL, _snapshot_activity(app)),
@@ -177,6 +178,6 @@ async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     for chore in chores:
         await chore.stop()
     try:
-        await keyring.refresh(db)  # record last_used_at of the final seconds
-    except sqlite3.Error as e:  # a store that cannot be written must not fail the shutdown
+        await keyring.refresh(keys)  # record last_used_at of the final seconds
+    except StoreError as e:  # a store that cannot be written must not fail the shutdown
         app[STORAGE_HEALTH].failed(e, "write")

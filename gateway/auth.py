@@ -8,19 +8,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from .allowlist import Rule, is_allowed
-from .db import Database
 from .errors import AuthenticationError, ForbiddenError, RateLimitedError, TooManyOpenError
-from .keys import (
-    KeyState,
-    hash_key,
-    key_limits,
-    key_max_open,
-    key_owners,
-    key_rules,
-    record_last_used,
-)
+from .keys import hash_key, key_policies
 from .ratelimit import Limit, TokenBucket, retry_after_headers
-from .store import now_rfc3339, rfc3339
+from .storage.protocols import AppKeys
+from .storage.types import KeyState
+from .timestamps import now_rfc3339, rfc3339
 
 BEARER = "bearer "
 # sha256 of the keys presented most recently, as an app sends the same key on every request.
@@ -45,7 +38,7 @@ def _timestamp(seconds: float) -> str:
 
 
 class KeyRing:
-    """Key hashes in memory, reloaded from SQLite so CLI changes apply without a restart."""
+    """Key hashes in memory, reloaded from storage so CLI changes apply without a restart."""
 
     def __init__(
         self,
@@ -141,16 +134,16 @@ class KeyRing:
         self._used.add(name)
         return name
 
-    async def refresh(self, db: Database) -> None:
+    async def refresh(self, keys: AppKeys) -> None:
         """Reload keys, and record which apps were seen since the last refresh."""
         used, self._used = self._used, set()
         if used:
-            await record_last_used(db, used, now_rfc3339())
-        owners, rules, limits = await key_owners(db), await key_rules(db), await key_limits(db)
-        max_open = await key_max_open(db)
+            await keys.record_last_used(used, now_rfc3339())
+        owners = await keys.key_states()
+        policies = key_policies(await keys.list_apps())
         # All at once: a key must never be served between getting its owner and its limits.
-        self._owners, self._rules, self._max_open = owners, rules, max_open
-        self.set_limits(limits)
+        self._owners, self._rules, self._max_open = owners, policies.rules, policies.max_open
+        self.set_limits(policies.limits)
 
     def set_limits(self, limits: Mapping[str, Limit]) -> None:
         """Apply changed rate limits; a bucket whose limit is unchanged keeps its state."""

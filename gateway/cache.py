@@ -12,8 +12,10 @@ import structlog
 
 from .errors import UpstreamInvalidError
 from .policy import CACHE_HIT, Storability, cache_status, storability
+from .storage.protocols import Purges, RunInputs
+from .storage.types import CacheStats, StoredInput, StoreError
 from .storage_health import StorageHealth
-from .store import CacheStats, RunInputStore, StoredInput, StoreError, now_rfc3339
+from .timestamps import now_rfc3339
 from .upstream import UpstreamResponse
 
 log = structlog.get_logger("gateway.cache")
@@ -81,7 +83,8 @@ class RunInputCache:
     def __init__(
         self,
         memory: MemoryLRU,
-        store: RunInputStore,
+        store: RunInputs,
+        purges: Purges,
         fetch: Fetch,
         max_body_bytes: int,
         health: StorageHealth,
@@ -89,6 +92,7 @@ class RunInputCache:
         self.memory = memory
         self.health = health
         self._store = store
+        self._purges = purges
         self._fetch = fetch
         self._max_body_bytes = max_body_bytes
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
@@ -96,26 +100,17 @@ class RunInputCache:
 
     async def start_purge_sync(self) -> None:
         """Skip purges made before now: memory starts empty."""
-        self._purge_seq = await self._store.last_purge()
+        self._purge_seq = await self._purges.last_purge()
 
     async def sync_purges(self) -> None:
         """Drop from memory what the CLI purged from the store (possibly in another process)."""
-        for purge in await self._store.purges_since(self._purge_seq):
+        for purge in await self._purges.purges_since(self._purge_seq):
             if purge.run_ids is None:
                 self.memory.clear()
             else:
                 for run_id in purge.run_ids:
                     self.memory.discard(run_id)
             self._purge_seq = purge.seq
-
-    async def check_store(self) -> None:
-        """Learn whether the store takes writes (at start: /readyz and the metrics say)."""
-        try:
-            await self._store.check_writable()
-        except StoreError as e:
-            self.health.failed(e, "start-up check")
-        else:
-            self.health.wrote()
 
     async def store_stats(self) -> CacheStats:
         return await self._store.stats()
@@ -155,8 +150,8 @@ class RunInputCache:
         decision = storability(response.status, response.body, self._max_body_bytes)
         if decision is Storability.STORE:
             if unreadable:
-                # SQLite cannot replace a row it cannot read: the fresh copy is kept in memory,
-                # and not promised as stored.
+                # A store may not replace an entry it cannot read (SQLite cannot): the fresh
+                # copy is kept in memory, and not promised as stored.
                 self.memory.put(run_id, response.body)
                 return Lookup(200, response.body, {}, fetched=True)
             try:

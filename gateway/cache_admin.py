@@ -15,7 +15,8 @@ from .cache import RunInputCache
 from .errors import GatewayError, parse_error_body
 from .policy import is_valid_run_id
 from .replay import EntryError, decode_entry, encode_entry
-from .store import RunInputStore, StoredInput
+from .storage.protocols import RunInputs
+from .storage.types import StoredInput
 
 # Runs per import transaction: SQLite's write lock is held for milliseconds at a time, so a
 # running gateway's writes get it between two batches.
@@ -34,7 +35,7 @@ class ExportReport:
 
 
 async def export_entries(
-    store: RunInputStore, out: BinaryIO, run_ids: Sequence[str], bar: tqdm[Any]
+    store: RunInputs, out: BinaryIO, run_ids: Sequence[str], bar: tqdm[Any]
 ) -> ExportReport:
     """Write every cached run (or those named) to `out` as export lines."""
     report = ExportReport()
@@ -61,7 +62,7 @@ class ImportReport:
 
 
 async def import_entries(
-    store: RunInputStore, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
+    store: RunInputs, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
 ) -> ImportReport:
     """Import export lines, IMPORT_BATCH runs per transaction, in the order given.
 

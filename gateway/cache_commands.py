@@ -26,11 +26,11 @@ from .cache_admin import (
     warm,
 )
 from .config import Settings
-from .db import Database, run_with_database
 from .log import configure_logging
 from .policy import is_valid_run_id
+from .storage.open import run_with_storage
+from .storage.protocols import Storage
 from .storage_health import StorageHealth
-from .store import SQLiteRunInputStore
 from .team_key import team_key_from
 from .upstream import UpstreamClient, create_session
 
@@ -88,8 +88,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     if (bad := _invalid(args.run_ids)) is not None:
         return bad
 
-    async def run(db: Database) -> ExportReport:
-        store = SQLiteRunInputStore(db)
+    async def run(storage: Storage) -> ExportReport:
+        store = storage.run_inputs
         total = len(set(args.run_ids)) or (await store.stats()).entries
         with _output(args.output) as out, progress(total, "run", "export") as bar:
             report = await export_entries(store, out, args.run_ids, bar)
@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         return report
 
     try:
-        report = run_with_database(settings.storage, run)
+        report = run_with_storage(settings.storage, run)
     except _IncompleteExportError as incomplete:
         [report] = incomplete.args
         _fail(f"Not in the cache: {' '.join(report.missing)}; {args.output} was not written.")
@@ -111,12 +111,12 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    async def run(db: Database) -> ImportReport:
-        store = SQLiteRunInputStore(db)
+    async def run(storage: Storage) -> ImportReport:
+        store = storage.run_inputs
         with _input(args.file) as lines, progress(None, "line", "import") as bar:
             return await import_entries(store, lines, bar, settings.cache.max_body_bytes)
 
-    report = run_with_database(settings.storage, run)
+    report = run_with_storage(settings.storage, run)
     for number, reason in report.rejected[:SHOWN_REJECTIONS]:
         _say(f"{args.file}:{number}: rejected: {reason}")
     if len(report.rejected) > SHOWN_REJECTIONS:
@@ -145,15 +145,15 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging("error")
     team_key = team_key_from(settings, os.environ)
 
-    async def run(db: Database) -> list[WarmResult]:
+    async def run(storage: Storage) -> list[WarmResult]:
         async with create_session(settings.upstream) as session:
             upstream = UpstreamClient(settings.upstream, team_key, session)
             health = StorageHealth(settings.storage.database)
-            cache = build_cache(settings, db, upstream, health)
+            cache = build_cache(settings, storage, upstream, health)
             with progress(len(run_ids), "run", "warm") as bar:
                 return await warm(cache, run_ids, args.concurrency, bar)
 
-    results = run_with_database(settings.storage, run)
+    results = run_with_storage(settings.storage, run)
     for result in results:
         print(orjson.dumps(dataclasses.asdict(result)).decode())
         if result.outcome == "failed":
@@ -171,7 +171,7 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    stats = run_with_database(settings.storage, lambda db: SQLiteRunInputStore(db).stats())
+    stats = run_with_storage(settings.storage, lambda s: s.run_inputs.stats())
     print(orjson.dumps(dataclasses.asdict(stats)).decode())
     return 0
 
@@ -179,7 +179,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     if (bad := _invalid([args.run_id])) is not None:
         return bad
-    entry = run_with_database(settings.storage, lambda db: SQLiteRunInputStore(db).get(args.run_id))
+    entry = run_with_storage(settings.storage, lambda s: s.run_inputs.get(args.run_id))
     if entry is None:
         _fail(f"Run {args.run_id} is not in the cache.")
         return 1
@@ -201,12 +201,12 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         return bad
     targets = None if args.all else list(dict.fromkeys(args.run_ids))
 
-    async def run(db: Database) -> tuple[int, list[str]]:
-        store = SQLiteRunInputStore(db)
+    async def run(storage: Storage) -> tuple[int, list[str]]:
+        store = storage.run_inputs
         missing = [run_id for run_id in targets or () if await store.get(run_id) is None]
-        return await store.purge(targets), missing
+        return await storage.purges.purge(targets), missing
 
-    removed, missing = run_with_database(settings.storage, run)
+    removed, missing = run_with_storage(settings.storage, run)
     _say(f"Purged {_count(removed, 'run')}.")
     if missing:  # as `cache get` and `cache export` say of a run that is not there
         _fail(f"Not in the cache: {' '.join(missing)}")

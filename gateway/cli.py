@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,6 @@ from . import __version__
 from .app import create_app
 from .cache_commands import add_cache_commands
 from .config import CONFIG_ENV, ConfigError, Settings, load_settings, replace_server
-from .db import Database, StorageError, run_with_database
 from .fdlimit import raise_open_files_limit
 from .key_commands import add_key_commands
 from .keys import AppKeyError
@@ -26,7 +24,9 @@ from .ownership import GrantError
 from .run_commands import add_run_commands
 from .server import ListenError, run_server
 from .status_command import add_status_command
-from .store import StoreError
+from .storage.open import run_with_storage
+from .storage.protocols import Storage
+from .storage.types import StorageError, StoreError
 from .team_key import team_key_from
 from .workers import is_worker, supervise
 
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AppKeyError, GrantError, StorageError, ListenError) as e:
         print(f"parallel-gateway: {e}", file=sys.stderr)
         return 1
-    except (sqlite3.Error, StoreError) as e:
+    except StoreError as e:
         # A read-only file, a full disk, a corrupt page: one line naming the file and the cause.
         database = settings.storage.database
         print(f"parallel-gateway: Cannot use database '{database}': {e}.", file=sys.stderr)
@@ -182,7 +182,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     before, now, hard = raise_open_files_limit()
     log.info("gateway.open_files_limit", soft=now, raised_from=before, hard=hard)
     if args.workers > 1 and not is_worker():
-        run_with_database(settings.storage, _applied)  # migrate once, before the workers start
+        run_with_storage(settings.storage, _applied)  # migrate once, before the workers start
         return supervise(_worker_argv(args, settings), args.workers)
     run_server(create_app(settings), settings.server, reuse_port=is_worker() or None)
     return 0
@@ -199,7 +199,7 @@ def _worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    applied = run_with_database(settings.storage, _applied)
+    applied = run_with_storage(settings.storage, _applied)
     for name in applied:
         print(f"Applied {name}")
     print(f"Database {settings.storage.database} is at the latest schema.")
@@ -230,6 +230,6 @@ def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _applied(db: Database) -> list[str]:
-    """Database.open applies pending migrations; report which."""
-    return db.applied_migrations
+async def _applied(storage: Storage) -> list[str]:
+    """Opening the store applies pending migrations; report which."""
+    return storage.applied_migrations

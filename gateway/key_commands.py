@@ -10,14 +10,11 @@ from datetime import UTC, datetime
 import orjson
 
 from .config import Settings
-from .db import run_with_database
 from .keys import (
-    KEEP,
     AppKeyError,
     KeyUpdate,
     create_key,
     delete_app,
-    list_keys,
     parse_expiry,
     parse_grace,
     parse_limit,
@@ -26,8 +23,10 @@ from .keys import (
     update_key,
 )
 from .ratelimit import Limit
-from .store import now_rfc3339, rfc3339
+from .storage.open import run_with_storage
+from .storage.types import KEEP
 from .tables import print_table
+from .timestamps import now_rfc3339, rfc3339
 
 ALLOW_HELP = "limit the key to this route (repeatable; * is one path segment, a final ** the rest)"
 
@@ -129,9 +128,11 @@ def _limit_and_expiry(args: argparse.Namespace) -> tuple[Limit | None, datetime 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     limit, expires_at = _limit_and_expiry(args)
     print(
-        run_with_database(
+        run_with_storage(
             settings.storage,
-            lambda db: create_key(db, args.name, args.allow, limit, expires_at, args.max_open),
+            lambda s: create_key(
+                s.app_keys, args.name, args.allow, limit, expires_at, args.max_open
+            ),
         )
     )
     return 0
@@ -159,7 +160,7 @@ def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
             "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
             "--no-expiry, --max-open or --no-max-open."
         )
-    run_with_database(settings.storage, lambda db: update_key(db, args.name, update))
+    run_with_storage(settings.storage, lambda s: update_key(s.app_keys, args.name, update))
     print(f"Updated the key of app {args.name!r}.", file=sys.stderr)
     return 0
 
@@ -167,7 +168,9 @@ def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     grace = parse_grace(args.grace)
     now = datetime.now(UTC)
-    key = run_with_database(settings.storage, lambda db: rotate_key(db, args.name, grace, now))
+    key = run_with_storage(
+        settings.storage, lambda s: rotate_key(s.app_keys, args.name, grace, now)
+    )
     print(key)
     until = "no longer works" if not grace else f"works until {rfc3339(now + grace)}"
     print(f"New key for app {args.name!r}; the old key {until}.", file=sys.stderr)
@@ -180,7 +183,7 @@ def cmd_keys_delete(args: argparse.Namespace, settings: Settings) -> int:
             f"Deleting app {args.name!r} removes its keys and its run records for good; "
             "give --yes to do it."
         )
-    deleted = run_with_database(settings.storage, lambda db: delete_app(db, args.name))
+    deleted = run_with_storage(settings.storage, lambda s: delete_app(s.app_keys, args.name))
     print(
         f"Deleted app {args.name!r} ({_count(deleted.keys, 'key')}, "
         f"{_count(deleted.runs, 'run record')}); the name is free.",
@@ -194,7 +197,7 @@ def _count(n: int, thing: str) -> str:
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    keys = run_with_database(settings.storage, list_keys)
+    keys = run_with_storage(settings.storage, lambda s: s.app_keys.list_apps())
     now = now_rfc3339()
     if args.json:
         for key in keys:
@@ -222,6 +225,6 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    run_with_database(settings.storage, lambda db: revoke_key(db, args.name))
+    run_with_storage(settings.storage, lambda s: revoke_key(s.app_keys, args.name))
     print(f"Revoked the key of app {args.name!r}.", file=sys.stderr)
     return 0

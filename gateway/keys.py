@@ -1,23 +1,20 @@
-"""App keys: generate, hash, and keep them in the `app_keys` table (hashes only)."""
+"""App keys: generate and hash them, and the rules of their lifecycle; kept (hashes only)
+through the AppKeys protocol."""
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import re
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
-
 from .allowlist import AllowError, Rule, parse_rule
-from .db import Database, Statement
-from .ownership import forget_app
 from .ratelimit import Limit
-from .store import now_rfc3339, rfc3339
+from .storage.protocols import AppKeys
+from .storage.types import KEEP, AppKey, Deleted, Keep, KeyChanges, NewKey
+from .timestamps import now_rfc3339, rfc3339
 
 KEY_PREFIX = "pgw_"
 DISPLAY_CHARS = 8
@@ -27,42 +24,6 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 class AppKeyError(Exception):
     """A key command that cannot be carried out (duplicate or unknown name)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppKey:
-    name: str
-    prefix: str
-    created_at: str
-    last_used_at: str | None
-    revoked_at: str | None
-    allow: list[str] | None = None  # route rules; None: every route
-    rate: float | None = None  # requests per second; None: no limit
-    burst: int | None = None
-    expires_at: str | None = None  # None: never
-    max_open: int | None = None  # calls open at once; None: no cap
-
-    def status(self, now: str) -> str:
-        if self.revoked_at:
-            return "revoked"
-        return "expired" if self.expires_at is not None and self.expires_at <= now else "active"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyState:
-    """What authentication needs of a key: its app, and whether it still opens anything."""
-
-    name: str
-    revoked: bool
-    expires: float | None  # POSIX seconds; None: never
-    retires: float | None = None  # a key replaced by `keys rotate`: when it stops; POSIX seconds
-
-
-class Keep(enum.Enum):
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +93,7 @@ def display_prefix(key: str) -> str:
 
 
 async def create_key(
-    db: Database,
+    keys: AppKeys,
     name: str,
     allow: Sequence[str] | None = None,
     limit: Limit | None = None,
@@ -147,36 +108,33 @@ async def create_key(
     """
     if not name or len(name) > 64 or not name.isprintable():
         raise AppKeyError(f"App name {name!r} is not valid: use 1 to 64 printable characters.")
-    rules = _allow_column(allow)
+    rules = _checked_rules(allow)
     check_max_open(max_open)
     key = generate_key()
-    try:
-        await db.write(
-            "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow, rate, burst,"
-            " expires_at, max_open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                name,
-                hash_key(key),
-                display_prefix(key),
-                now_rfc3339(),
-                rules,
-                None if limit is None else limit.rate,
-                None if limit is None else limit.burst,
-                None if expires_at is None else rfc3339(expires_at),
-                max_open,
-            ),
+    created = await keys.create(
+        NewKey(
+            name,
+            hash_key(key),
+            display_prefix(key),
+            now_rfc3339(),
+            rules,
+            None if limit is None else limit.rate,
+            None if limit is None else limit.burst,
+            None if expires_at is None else rfc3339(expires_at),
+            max_open,
         )
-    except sqlite3.IntegrityError:
-        raise await _name_taken(db, name) from None
+    )
+    if not created:
+        raise await _name_taken(keys, name)
     return key
 
 
-async def _name_taken(db: Database, name: str) -> AppKeyError:
+async def _name_taken(keys: AppKeys, name: str) -> AppKeyError:
     """Why `keys create NAME` cannot have the name, and the command that would free it."""
-    row = await db.fetchone("SELECT revoked_at FROM app_keys WHERE name = ?", (name,))
-    if row is not None and row[0] is not None:
+    app = await keys.get(name)
+    if app is not None and app.revoked_at is not None:
         return AppKeyError(
-            f"The name {name!r} is taken by a revoked app (revoked at {row[0]}); "
+            f"The name {name!r} is taken by a revoked app (revoked at {app.revoked_at}); "
             f"`parallel-gateway keys delete {name} --yes` frees it."
         )
     return AppKeyError(
@@ -185,41 +143,44 @@ async def _name_taken(db: Database, name: str) -> AppKeyError:
     )
 
 
-def _allow_column(allow: Sequence[str] | None) -> str | None:
-    """The allowlist as stored: a JSON array of rules, each checked; None for every route."""
+def _checked_rules(allow: Sequence[str] | None) -> list[str] | None:
+    """The allowlist's rules, each checked; None for every route."""
     try:
-        rules = None if allow is None else [parse_rule(text).text for text in allow]
+        return None if allow is None else [parse_rule(text).text for text in allow]
     except AllowError as e:
         raise AppKeyError(str(e)) from None
-    return None if rules is None else orjson.dumps(rules).decode()
 
 
-async def update_key(db: Database, name: str, update: KeyUpdate) -> None:
-    """Change what `update` names of a live (not revoked) app's key, in one write."""
-    columns: dict[str, object] = {}
-    if update.allow is not KEEP:
-        columns["allow"] = _allow_column(update.allow)
-    if update.limit is not KEEP:
-        limit = update.limit
-        columns["rate"] = None if limit is None else limit.rate
-        columns["burst"] = None if limit is None else limit.burst
-    if update.expires_at is not KEEP:
-        columns["expires_at"] = None if update.expires_at is None else rfc3339(update.expires_at)
+def key_changes(update: KeyUpdate) -> KeyChanges:
+    """What `update` asks for, checked, as stored. Pure."""
+    limit = update.limit
     if update.max_open is not KEEP:
         check_max_open(update.max_open)
-        columns["max_open"] = update.max_open
-    revoked_at = await _revoked_at(db, name)
+    return KeyChanges(
+        allow=KEEP if update.allow is KEEP else _checked_rules(update.allow),
+        rate=KEEP if limit is KEEP else None if limit is None else limit.rate,
+        burst=KEEP if limit is KEEP else None if limit is None else limit.burst,
+        expires_at=(
+            KEEP
+            if update.expires_at is KEEP
+            else None
+            if update.expires_at is None
+            else rfc3339(update.expires_at)
+        ),
+        max_open=update.max_open,
+    )
+
+
+async def update_key(keys: AppKeys, name: str, update: KeyUpdate) -> None:
+    """Change what `update` names of a live (not revoked) app's key, in one write."""
+    changes = key_changes(update)
+    revoked_at = (await _app(keys, name)).revoked_at
     if revoked_at is not None:
         raise AppKeyError(
             f"The key of app {name!r} was revoked at {revoked_at}; rotate it "
             f"(`parallel-gateway keys rotate {name}`) or create a new one."
         )
-    # The column names are this function's own, never the caller's text.
-    assignments = ", ".join(f"{column} = ?" for column in columns)
-    await db.write(
-        f"UPDATE app_keys SET {assignments} WHERE name = ?",  # noqa: S608
-        (*columns.values(), name),
-    )
+    await keys.update(name, changes)
 
 
 def check_max_open(max_open: int | None) -> None:
@@ -227,144 +188,72 @@ def check_max_open(max_open: int | None) -> None:
         raise AppKeyError(f"--max-open must be at least 1, not {max_open}.")
 
 
-async def _revoked_at(db: Database, name: str) -> str | None:
-    """When app `name`'s key was revoked (None: it was not); AppKeyError for no such app."""
-    row = await db.fetchone("SELECT revoked_at FROM app_keys WHERE name = ?", (name,))
-    if row is None:
+async def _app(keys: AppKeys, name: str) -> AppKey:
+    """App `name`; AppKeyError for no such app."""
+    app = await keys.get(name)
+    if app is None:
         raise AppKeyError(f"No app named {name!r}.")
-    revoked_at: str | None = row[0]
-    return revoked_at
+    return app
 
 
-async def rotate_key(db: Database, name: str, grace: timedelta, now: datetime) -> str:
+async def rotate_key(keys: AppKeys, name: str, grace: timedelta, now: datetime) -> str:
     """Give app `name` a new key and return it. Its key until now keeps working for `grace`
     (under the app's revocation and expiry), then stops; it is kept, by hash, so that its
     refusals name the app. A revoked app becomes active again, its old keys staying dead."""
-    row = await db.fetchone("SELECT revoked_at, expires_at FROM app_keys WHERE name = ?", (name,))
-    if row is None:
-        raise AppKeyError(f"No app named {name!r}.")
-    revoked_at, expires_at = row
-    if revoked_at is not None and grace:
+    app = await _app(keys, name)
+    if app.revoked_at is not None and grace:
         raise AppKeyError(
-            f"The key of app {name!r} was revoked at {revoked_at}: it gets no grace period; "
+            f"The key of app {name!r} was revoked at {app.revoked_at}: it gets no grace period; "
             "rotate without --grace."
         )
-    if expires_at is not None and expires_at <= rfc3339(now):
+    if app.expires_at is not None and app.expires_at <= rfc3339(now):
         raise AppKeyError(
-            f"App {name!r} expired at {expires_at}, and a new key would be expired too; give it "
-            f"a new expiry first (keys update {name} --expires DURATION, or --no-expiry)."
+            f"App {name!r} expired at {app.expires_at}, and a new key would be expired too; "
+            f"give it a new expiry first (keys update {name} --expires DURATION, or --no-expiry)."
         )
     key = generate_key()
-    at = rfc3339(now)
-    statements: list[Statement] = [
-        (
-            "INSERT INTO retired_keys (key_hash, app, prefix, created_at, retires_at)"
-            " SELECT key_hash, name, prefix, created_at, ? FROM app_keys WHERE name = ?",
-            [(rfc3339(now + grace), name)],
-        ),
-        (
-            "UPDATE app_keys SET key_hash = ?, prefix = ?, created_at = ?, revoked_at = NULL"
-            " WHERE name = ?",
-            [(hash_key(key), display_prefix(key), at, name)],
-        ),
-    ]
-    if revoked_at is not None:
-        # Keys revoked in their grace period must not come back with the app.
-        statements.append(
-            (
-                "UPDATE retired_keys SET retires_at = ? WHERE app = ? AND retires_at > ?",
-                [(at, name, at)],
-            )
-        )
-    await db.transaction(statements)
+    await keys.rotate(name, hash_key(key), display_prefix(key), rfc3339(now), rfc3339(now + grace))
     return key
 
 
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    keys: int  # the app's key and the keys rotation replaced
-    runs: int  # its records of runs created or granted
-
-
-async def delete_app(db: Database, name: str) -> Deleted:
+async def delete_app(keys: AppKeys, name: str) -> Deleted:
     """Remove a revoked app: its keys, replaced ones included, and its run records, so that
     a new app of the same name starts with nothing of the old one's."""
-    if await _revoked_at(db, name) is None:
+    if (await _app(keys, name)).revoked_at is None:
         raise AppKeyError(
             f"App {name!r} is not revoked: revoke it first (`parallel-gateway keys revoke "
             f"{name}`), then delete it."
         )
-    runs, retired, current = await db.transaction(
-        [
-            forget_app(name),
-            ("DELETE FROM retired_keys WHERE app = ?", [(name,)]),
-            ("DELETE FROM app_keys WHERE name = ? AND revoked_at IS NOT NULL", [(name,)]),
-        ]
-    )
-    return Deleted(retired + current, runs)
+    return await keys.delete_revoked(name)
 
 
-async def revoke_key(db: Database, name: str) -> None:
+async def revoke_key(keys: AppKeys, name: str) -> None:
     """Revoke app `name`: its key, and any key rotation replaced, stop at once."""
-    revoked_at = await _revoked_at(db, name)
+    revoked_at = (await _app(keys, name)).revoked_at
     if revoked_at is not None:
         raise AppKeyError(f"The key of app {name!r} was already revoked at {revoked_at}.")
-    await db.write(
-        "UPDATE app_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-        (now_rfc3339(), name),
-    )
+    await keys.revoke(name, now_rfc3339())
 
 
-async def list_keys(db: Database) -> list[AppKey]:
-    rows = await db.fetchall(
-        "SELECT name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst,"
-        " expires_at, max_open FROM app_keys ORDER BY name"
-    )
-    return [
-        AppKey(row[0], row[1], row[2], row[3], row[4], _rules(row[5]), *row[6:]) for row in rows
-    ]
+@dataclass(frozen=True, slots=True)
+class KeyPolicies:
+    """What each app's key allows, as the KeyRing applies it."""
+
+    rules: dict[str, tuple[Rule, ...]]  # the apps whose keys have an allowlist
+    limits: dict[str, Limit]  # the rate-limited apps
+    max_open: dict[str, int]  # the apps whose open calls are capped
 
 
-async def key_owners(db: Database) -> dict[str, KeyState]:
-    """Map each key's hash, replaced keys' included, to its app and state."""
-    rows = await db.fetchall(
-        "SELECT key_hash, name, revoked_at, expires_at, NULL FROM app_keys"
-        " UNION ALL SELECT r.key_hash, a.name, a.revoked_at, a.expires_at, r.retires_at"
-        " FROM retired_keys r JOIN app_keys a ON a.name = r.app"
-    )
-    return {
-        row[0]: KeyState(row[1], row[2] is not None, _seconds(row[3]), _seconds(row[4]))
-        for row in rows
-    }
-
-
-def _seconds(at: str | None) -> float | None:
-    return None if at is None else datetime.fromisoformat(at).timestamp()
-
-
-async def key_limits(db: Database) -> dict[str, Limit]:
-    """Each rate-limited app's limit."""
-    rows = await db.fetchall("SELECT name, rate, burst FROM app_keys WHERE rate IS NOT NULL")
-    return {row[0]: Limit(row[1], row[2]) for row in rows}
-
-
-async def key_max_open(db: Database) -> dict[str, int]:
-    """Each capped app's most calls open at once."""
-    rows = await db.fetchall("SELECT name, max_open FROM app_keys WHERE max_open IS NOT NULL")
-    return {row[0]: row[1] for row in rows}
-
-
-async def key_rules(db: Database) -> dict[str, tuple[Rule, ...]]:
-    """Each app's route rules, for the apps whose keys have any."""
-    rows = await db.fetchall("SELECT name, allow FROM app_keys WHERE allow IS NOT NULL")
-    return {row[0]: tuple(parse_rule(text) for text in _rules(row[1]) or ()) for row in rows}
-
-
-def _rules(column: str | None) -> list[str] | None:
-    return None if column is None else list(orjson.loads(column))
-
-
-async def record_last_used(db: Database, names: set[str], at: str) -> None:
-    await db.write_many(
-        "UPDATE app_keys SET last_used_at = ? WHERE name = ?", [(at, name) for name in names]
+def key_policies(apps: Sequence[AppKey]) -> KeyPolicies:
+    """Each app's route rules, rate limit and open-call cap, where it has any. Pure."""
+    return KeyPolicies(
+        rules={
+            a.name: tuple(parse_rule(text) for text in a.allow) for a in apps if a.allow is not None
+        },
+        limits={
+            a.name: Limit(a.rate, a.burst)
+            for a in apps
+            if a.rate is not None and a.burst is not None
+        },
+        max_open={a.name: a.max_open for a in apps if a.max_open is not None},
     )

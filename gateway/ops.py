@@ -12,9 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .activity import totals_of
 from .errors import AuthenticationError
-from .migrate import load_migrations
-from .state import CACHE, DATABASE, DRAINING, METRICS, SETTINGS, STORAGE_HEALTH, UPSTREAM
-from .store import StoreError
+from .state import CACHE, DRAINING, METRICS, SETTINGS, STORAGE, STORAGE_HEALTH, UPSTREAM
+from .storage.types import StoreError
 
 JSON = "application/json"
 log = structlog.get_logger("gateway.ops")
@@ -46,10 +45,9 @@ async def readiness(app: web.Application) -> tuple[bool, dict[str, object]]:
     """Whether the gateway is ready, and the checks that say so (/readyz, and status)."""
     checks: dict[str, object] = {"draining": app[DRAINING][0]}
     try:
-        rows = await app[DATABASE].fetchall("SELECT version FROM schema_migrations")
+        missing = await app[STORAGE].status.missing_migrations()
         checks["database"] = "ok"
-        missing = {m.version for m in load_migrations()} - {row[0] for row in rows}
-        checks["migrations"] = "ok" if not missing else f"missing {sorted(missing)}"
+        checks["migrations"] = "ok" if not missing else f"missing {missing}"
     except Exception as e:  # an unreadable database is exactly what this reports
         checks["database"] = f"error: {type(e).__name__}"
         checks["migrations"] = "unknown"

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import shlex
-import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import orjson
 import structlog
 
 from .catalog import Creates
-from .db import Database, Statement
 from .errors import StorageUnavailableError
 from .policy import is_valid_owned_id
+from .storage.protocols import AppKeys, RunAccess
+from .storage.types import Access, StoreError
 from .storage_health import StorageHealth
-from .store import now_rfc3339
+from .timestamps import now_rfc3339
 
 # The field of a create's answer that names what it created (the SDK's types).
 CREATED_ID = {
@@ -31,16 +30,6 @@ RETRY_INTERVAL = 1.0
 
 class GrantError(Exception):
     """A grant that cannot be made (an unknown app, an invalid id)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """One row of run_access: `app` may read `id`, as its creator or by a grant."""
-
-    id: str
-    app: str
-    how: str  # "created" or "granted"
-    at: str
 
 
 def created_ids(creates: Creates, body: bytes) -> list[str]:
@@ -67,8 +56,8 @@ class OwnershipRecorder:
     create is answered (the database is locked or failing) is kept in memory and written later,
     so the app still gets upstream's answer and its run is not orphaned."""
 
-    def __init__(self, db: Database, health: StorageHealth | None = None) -> None:
-        self._db = db
+    def __init__(self, access: RunAccess, health: StorageHealth | None = None) -> None:
+        self._access = access
         self._health = health  # a failed record is a storage fault like any other write
         self._pending: dict[str, dict[str, None]] = {}  # app -> ids not yet written, in order
 
@@ -95,8 +84,8 @@ class OwnershipRecorder:
         a run reads it at once (the SDK polls it next), while the record waits for the lock."""
         waiting = self._pending.get(app, {})
         try:
-            return await may_read(self._db, app, [i for i in ids if i not in waiting])
-        except sqlite3.Error as e:
+            return await may_read(self._access, app, [i for i in ids if i not in waiting])
+        except StoreError as e:
             # Fail closed, counted and logged at the storage rate: no traceback per request.
             if self._health is not None:
                 self._health.failed(e, "read")
@@ -122,9 +111,9 @@ class OwnershipRecorder:
             log.info("ownership.recorded", app=app, run_ids=ids)
 
     async def _write(self, app: str, ids: Sequence[str]) -> None:
-        """record_created, its outcome told to the store's health (/readyz, the metrics)."""
+        """The record written, its outcome told to the store's health (/readyz, the metrics)."""
         try:
-            await record_created(self._db, app, ids)
+            await self._access.record_created(app, ids, now_rfc3339())
         except Exception as e:
             if self._health is not None:
                 self._health.failed(e, "write")
@@ -140,71 +129,29 @@ class OwnershipRecorder:
             log.error("ownership.unrecorded", app=app, run_ids=ids, replay=grant_commands(app, ids))
 
 
-async def record_created(db: Database, app: str, ids: Iterable[str]) -> None:
-    at = now_rfc3339()
-    await db.write_many(
-        "INSERT INTO run_access (id, app, how, at) VALUES (?, ?, 'created', ?)"
-        " ON CONFLICT (id, app) DO NOTHING",
-        [(run_id, app, at) for run_id in ids],
-    )
-
-
-async def grant(db: Database, run_id: str, app: str) -> bool:
+async def grant(access: RunAccess, keys: AppKeys, run_id: str, app: str) -> bool:
     """Let `app` read `run_id`; False if it already could."""
     if not is_valid_owned_id(run_id):
         raise GrantError(
             f"Id {run_id!r} is not valid: a run, task group, FindAll run or monitor id is one "
             "path segment of A-Z, a-z, 0-9, '_' and '-'."
         )
-    await _known_app(db, app)
-    changed = await db.write(
-        "INSERT INTO run_access (id, app, how, at) VALUES (?, ?, 'granted', ?)"
-        " ON CONFLICT (id, app) DO NOTHING",
-        (run_id, app, now_rfc3339()),
-    )
-    return changed == 1
+    await _known_app(keys, app)
+    return await access.grant(run_id, app, now_rfc3339())
 
 
-async def _known_app(db: Database, app: str) -> None:
-    if await db.fetchone("SELECT 1 FROM app_keys WHERE name = ?", (app,)) is None:
+async def _known_app(keys: AppKeys, app: str) -> None:
+    if await keys.get(app) is None:
         raise GrantError(f"No app named {app!r}.")
 
 
-async def list_access(db: Database, app: str | None = None) -> list[Access]:
+async def list_access(access: RunAccess, keys: AppKeys, app: str | None = None) -> list[Access]:
     """Every run each app may read (only `app`'s when given), by app, then time, then id."""
-    if app is None:
-        rows = await db.fetchall("SELECT id, app, how, at FROM run_access ORDER BY app, at, id")
-    else:
-        await _known_app(db, app)
-        rows = await db.fetchall(
-            "SELECT id, app, how, at FROM run_access WHERE app = ? ORDER BY at, id", (app,)
-        )
-    return [Access(*row) for row in rows]
+    if app is not None:
+        await _known_app(keys, app)
+    return await access.list_records(app)
 
 
-async def revoke_access(db: Database, run_id: str, app: str) -> str | None:
-    """Remove `app`'s record of `run_id`, a grant or its creation; return which ("granted",
-    "created"), or None when there was none. The id is not checked: a record made before ids
-    were checked can be removed too."""
-    row = await db.fetchone("SELECT how FROM run_access WHERE id = ? AND app = ?", (run_id, app))
-    if row is None:
-        return None
-    removed = await db.write("DELETE FROM run_access WHERE id = ? AND app = ?", (run_id, app))
-    how: str = row[0]
-    return how if removed else None
-
-
-def forget_app(app: str) -> Statement:
-    """The statement removing every record of `app`'s runs, for `keys delete`'s transaction."""
-    return ("DELETE FROM run_access WHERE app = ?", [(app,)])
-
-
-async def may_read(db: Database, app: str, ids: Iterable[str | None]) -> bool:
+async def may_read(access: RunAccess, app: str, ids: Iterable[str | None]) -> bool:
     """Whether `app` created, or was granted, every id given (None ids are ignored)."""
-    for run_id in ids:
-        if run_id is None:
-            continue
-        row = await db.fetchone("SELECT 1 FROM run_access WHERE id = ? AND app = ?", (run_id, app))
-        if row is None:
-            return False
-    return True
+    return await access.may_read(app, [run_id for run_id in ids if run_id is not None])

@@ -18,7 +18,8 @@ from datetime import datetime
 import orjson
 
 from .policy import is_task_run_input, is_valid_run_id
-from .store import StoredInput, rfc3339
+from .storage.types import StoredInput
+from .timestamps import rfc3339
 
 FORMAT_VERSION = 1
 READABLE_VERSIONS = (1,)

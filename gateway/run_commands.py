@@ -9,8 +9,8 @@ import sys
 import orjson
 
 from .config import Settings
-from .db import run_with_database
-from .ownership import grant, list_access, revoke_access
+from .ownership import grant, list_access
+from .storage.open import run_with_storage
 from .tables import print_table
 
 
@@ -43,14 +43,18 @@ def add_run_commands(
 
 
 def cmd_runs_grant(args: argparse.Namespace, settings: Settings) -> int:
-    added = run_with_database(settings.storage, lambda db: grant(db, args.run_id, args.app))
+    added = run_with_storage(
+        settings.storage, lambda s: grant(s.run_access, s.app_keys, args.run_id, args.app)
+    )
     state = "may now read" if added else "could already read"
     print(f"App {args.app!r} {state} {args.run_id}.", file=sys.stderr)
     return 0
 
 
 def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
-    records = run_with_database(settings.storage, lambda db: list_access(db, args.app))
+    records = run_with_storage(
+        settings.storage, lambda s: list_access(s.run_access, s.app_keys, args.app)
+    )
     if args.json:
         for record in records:
             print(orjson.dumps(dataclasses.asdict(record)).decode())
@@ -60,7 +64,7 @@ def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_runs_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    how = run_with_database(settings.storage, lambda db: revoke_access(db, args.run_id, args.app))
+    how = run_with_storage(settings.storage, lambda s: s.run_access.revoke(args.run_id, args.app))
     if how is None:
         print(f"App {args.app!r} had no record of {args.run_id}: nothing removed.", file=sys.stderr)
     else:

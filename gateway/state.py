@@ -8,15 +8,15 @@ from aiohttp import web
 from .auth import KeyRing
 from .cache import RunInputCache
 from .config import Settings
-from .db import Database
 from .metrics import Metrics
 from .ownership import OwnershipRecorder
+from .storage.protocols import Storage
 from .storage_health import StorageHealth
 from .upstream import UpstreamClient
 
 SETTINGS = web.AppKey("settings", Settings)
 KEYRING = web.AppKey("keyring", KeyRing)
-DATABASE = web.AppKey("database", Database)
+STORAGE = web.AppKey("storage", Storage)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
 METRICS = web.AppKey("metrics", Metrics)

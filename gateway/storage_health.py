@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass
 import structlog
 
 from .metrics import Metrics
-from .store import StoreError, fault_kind, now_rfc3339
+from .storage.protocols import StorageStatus
+from .storage.types import StoreError
 from .throttle import LOG_INTERVAL, Throttle
+from .timestamps import now_rfc3339
 
 log = structlog.get_logger("gateway.storage")
 
@@ -49,7 +51,7 @@ class StorageHealth:
 
     def failed(self, error: Exception, operation: str, **context: str) -> None:
         """Record a failed read or write: counted always, logged once per kind per interval."""
-        kind = error.kind if isinstance(error, StoreError) else fault_kind(error)
+        kind = error.kind if isinstance(error, StoreError) else "other"
         self._counts[kind] = self._counts.get(kind, 0) + 1
         self.last_fault = StorageFault(kind, operation, str(error), now_rfc3339())
         if self._metrics is not None:
@@ -68,6 +70,15 @@ class StorageHealth:
                 per_seconds=self._throttle.interval,
                 **context,
             )
+
+    async def check(self, status: StorageStatus) -> None:
+        """Learn whether the store takes writes (at start: /readyz and the metrics say)."""
+        try:
+            await status.check_writable()
+        except StoreError as e:
+            self.failed(e, "start-up check")
+        else:
+            self.wrote()
 
     def wrote(self) -> None:
         """Record a committed write."""

@@ -29,7 +29,7 @@ from .headers import request_headers, response_headers
 from .log import SecretScrubber
 from .metrics import Metrics
 from .retry import IDEMPOTENT_METHODS, SDK_RETRY_STATUSES, RetryPolicy
-from .store import rfc3339
+from .timestamps import rfc3339
 from .upstream_errors import (
     TEAM_KEY_STATUSES,
     before_sending,

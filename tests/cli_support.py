@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, AnyStr, Generic
 
 from gateway.config import StorageSettings
-from gateway.db import Database
-from gateway.store import SQLiteRunInputStore, StoredInput
+from gateway.storage.open import open_storage
+from gateway.storage.types import StoredInput
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations"
@@ -156,11 +156,11 @@ class Workspace:
         """Store entries in-process through the real store, as the gateway would."""
 
         async def put() -> None:
-            db = await Database.open(StorageSettings(database=str(self.database)))
+            storage = await open_storage(StorageSettings(database=str(self.database)))
             try:
-                await SQLiteRunInputStore(db).put_many(entries)
+                await storage.run_inputs.put_many(entries)
             finally:
-                await db.close()
+                await storage.close()
 
         asyncio.run(put())
 
@@ -184,5 +184,5 @@ def make_workspace(directory: Path, extra: str = "", *, create: bool = True) -> 
 
 
 async def _migrated(database: Path) -> None:
-    db = await Database.open(StorageSettings(database=str(database)))
-    await db.close()
+    storage = await open_storage(StorageSettings(database=str(database)))
+    await storage.close()

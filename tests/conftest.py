@@ -24,9 +24,9 @@ from yarl import URL
 
 from gateway.app import create_app
 from gateway.config import ServerSettings, Settings, settings_from_dict
-from gateway.db import Database
 from gateway.keys import create_key
 from gateway.server import GatewayRunner
+from gateway.storage.open import open_storage
 from tests.cli_support import Result, cli, without_database_line, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
@@ -178,11 +178,11 @@ def start_gateway(serve_app: ServeApp, make_settings: Callable[..., Settings]) -
         settings: Settings | None = None, env: dict[str, str] | None = None, app: str = "app"
     ) -> Gateway:
         settings = settings or make_settings()
-        db = await Database.open(settings.storage)
+        storage = await open_storage(settings.storage)
         try:
-            key = await create_key(db, app)
+            key = await create_key(storage.app_keys, app)
         finally:
-            await db.close()
+            await storage.close()
         env = {"PARALLEL_API_KEY": TEAM_KEY} if env is None else env
         server = await serve_app(create_app(settings, env=env), settings.server)
         return Gateway(server, settings, key)

@@ -18,8 +18,8 @@ from parallel import AsyncParallel
 from yarl import URL
 
 from gateway.config import Settings
-from gateway.db import Database
 from gateway.keys import create_key
+from gateway.storage.open import open_storage
 from tests.conftest import Gateway, Reply, StartGateway
 from tests.fake_parallel import FakeParallel
 from tests.fake_upstream import TEAM_KEY
@@ -184,12 +184,12 @@ async def harnesses(
         settings = settings or make_settings()
         allow = allow or {}
         keys: dict[str, str] = {}
-        db = await Database.open(settings.storage)
+        storage = await open_storage(settings.storage)
         try:
             for app in apps[1:]:
-                keys[app] = await create_key(db, app, allow.get(app))
+                keys[app] = await create_key(storage.app_keys, app, allow.get(app))
         finally:
-            await db.close()
+            await storage.close()
         assert apps[0] not in allow, "the first app's key is made by start_gateway: no allowlist"
         gateway = await start_gateway(settings, app=apps[0])
         keys[apps[0]] = gateway.app_key

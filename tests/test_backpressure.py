@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 
 from gateway.config import StorageSettings
-from gateway.db import Database
 from gateway.keys import create_key
+from gateway.storage.open import open_storage
 from tests.conftest import ServerFactory, eventually
 from tests.fake_upstream import TEAM_KEY
 from tests.serve_support import launch_serve
@@ -99,11 +99,11 @@ async def test_a_stream_the_app_stops_reading_stops_upstream_and_holds_memory_fl
     upstream = FloodingUpstream()
     server = await aiohttp_server(upstream.app)
     database = tmp_path / "gateway.db"
-    db = await Database.open(StorageSettings(database=str(database)))
+    storage = await open_storage(StorageSettings(database=str(database)))
     try:
-        key = await create_key(db, "app")
+        key = await create_key(storage.app_keys, "app")
     finally:
-        await db.close()
+        await storage.close()
     config = tmp_path / "gateway.toml"
     base_url = str(server.make_url("")).rstrip("/")
     config.write_text(f'[storage]\ndatabase = "{database}"\n[upstream]\nbase_url = "{base_url}"\n')

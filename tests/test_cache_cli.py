@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store import StoredInput
+from gateway.storage.types import StoredInput
 from tests.cli_support import MODULE, Result, Workspace, clean_env, cli, make_workspace
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

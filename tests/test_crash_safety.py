@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from gateway.config import StorageSettings
-from gateway.db import Database
 from gateway.keys import create_key
+from gateway.storage.open import open_storage
 from tests.fake_upstream import INPUT_PREFIX, TEAM_KEY, FakeUpstream, task_run_input
 from tests.serve_support import launch_serve
 
@@ -58,11 +58,11 @@ class Launcher:
         self._logs: list[IO[bytes]] = []
 
     async def create_key(self) -> str:
-        db = await Database.open(StorageSettings(database=str(self.database)))
+        storage = await open_storage(StorageSettings(database=str(self.database)))
         try:
-            return await create_key(db, "crash")
+            return await create_key(storage.app_keys, "crash")
         finally:
-            await db.close()
+            await storage.close()
 
     async def start(self) -> Serve:
         # Access lines go to a file: a pipe nobody reads would stall the gateway under load.

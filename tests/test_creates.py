@@ -15,11 +15,11 @@ from aiohttp.test_utils import TestClient
 from parallel import APIStatusError, AsyncParallel
 
 from gateway.config import Settings, StorageSettings
-from gateway.db import Database
 from gateway.metrics import Metrics
 from gateway.middleware import create_observer
 from gateway.ownership import OwnershipRecorder
 from gateway.state import METRICS
+from gateway.storage.open import open_storage
 from tests.conftest import StartGateway, capture_logs, eventually, unused_port
 from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
 from tests.passthrough_support import (
@@ -66,7 +66,7 @@ async def test_a_create_whose_ownership_write_fails_is_answered_once_and_recorde
             "log_level": "warning",
             "app": "app",
             "run_ids": [run.run_id],
-            "error": "OperationalError: database is locked",
+            "error": "StoreError: database is locked",
             "retry_in": 1.0,
             "replay": [f"parallel-gateway runs grant {run.run_id} app"],
             "request_id": failed[0]["request_id"],
@@ -132,9 +132,9 @@ async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_r
     tmp_path: Path,
 ) -> None:
     settings = StorageSettings(database=str(tmp_path / "gw.db"), busy_timeout_ms=50)
-    db = await Database.open(settings)
+    storage = await open_storage(settings)
     try:
-        recorder = OwnershipRecorder(db)
+        recorder = OwnershipRecorder(storage.run_access)
         with held_write_lock(settings.database):
             await recorder.record("billing app", ["trun_a", "trun_b"])
             with capture_logs() as logs:
@@ -154,13 +154,13 @@ async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_r
         with capture_logs() as logs:
             await recorder.flush()  # the lock is gone: written now, and nothing left over
         assert [line["event"] for line in logs] == ["ownership.recorded"]
-        rows = await db.fetchall("SELECT id, app, how FROM run_access ORDER BY id")
-        assert [tuple(row) for row in rows] == [
+        records = await storage.run_access.list_records()
+        assert [(r.id, r.app, r.how) for r in records] == [
             ("trun_a", "billing app", "created"),
             ("trun_b", "billing app", "created"),
         ]
     finally:
-        await db.close()
+        await storage.close()
 
 
 @pytest.fixture

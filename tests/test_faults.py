@@ -18,8 +18,9 @@ import pytest
 from structlog.typing import EventDict
 
 from gateway.config import Settings
-from gateway.db import Database
-from gateway.store import SQLiteRunInputStore, StoredInput, now_rfc3339
+from gateway.storage.open import open_storage
+from gateway.storage.types import StoredInput
+from gateway.timestamps import now_rfc3339
 from tests.conftest import Gateway, Reply, StartGateway, capture_logs
 from tests.fake_upstream import error_json, task_run_input
 from tests.fault_servers import (
@@ -276,13 +277,12 @@ def start(start_gateway: StartGateway, make_settings: Callable[..., Settings]) -
             upstream={"base_url": base_url, "max_attempts": ATTEMPTS, **upstream},
             cache={"memory_entries": 1, **cache},
         )
-        db = await Database.open(settings.storage)
+        storage = await open_storage(settings.storage)
         try:
-            store = SQLiteRunInputStore(db)
             for run_id, body in CACHED.items():
-                await store.put(StoredInput(run_id, body, now_rfc3339()))
+                await storage.run_inputs.put(StoredInput(run_id, body, now_rfc3339()))
         finally:
-            await db.close()
+            await storage.close()
         return await start_gateway(settings)
 
     return start

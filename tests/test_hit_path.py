@@ -15,11 +15,11 @@ from aiohttp.test_utils import BaseTestServer, TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.db import Database
 from gateway.keys import create_key
 from gateway.ownership import grant
 from gateway.ratelimit import Limit
 from gateway.state import CACHE, DRAINING
+from gateway.storage.open import open_storage
 from tests.conftest import GatewayTestServer, capture_logs, eventually
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.raw_http import RawReply, connect, read_reply, request
@@ -67,16 +67,19 @@ async def start(
     ) -> Gateway:
         database = str(tmp_path / f"gateway-{len(servers)}.db")
         config = make_settings(storage={"database": database}, **settings)
-        db = await Database.open(config.storage)
+        storage = await open_storage(config.storage)
         try:
             keys = {
                 name: await create_key(
-                    db, name, allow=(allow or {}).get(name), limit=(limits or {}).get(name)
+                    storage.app_keys,
+                    name,
+                    allow=(allow or {}).get(name),
+                    limit=(limits or {}).get(name),
                 )
                 for name in ("app", "other")
             }
         finally:
-            await db.close()
+            await storage.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
         gateway = Gateway(GatewayTestServer(app, config.server, hit_path=hit_path), config, keys)
 
@@ -334,11 +337,11 @@ async def test_under_app_isolation_every_hit_goes_the_full_way(
     start: Start, upstream: FakeUpstream
 ) -> None:
     gateway = await start(isolation={"mode": "app"})
-    db = await Database.open(gateway.settings.storage)
+    storage = await open_storage(gateway.settings.storage)
     try:
-        await grant(db, RUN, "app")
+        await grant(storage.run_access, storage.app_keys, RUN, "app")
     finally:
-        await db.close()
+        await storage.close()
     await primed(gateway, RUN)
     mine, theirs = await exchange(gateway, gateway.request(), gateway.request(app="other"))
     assert_hit(mine, upstream)

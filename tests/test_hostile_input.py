@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 
 from gateway.app import create_app
 from gateway.config import settings_from_dict
-from gateway.db import Database
 from gateway.keys import create_key
 from gateway.policy import RUN_ID
+from gateway.storage.open import open_storage
 from tests.conftest import GatewayTestServer
 from tests.fake_upstream import TEAM_KEY
 
@@ -120,11 +120,11 @@ class Harness:
                 "upstream": {"base_url": str(upstream.make_url("")).rstrip("/"), "timeout": 5.0},
             }
         )
-        db = await Database.open(config.storage)
+        storage = await open_storage(config.storage)
         try:
-            self.app_key = await create_key(db, "hostile")
+            self.app_key = await create_key(storage.app_keys, "hostile")
         finally:
-            await db.close()
+            await storage.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
         gateway = GatewayTestServer(app, config.server)
         await gateway.start_server()

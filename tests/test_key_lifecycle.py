@@ -15,10 +15,10 @@ from parallel import AsyncParallel
 
 from gateway.auth import KeyRing
 from gateway.config import StorageSettings
-from gateway.db import Database
 from gateway.errors import GatewayError
 from gateway.keys import create_key
 from gateway.ratelimit import Limit
+from gateway.storage.open import open_storage
 from tests.conftest import Gateway, Reply, run_cli
 from tests.fake_upstream import FakeUpstream, task_run_input
 from tests.test_ops import metrics_text, sample
@@ -113,11 +113,11 @@ async def test_pass_through_calls_count_against_the_same_limit(
 
 
 async def test_a_new_key_is_never_served_without_its_rate_limit(tmp_path: Path) -> None:
-    db = await Database.open(StorageSettings(database=str(tmp_path / "keys.db")))
+    storage = await open_storage(StorageSettings(database=str(tmp_path / "keys.db")))
     try:
-        key = await create_key(db, "capped", limit=Limit(rate=0.001, burst=1))
+        key = await create_key(storage.app_keys, "capped", limit=Limit(rate=0.001, burst=1))
         ring = KeyRing()
-        refresh = asyncio.create_task(ring.refresh(db))
+        refresh = asyncio.create_task(ring.refresh(storage.app_keys))
         admitted = 0
         while not refresh.done():  # requests keep coming while the keys are reloaded
             with contextlib.suppress(GatewayError):
@@ -126,7 +126,7 @@ async def test_a_new_key_is_never_served_without_its_rate_limit(tmp_path: Path) 
             await asyncio.sleep(0)
         await refresh
     finally:
-        await db.close()
+        await storage.close()
     assert admitted <= 1  # its burst
 
 

@@ -12,7 +12,8 @@ from multidict import CIMultiDict
 
 from gateway.auth import KeyRing, _hash_recent, presented_key
 from gateway.errors import AuthenticationError, GatewayError
-from gateway.keys import KeyState, display_prefix, generate_key, hash_key
+from gateway.keys import display_prefix, generate_key, hash_key
+from gateway.storage.types import KeyState
 
 KEY_SHAPE = re.compile(r"pgw_[A-Za-z0-9_-]{43}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -12,9 +12,9 @@ import pytest
 from parallel import AsyncParallel
 
 from gateway.config import Settings, StorageSettings
-from gateway.db import Database
 from gateway.fdlimit import raise_open_files_limit
 from gateway.keys import create_key
+from gateway.storage.open import open_storage
 from tests.conftest import ServerFactory, StartGateway, eventually
 from tests.fake_upstream import TEAM_KEY
 from tests.passthrough_support import WatchedParallel, error_of, watched_parallel
@@ -33,11 +33,11 @@ async def fake(aiohttp_server: ServerFactory) -> WatchedParallel:
 
 
 async def keys_for(database: Path, *apps: str) -> dict[str, str]:
-    db = await Database.open(StorageSettings(database=str(database)))
+    storage = await open_storage(StorageSettings(database=str(database)))
     try:
-        return {app: await create_key(db, app) for app in apps}
+        return {app: await create_key(storage.app_keys, app) for app in apps}
     finally:
-        await db.close()
+        await storage.close()
 
 
 def events_in(body: bytes) -> int:
@@ -148,11 +148,11 @@ async def test_an_app_past_its_open_call_cap_gets_429_and_no_other_app_notices(
     fake: WatchedParallel, start_gateway: StartGateway, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(upstream={"base_url": fake.base_url})
-    db = await Database.open(settings.storage)
+    storage = await open_storage(settings.storage)
     try:
-        batch_key = await create_key(db, "batch", max_open=2)
+        batch_key = await create_key(storage.app_keys, "batch", max_open=2)
     finally:
-        await db.close()
+        await storage.close()
     gateway = await start_gateway(settings, app="other")
     batch = AsyncParallel(api_key=batch_key, base_url=gateway.url, max_retries=0)
     other = AsyncParallel(api_key=gateway.app_key, base_url=gateway.url, max_retries=0)

@@ -20,9 +20,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.config import Settings
-from gateway.db import Database
 from gateway.keys import create_key
-from gateway.ownership import grant, record_created
+from gateway.ownership import grant
+from gateway.storage.open import open_storage
+from gateway.timestamps import now_rfc3339
 from tests.conftest import Reply, ServerFactory, StartGateway
 from tests.fake_upstream import TEAM_KEY
 from tests.passthrough_support import error_of
@@ -100,14 +101,14 @@ async def start(
     """A gateway in `mode` in front of the lenient upstream; the keys of apps A and B."""
     isolation = "app" if mode == "app" else "team"
     settings = make(isolation={"mode": isolation}, upstream={"base_url": lenient.base_url})
-    db = await Database.open(settings.storage)
+    storage = await open_storage(settings.storage)
     try:
         allow = ["GET /v1/tasks/runs/*"] if mode == "allowlist" else None
-        keys = {"B": await create_key(db, "B", allow)}
-        await record_created(db, "A", [R])
-        await grant(db, GB, "B")
+        keys = {"B": await create_key(storage.app_keys, "B", allow)}
+        await storage.run_access.record_created("A", [R], now_rfc3339())
+        await grant(storage.run_access, storage.app_keys, GB, "B")
     finally:
-        await db.close()
+        await storage.close()
     gateway = await start_gateway(settings, app="A")
     return {**keys, "A": gateway.app_key, "url": gateway.url}
 

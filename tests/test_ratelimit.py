@@ -11,13 +11,13 @@ from gateway.auth import KeyRing
 from gateway.errors import RateLimitedError
 from gateway.keys import (
     AppKeyError,
-    KeyState,
     hash_key,
     parse_expiry,
     parse_grace,
     parse_limit,
 )
 from gateway.ratelimit import Limit, TokenBucket, retry_after_headers
+from gateway.storage.types import KeyState
 
 KEY = "pgw_limited0000000000000000000000000000000000"
 

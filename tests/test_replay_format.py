@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from gateway.replay import EntryError, decode_entry, encode_entry, normalise_timestamp
-from gateway.store import StoredInput
+from gateway.storage.types import StoredInput
 
 STAMP = "2026-11-22T07:00:00.000000Z"
 TASK_INPUT = {"processor": "core", "input": "What is 2+2?"}

@@ -11,8 +11,8 @@ import orjson
 
 from gateway.activity import Activity, totals_of
 from gateway.config import StorageSettings
-from gateway.db import Database
 from gateway.keys import create_key
+from gateway.storage.open import open_storage
 from tests.conftest import run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.serve_support import launch_serve
@@ -52,11 +52,11 @@ async def test_status_shows_apps_upstream_and_the_last_errors_with_ref_ids(
         f'[upstream]\nbase_url = "{upstream.base_url}"\n'
         '[metrics]\ntoken = "metrics-secret"\n'
     )
-    db = await Database.open(StorageSettings(database=str(tmp_path / "gw.db")))
+    storage = await open_storage(StorageSettings(database=str(tmp_path / "gw.db")))
     try:
-        key = await create_key(db, "billing")
+        key = await create_key(storage.app_keys, "billing")
     finally:
-        await db.close()
+        await storage.close()
     proc, url = await launch_serve(config, env={"PARALLEL_API_KEY": TEAM_KEY})
     try:
         async with aiohttp.ClientSession(headers={"x-api-key": key}) as session:

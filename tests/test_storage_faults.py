@@ -16,10 +16,10 @@ from structlog.typing import EventDict
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.db import Database
 from gateway.keys import create_key
-from gateway.ownership import record_created
-from gateway.state import DATABASE
+from gateway.state import STORAGE
+from gateway.storage.open import open_storage
+from gateway.timestamps import now_rfc3339
 from tests.cli_support import make_workspace
 from tests.conftest import Gateway, ServeApp, StartGateway, capture_logs, config_for, run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
@@ -114,9 +114,9 @@ async def test_a_read_only_database_is_reported_at_start_by_readyz_and_metrics(
     serve_app: ServeApp, make_settings: Callable[..., Settings], upstream: FakeUpstream
 ) -> None:
     settings = make_settings(keys=QUIET_KEYS)
-    db = await Database.open(settings.storage)
-    key = await create_key(db, "app")
-    await db.close()
+    storage = await open_storage(settings.storage)
+    key = await create_key(storage.app_keys, "app")
+    await storage.close()
     upstream.add("trun_ro", task_run_input())
     database = Path(settings.storage.database)
 
@@ -322,8 +322,7 @@ async def test_an_ownership_record_on_a_corrupt_page_is_a_counted_storage_fault_
     settings = make_settings(isolation={"mode": "app"}, keys=QUIET_KEYS)
     runs = [f"trun_MARK{n:03d}" + "o" * 100 for n in range(200)]
     first = await start_gateway(settings)
-    db = first.server.app[DATABASE]
-    await record_created(db, "app2", runs)
+    await first.server.app[STORAGE].run_access.record_created("app2", runs, now_rfc3339())
     await first.server.close()  # the WAL is checkpointed into the file
     database = Path(settings.storage.database)
     corrupt_page_holding(database, b"MARK100")

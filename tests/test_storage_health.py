@@ -1,49 +1,15 @@
-"""Storage fault kinds and the store's health, as decisions with no server: SQLite's result
-codes in, a kind, a writable flag and log lines out."""
+"""The store's health, as decisions with no server: faults by kind in, a writable flag and
+log lines out (SQLite's result codes are named kinds in tests/storage/test_sqlite_errors.py)."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
 from gateway.metrics import Metrics
+from gateway.storage.types import StoreError
 from gateway.storage_health import StorageHealth
-from gateway.store import StoreError, fault_kind
 from tests.conftest import capture_logs
 from tests.test_ops import sample
-
-
-def sqlite_error(code: int, message: str = "x") -> sqlite3.Error:
-    error = sqlite3.OperationalError(message)
-    error.sqlite_errorcode = code
-    return error
-
-
-@pytest.mark.parametrize(
-    ("code", "kind"),
-    [
-        (sqlite3.SQLITE_READONLY, "read-only"),
-        (sqlite3.SQLITE_READONLY_DBMOVED, "read-only"),  # extended codes keep their primary
-        (sqlite3.SQLITE_PERM, "read-only"),
-        (sqlite3.SQLITE_FULL, "disk-full"),
-        (sqlite3.SQLITE_IOERR, "io"),
-        (sqlite3.SQLITE_IOERR_SHMSIZE, "io"),
-        (sqlite3.SQLITE_CORRUPT, "corrupt"),
-        (sqlite3.SQLITE_NOTADB, "corrupt"),
-        (sqlite3.SQLITE_BUSY, "busy"),
-        (sqlite3.SQLITE_LOCKED, "busy"),
-        (sqlite3.SQLITE_CANTOPEN, "cannot-open"),
-        (sqlite3.SQLITE_CONSTRAINT, "other"),
-    ],
-)
-def test_sqlite_result_codes_name_a_kind(code: int, kind: str) -> None:
-    assert fault_kind(sqlite_error(code)) == kind
-
-
-def test_an_error_without_a_result_code_is_other() -> None:
-    assert fault_kind(sqlite3.ProgrammingError("closed")) == "other"
-    assert fault_kind(TimeoutError()) == "other"
 
 
 def test_a_failed_write_makes_the_store_unwritable_until_a_write_succeeds() -> None:

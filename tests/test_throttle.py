@@ -3,9 +3,8 @@ background chores whose failures it throttles."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from gateway.periodic import Periodic
+from gateway.storage.types import StoreError
 from gateway.throttle import Throttle
 from tests.conftest import capture_logs, eventually
 
@@ -56,7 +55,7 @@ async def test_a_chore_failing_every_round_is_logged_once_with_its_traceback() -
     async def chore() -> None:
         nonlocal rounds
         rounds += 1
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StoreError("disk-full", "database or disk is full")
 
     periodic = Periodic("keys.refresh", 0.001, chore)
     with capture_logs() as logs:

@@ -4,72 +4,95 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from queue import SimpleQueue
+from typing import Any, TypeVar
 
-import aiosqlite
-
-from .config import StorageSettings
+from ...config import StorageSettings
+from ..types import StorageError
+from .errors import is_busy, store_error
 from .migrate import apply_migrations
 
 Params = Sequence[Any]
 Statement = tuple[str, Iterable[Params]]
 WRITE_BATCH = 256
-
-
-def prepare_database_file(settings: StorageSettings) -> Path:
-    """The database file, with its directory created, checked to open.
-
-    Checked here, synchronously: aiosqlite leaves a stray worker thread behind when its own
-    connect fails, which prints a traceback at exit.
-    """
-    path = Path(settings.database).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sqlite3.connect(path).close()
-    return path
-
-
 T = TypeVar("T")
 
 
-def run_with_database(settings: StorageSettings, action: Callable[[Database], Awaitable[T]]) -> T:
-    """For the CLI: open the database (migrating it), run `action`, close it."""
+class Connection:
+    """A sqlite3 connection owned by a thread of its own: each call is one hop there and back
+    (a SimpleQueue in, call_soon_threadsafe out), as aiosqlite's own thread made, in public API."""
 
-    async def run() -> T:
-        db = await Database.open(settings)
+    def __init__(self, name: str) -> None:
+        self._calls: SimpleQueue[_Call | None] = SimpleQueue()  # None: stop
+        self._thread = threading.Thread(target=_serve, args=(self._calls,), name=name, daemon=True)
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, settings: StorageSettings, name: str) -> Connection:
+        """Connect in the connection's own thread, with the PRAGMAs every connection needs."""
+        connection = cls(name)
+        connection._thread.start()
         try:
-            return await action(db)
-        finally:
-            await db.close()
+            connection._conn = await connection._call(lambda: _connect(settings))
+        except BaseException:
+            connection._stop()
+            raise
+        return connection
 
-    return asyncio.run(run())
+    async def run(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        """`call(conn)` in the connection's thread. Blocking calls belong there, and only there."""
+        conn = self._conn
+        assert conn is not None
+        return await self._call(lambda: call(conn))
+
+    async def close(self) -> None:
+        await self.run(sqlite3.Connection.close)
+        self._stop()
+
+    def _call(self, function: Callable[[], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, function))
+        return future
+
+    def _stop(self) -> None:
+        self._calls.put(None)
+        self._thread.join()
 
 
-class StorageError(Exception):
-    """The database cannot be opened or migrated."""
+_Call = tuple["asyncio.Future[Any]", Callable[[], Any]]
 
 
-async def connect(settings: StorageSettings) -> aiosqlite.Connection:
-    """Open the database with the PRAGMAs every connection needs; autocommit mode."""
-    conn = await aiosqlite.connect(
-        prepare_database_file(settings), isolation_level=None, check_same_thread=False
-    )
+def _serve(calls: SimpleQueue[_Call | None]) -> None:
+    """A connection's thread: run each call, and hand its outcome to its loop."""
+    while (call := calls.get()) is not None:
+        future, function = call
+        try:
+            result = function()
+        except BaseException as e:  # handed to the waiter, never lost in this thread
+            future.get_loop().call_soon_threadsafe(_settle, future, e)
+        else:
+            future.get_loop().call_soon_threadsafe(_settle, future, result)
+
+
+def _connect(settings: StorageSettings) -> sqlite3.Connection:
+    """Open the database file (its directory made if need be), autocommit mode, PRAGMAs set."""
+    path = Path(settings.database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
-        await _set_pragmas(conn, settings)
+        # busy_timeout first: switching to WAL itself needs a lock another process may hold.
+        conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode, NORMAL already survives a process crash (kill -9); FULL also a power loss.
+        conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
     except BaseException:
-        await conn.close()
+        conn.close()
         raise
     return conn
-
-
-async def _set_pragmas(conn: aiosqlite.Connection, settings: StorageSettings) -> None:
-    # busy_timeout first: switching to WAL itself needs a lock another process may hold.
-    await conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    # In WAL mode, NORMAL already survives a process crash (kill -9); FULL also a power loss.
-    await conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
 
 
 class Database:
@@ -87,12 +110,12 @@ class Database:
 
     def __init__(
         self,
-        reader: aiosqlite.Connection,
-        writer: aiosqlite.Connection,
+        reader: Connection,
+        writer: Connection,
         applied_migrations: list[str] | None = None,
         busy_timeout_ms: int = StorageSettings().busy_timeout_ms,
     ) -> None:
-        self.reader = reader
+        self._reader = reader
         self.applied_migrations = applied_migrations or []
         self.write_attempts = 0  # writes handed to SQLite, a retried one counted again
         self._writer = writer
@@ -104,12 +127,12 @@ class Database:
     async def open(cls, settings: StorageSettings) -> Database:
         """Connect, apply pending migrations, and return the database."""
         try:
-            writer = await connect(settings)
+            writer = await Connection.open(settings, "sqlite-writer")
         except (OSError, sqlite3.Error) as e:
             raise StorageError(f"Cannot open database '{settings.database}': {e}.") from e
         try:
-            applied = await apply_migrations(writer)
-            reader = await connect(settings)
+            applied = await writer.run(apply_migrations)
+            reader = await Connection.open(settings, "sqlite-reader")
         except sqlite3.Error as e:
             await writer.close()
             raise StorageError(f"Cannot migrate database '{settings.database}': {e}.") from e
@@ -118,14 +141,17 @@ class Database:
             raise
         return cls(reader, writer, applied, settings.busy_timeout_ms)
 
-    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         """The first row; for queries of one row at most (a key lookup), in one round trip."""
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        # One round trip to aiosqlite's thread, where execute, fetch and close take three.
-        return list(await self.reader.execute_fetchall(sql, params))
+    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query, on the reader, in one round trip to its thread."""
+        try:
+            return await self._reader.run(lambda conn: conn.execute(sql, params).fetchall())
+        except sqlite3.Error as e:
+            raise store_error(e) from e
 
     async def write(self, sql: str, params: Params = ()) -> int:
         """Run one write statement; return its row count once committed."""
@@ -139,14 +165,18 @@ class Database:
         """Run statements, each over its rows, in one transaction; return each one's row count.
 
         Rows may be a generator (an import streams through one): that write is committed on
-        its own, since a consumed generator cannot be retried.
+        its own, since a consumed generator cannot be retried. SQLite's errors are raised as
+        StoreError; any other (a generator's own) as it is.
         """
         if self._task is None:
             self._task = asyncio.create_task(self._run_writer(), name="sqlite-writer")
         done = asyncio.get_running_loop().create_future()
         write = _Write(statements, done, time.monotonic() + self._busy_timeout)
         self._queue.put_nowait(write)
-        return await write.done
+        try:
+            return await write.done
+        except sqlite3.Error as e:
+            raise store_error(e) from e
 
     async def _run_writer(self) -> None:
         while True:
@@ -162,12 +192,10 @@ class Database:
     async def _commit(self, batch: list[_Write]) -> None:
         self.write_attempts += len(batch)
         try:
-            # The whole transaction in one call on aiosqlite's thread. aiosqlite has no public
-            # way to run a function there (only its private `_execute`, with its private
-            # `_conn`); a statement at a time, BEGIN, INSERT, cursor close and COMMIT took four
-            # round trips between threads, about two-thirds of a miss's added latency.
-            in_thread = cast(Callable[..., Awaitable[list[list[int]]]], self._writer._execute)
-            counts = await in_thread(_commit_batch, self._writer._conn, batch)
+            # The whole transaction in one hop to the writer's thread: a statement at a time,
+            # BEGIN, INSERT, cursor close and COMMIT took four round trips between threads,
+            # about two-thirds of a miss's added latency.
+            counts = await self._writer.run(lambda conn: _commit_batch(conn, batch))
         except Exception as e:  # any failure is handed to the waiters, never lost
             if len(batch) > 1 and not is_busy(e):
                 # One bad write must not fail its neighbours: retry them one by one (each
@@ -187,15 +215,8 @@ class Database:
         if self._task is not None:
             self._queue.put_nowait(None)
             await self._task
-        await self.reader.close()
+        await self._reader.close()
         await self._writer.close()
-
-
-def is_busy(error: BaseException) -> bool:
-    """Whether a write failed because another connection held the lock past its wait."""
-    if not isinstance(error, sqlite3.OperationalError):
-        return False
-    return error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class _Write:
@@ -225,8 +246,9 @@ def _batches(writes: list[_Write]) -> Iterator[list[_Write]]:
         yield batch
 
 
-def _settle(done: asyncio.Future[list[int]], result: list[int] | BaseException) -> None:
-    if done.done():  # the waiter was cancelled; the write still happened (or failed) for good
+def _settle(done: asyncio.Future[Any], result: object) -> None:
+    """Hand `result` (an exception: raise it) to `done`'s waiter, if it still waits."""
+    if done.done():  # the waiter was cancelled; the call still happened (or failed) for good
         return
     if isinstance(result, BaseException):
         done.set_exception(result)
@@ -236,7 +258,7 @@ def _settle(done: asyncio.Future[list[int]], result: list[int] | BaseException) 
 
 def _commit_batch(conn: sqlite3.Connection, batch: list[_Write]) -> list[list[int]]:
     """Run a batch's statements in one transaction; each write's row counts. Blocking: this
-    runs on aiosqlite's thread, which owns `conn`."""
+    runs on the writer's thread, which owns `conn`."""
     # Wait for another process's lock only until the batch's earliest deadline (0: try once).
     wait = min(write.deadline for write in batch) - time.monotonic()
     conn.execute(f"PRAGMA busy_timeout = {max(0, int(wait * 1000))}")

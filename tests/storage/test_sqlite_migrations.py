@@ -13,12 +13,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from gateway.config import StorageSettings
-from gateway.db import Database, StorageError, connect
-from gateway.migrate import Migration, MigrationError, apply_migrations, load_migrations
+from gateway.storage.sqlite.database import Connection, Database
+from gateway.storage.sqlite.migrate import (
+    Migration,
+    MigrationError,
+    apply_migrations,
+    load_migrations,
+)
+from gateway.storage.types import StorageError
 from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, query
 
 TABLES = [
@@ -107,11 +112,11 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
 
 async def test_second_apply_applies_nothing_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "gw.db"
-    conn = await connect(storage(path))
+    conn = await Connection.open(storage(path), "migrations")
     try:
-        assert await apply_migrations(conn) == MIGRATION_FILES
+        assert await conn.run(apply_migrations) == MIGRATION_FILES
         first = snapshot(path)
-        assert await apply_migrations(conn) == []
+        assert await conn.run(apply_migrations) == []
     finally:
         await conn.close()
     assert snapshot(path) == first
@@ -147,7 +152,7 @@ async def test_a_migration_failing_midway_leaves_nothing_applied(tmp_path: Path)
     assert [row[0] for row in query(path, "SELECT name FROM schema_migrations")] == MIGRATION_FILES
 
 
-async def test_a_failing_migration_leaves_nothing_of_itself(tmp_path: Path) -> None:
+def test_a_failing_migration_leaves_nothing_of_itself(tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_good.sql").write_text(
@@ -157,9 +162,9 @@ async def test_a_failing_migration_leaves_nothing_of_itself(tmp_path: Path) -> N
         "CREATE TABLE c (z);\n-- the next one fails\nINSERT INTO missing VALUES (1);\n", "utf-8"
     )
     path = tmp_path / "gw.db"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         with pytest.raises(sqlite3.OperationalError, match=r"^no such table: missing$"):
-            await apply_migrations(conn, migrations)
+            apply_migrations(conn, migrations)
         assert not conn.in_transaction
 
     assert sorted(tables(path)) == ["a", "b", "schema_migrations"]
@@ -168,14 +173,14 @@ async def test_a_failing_migration_leaves_nothing_of_itself(tmp_path: Path) -> N
     ]
 
 
-async def test_a_migration_recorded_by_another_process_is_skipped(tmp_path: Path) -> None:
+def test_a_migration_recorded_by_another_process_is_skipped(tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_only.sql").write_text("CREATE TABLE a (x);\n", "utf-8")
     path = tmp_path / "gw.db"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        assert await apply_migrations(conn, migrations) == ["0001_only.sql"]
-        assert await apply_migrations(conn, migrations) == []
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert apply_migrations(conn, migrations) == ["0001_only.sql"]
+        assert apply_migrations(conn, migrations) == []
     assert query(path, "SELECT version, name FROM schema_migrations") == [(1, "0001_only.sql")]
 
 
@@ -251,7 +256,7 @@ def test_wheel_ships_the_migrations_and_migrates_outside_the_repository(tmp_path
     where = run(
         venv / "bin" / "python",
         "-c",
-        "import gateway.migrate as m; print(m.migrations_dir())",
+        "import gateway.storage.sqlite.migrate as m; print(m.migrations_dir())",
         cwd=tmp_path,
     )
     assert where.returncode == 0, where.stderr

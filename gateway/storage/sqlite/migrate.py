@@ -10,8 +10,6 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
-import aiosqlite
-
 MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
@@ -32,7 +30,7 @@ def migrations_dir() -> Traversable:
     if packaged.is_dir():
         return packaged
     # An editable install runs from the source tree, where migrations/ sits beside gateway/.
-    return Path(__file__).resolve().parent.parent / "migrations"
+    return Path(__file__).resolve().parents[3] / "migrations"
 
 
 def load_migrations(directory: Traversable | None = None) -> list[Migration]:
@@ -53,24 +51,27 @@ def load_migrations(directory: Traversable | None = None) -> list[Migration]:
     return found
 
 
-async def apply_migrations(
-    conn: aiosqlite.Connection, directory: Traversable | None = None
-) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction; return their names."""
-    await conn.execute(
+def apply_migrations(conn: sqlite3.Connection, directory: Traversable | None = None) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return their names.
+    Blocking: run it in the connection's thread."""
+    conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    async with conn.execute("SELECT version FROM schema_migrations") as cursor:
-        done = {row[0] for row in await cursor.fetchall()}
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     applied: list[str] = []
     for migration in load_migrations(directory):
-        if migration.version not in done and await _apply(conn, migration):
+        if migration.version not in done and _apply(conn, migration):
             applied.append(migration.name)
     return applied
 
 
-async def _apply(conn: aiosqlite.Connection, migration: Migration) -> bool:
+def missing_versions(applied: set[int]) -> list[int]:
+    """The versions of the shipped migrations not among `applied`, in order."""
+    return sorted({migration.version for migration in load_migrations()} - applied)
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration) -> bool:
     """Record, then run, one migration in one transaction; False if another process won."""
     # The record goes first: if two processes start at once, the second one's INSERT hits the
     # primary key, and it rolls back having changed nothing. Values are safe to inline: the
@@ -83,17 +84,17 @@ async def _apply(conn: aiosqlite.Connection, migration: Migration) -> bool:
         f"{migration.sql}\n;\nCOMMIT;"
     )
     try:
-        await conn.executescript(script)
+        conn.executescript(script)
     except sqlite3.IntegrityError:
-        await _rollback(conn)
+        _rollback(conn)
         return False
     except BaseException:
-        await _rollback(conn)
+        _rollback(conn)
         raise
     return True
 
 
-async def _rollback(conn: aiosqlite.Connection) -> None:
+def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite may already have rolled back by itself (on BUSY or FULL, say).
     if conn.in_transaction:
-        await conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK")

@@ -1,4 +1,4 @@
-"""gateway/db.py: the writer's group commit, one transaction per batch, failures kept apart."""
+"""The SQLite writer's group commit: one transaction per batch, failures kept apart."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import StorageSettings
-from gateway.db import Database, is_busy
+from gateway.storage.sqlite.database import Database
+from gateway.storage.types import StoreError
 
 INSERT = "INSERT INTO t (id, n) VALUES (?, ?)"
 
@@ -47,14 +48,16 @@ async def test_a_failing_write_fails_alone(db: Database) -> None:
         return_exceptions=True,
     )
     assert results[0] == 1
-    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert isinstance(results[1], StoreError)
+    assert (results[1].kind, str(results[1])) == ("other", "UNIQUE constraint failed: t.id")
+    assert isinstance(results[1].__cause__, sqlite3.IntegrityError)
     assert results[2] == 1
     assert await rows(db) == [("a", 1), ("b", 3), ("taken", 0)]
 
 
 async def test_a_transaction_is_all_or_nothing(db: Database) -> None:
     await db.write(INSERT, ("taken", 0))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError, match=r"^UNIQUE constraint failed: t\.id$"):
         await db.transaction([(INSERT, [("first", 1)]), (INSERT, [("taken", 2)])])
     assert await rows(db) == [("taken", 0)]
     # Nothing was left open: the next write commits.
@@ -102,7 +105,7 @@ async def test_a_held_lock_fails_each_write_once_never_retrying_it(tmp_path: Pat
                 *(db.write(INSERT, (f"r{i}", i)) for i in range(30)), return_exceptions=True
             )
             other.execute("ROLLBACK")
-        assert [isinstance(r, BaseException) and is_busy(r) for r in results] == [True] * 30
+        assert [isinstance(r, StoreError) and r.kind == "busy" for r in results] == [True] * 30
         # Each write was handed to SQLite once: a failed batch is not retried write by write,
         # which made each write wait busy_timeout again.
         assert db.write_attempts - tried == 30

@@ -1,0 +1,34 @@
+"""open_storage: the one place where a backend is chosen for `storage.database`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ..config import StorageSettings
+from .protocols import Storage
+from .sqlite import open_sqlite
+
+T = TypeVar("T")
+
+
+async def open_storage(settings: StorageSettings) -> Storage:
+    """Open the store `settings.database` names, migrated; StorageError if it cannot be.
+
+    A path is a SQLite file, the only backend so far.
+    """
+    return await open_sqlite(settings)
+
+
+def run_with_storage(settings: StorageSettings, action: Callable[[Storage], Awaitable[T]]) -> T:
+    """For the CLI: open the store (migrating it), run `action`, close it."""
+
+    async def run() -> T:
+        storage = await open_storage(settings)
+        try:
+            return await action(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())

@@ -1,0 +1,130 @@
+"""What domain code asks of storage: one small protocol per concern, and the Storage holding them.
+
+Every method raises StoreError (with its kind) when the store cannot answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .types import (
+    Access,
+    AppKey,
+    CacheStats,
+    Deleted,
+    KeyChanges,
+    KeyState,
+    NewKey,
+    Purge,
+    StoredInput,
+)
+
+
+class RunInputs(Protocol):
+    """Run inputs, byte for byte: an input never changes, so the first stored copy wins."""
+
+    async def get(self, run_id: str) -> StoredInput | None:
+        """The entry, None if there is none."""
+
+    async def put(self, entry: StoredInput) -> None:
+        """Store an entry unless one exists; return only once it is durable."""
+
+    async def put_many(self, entries: Iterable[StoredInput]) -> int:
+        """Store entries in one transaction (all or none); return how many were new."""
+
+    def scan(self, run_ids: Sequence[str] = ()) -> AsyncIterator[StoredInput]:
+        """Every entry (or those named), in run_id order."""
+
+    async def stats(self) -> CacheStats:
+        """Entries, bytes, oldest and newest."""
+
+
+class Purges(Protocol):
+    """Removing run inputs, each removal recorded so that other processes drop them too."""
+
+    async def purge(self, run_ids: Sequence[str] | None) -> int:
+        """Remove the runs named (None: all) and record the purge; return how many went."""
+
+    async def purges_since(self, seq: int) -> list[Purge]:
+        """Purges recorded after `seq`, oldest first."""
+
+    async def last_purge(self) -> int:
+        """The sequence number of the last purge recorded (0: none)."""
+
+
+class AppKeys(Protocol):
+    """Apps and their keys, by hash."""
+
+    async def create(self, key: NewKey) -> bool:
+        """Store a new app's key; False, storing nothing, if the name is taken."""
+
+    async def get(self, name: str) -> AppKey | None:
+        """App `name`, None if there is none."""
+
+    async def list_apps(self) -> list[AppKey]:
+        """Every app, by name."""
+
+    async def update(self, name: str, changes: KeyChanges) -> None:
+        """Set what `changes` names on app `name`, in one write."""
+
+    async def rotate(
+        self, name: str, key_hash: str, prefix: str, at: str, old_retires_at: str
+    ) -> None:
+        """Give app `name` a new key made `at`; its key until now keeps opening until
+        `old_retires_at`. A revoked app becomes active again, every key it had staying dead."""
+
+    async def revoke(self, name: str, at: str) -> bool:
+        """Revoke app `name`'s key and those it replaced; False if it was already revoked."""
+
+    async def delete_revoked(self, name: str) -> Deleted:
+        """Remove revoked app `name`: its keys, replaced ones included, and its run records."""
+
+    async def key_states(self) -> dict[str, KeyState]:
+        """Each key's hash, replaced keys' included, to its app and state."""
+
+    async def record_last_used(self, names: set[str], at: str) -> None:
+        """The apps `names` were last seen `at`."""
+
+
+class RunAccess(Protocol):
+    """Which app may read which run (isolation mode "app"): as its creator or by a grant."""
+
+    async def record_created(self, app: str, ids: Sequence[str], at: str) -> None:
+        """`app` created `ids` (a record already there is kept)."""
+
+    async def grant(self, run_id: str, app: str, at: str) -> bool:
+        """Let `app` read `run_id`; False if it already could."""
+
+    async def may_read(self, app: str, ids: Iterable[str]) -> bool:
+        """Whether `app` has a record of every id given."""
+
+    async def list_records(self, app: str | None = None) -> list[Access]:
+        """Every record (only `app`'s when given), by app, then time, then id."""
+
+    async def revoke(self, run_id: str, app: str) -> str | None:
+        """Remove `app`'s record of `run_id`; which it was ("granted", "created"), or None."""
+
+
+class StorageStatus(Protocol):
+    """What readiness asks of the store."""
+
+    async def missing_migrations(self) -> list[int]:
+        """The versions of the migrations this code ships that the store has not applied."""
+
+    async def check_writable(self) -> None:
+        """Commit a write that changes nothing; StoreError if the store cannot take one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """An open store: one attribute per protocol, and close."""
+
+    run_inputs: RunInputs
+    purges: Purges
+    app_keys: AppKeys
+    run_access: RunAccess
+    status: StorageStatus
+    applied_migrations: list[str]  # what opening it applied, by name
+    close: Callable[[], Awaitable[None]]

@@ -1,0 +1,122 @@
+"""The values that cross the storage protocols, and the errors a store raises."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class StoreError(Exception):
+    """The store failed to read or write; `kind` says why: read-only, disk-full, io, corrupt,
+    busy, cannot-open or other."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class StorageError(Exception):
+    """The store cannot be opened or migrated."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInput:
+    run_id: str
+    body: bytes
+    stored_at: str  # RFC 3339, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    entries: int
+    bytes: int
+    oldest_stored_at: str | None
+    newest_stored_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """One purge: the run ids removed, or None when the whole cache was emptied."""
+
+    seq: int
+    run_ids: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppKey:
+    """An app and its key, as stored (the key itself never is: only its hash and prefix)."""
+
+    name: str
+    prefix: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    allow: list[str] | None = None  # route rules; None: every route
+    rate: float | None = None  # requests per second; None: no limit
+    burst: int | None = None
+    expires_at: str | None = None  # None: never
+    max_open: int | None = None  # calls open at once; None: no cap
+
+    def status(self, now: str) -> str:
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if self.expires_at is not None and self.expires_at <= now else "active"
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """An app's key to store: its hash, never the key."""
+
+    name: str
+    key_hash: str
+    prefix: str
+    created_at: str
+    allow: list[str] | None = None
+    rate: float | None = None
+    burst: int | None = None
+    expires_at: str | None = None
+    max_open: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What authentication needs of a key: its app, and whether it still opens anything."""
+
+    name: str
+    revoked: bool
+    expires: float | None  # POSIX seconds; None: never
+    retires: float | None = None  # a key replaced by `keys rotate`: when it stops; POSIX seconds
+
+
+class Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    """The fields of an app's key to set: one left at KEEP stays as it is; None clears it."""
+
+    allow: list[str] | Keep | None = KEEP
+    rate: float | Keep | None = KEEP
+    burst: int | Keep | None = KEEP
+    expires_at: str | Keep | None = KEEP
+    max_open: int | Keep | None = KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    keys: int  # the app's key and the keys rotation replaced
+    runs: int  # its records of runs created or granted
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One ownership record: `app` may read `id`, as its creator or by a grant."""
+
+    id: str
+    app: str
+    how: str  # "created" or "granted"
+    at: str
