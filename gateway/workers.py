@@ -40,7 +40,7 @@ def supervise(worker_argv: Sequence[str], workers: int) -> int:
 
     def pass_on(signum: int, _: FrameType | None) -> None:
         nonlocal stopping
-        stopping = stopping or signum != signal.SIGHUP  # SIGHUP: re-read the team key file
+        stopping = stopping or signum != signal.SIGHUP  # SIGHUP: re-read the config, key file
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
