@@ -176,29 +176,39 @@ async def test_sighup_applies_new_limits_retries_and_log_level(
     upstream.add("trun_before", task_run_input(1))
     upstream.add("trun_after", task_run_input(2))
     upstream.script.extend([Scripted(202, CREATED), Scripted(503)])
+    long_url = "/healthz?" + "q" * 300
     before = [
         await gateway.call("POST", "/v1/tasks/runs", b"x" * 1500),
         await gateway.call("GET", "/v1/tasks/runs/trun_before/input"),  # 503, not retried
+        await gateway.call("GET", long_url),
     ]
     sent = upstream.count()
 
     await gateway.reload(
-        server={"max_body_bytes": 1000}, upstream={"max_attempts": 2}, log={"level": "info"}
+        server={"max_body_bytes": 1000, "max_line_bytes": 200},
+        upstream={"max_attempts": 2},
+        log={"level": "info"},
     )
     reloaded = await gateway.process.next_line("config.reloaded")
     upstream.script.append(Scripted(503))
     after = [
         await gateway.call("POST", "/v1/tasks/runs", b"x" * 1500),  # 413, nothing sent
         await gateway.call("GET", "/v1/tasks/runs/trun_after/input"),  # 503, then 200
+        await gateway.call("GET", long_url),  # a new connection: the new line limit
     ]
     lines = await gateway.process.stop()
 
-    assert before == [202, 503]
+    assert before == [202, 503, 200]
     assert sent == 2
     assert (reloaded["level"], reloaded["config"]) == ("info", str(gateway.config))
-    assert reloaded["changed"] == ["server.max_body_bytes", "upstream.max_attempts", "log.level"]
+    assert reloaded["changed"] == [
+        "server.max_body_bytes",
+        "server.max_line_bytes",
+        "upstream.max_attempts",
+        "log.level",
+    ]
     assert reloaded["needs_restart"] == []
-    assert after == [413, 200]
+    assert after == [413, 200, 414]
     assert upstream.count() == sent + 2  # trun_after twice; the POST never left
     assert upstream.count("trun_after") == 2
     # At "warning" no access line was written; at "info" each call has one.
