@@ -48,7 +48,7 @@ WRITING_COMMANDS = frozenset(
         ("cache", "purge"),
     }
 )
-NO_CONFIG = " (no config file: relative to the current directory)"
+NO_CONFIG = " (no config file: this user's default database)"
 
 
 def build_parser() -> argparse.ArgumentParser:
