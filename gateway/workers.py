@@ -31,6 +31,9 @@ def supervise(worker_argv: Sequence[str], workers: int) -> int:
     whatever supervises the gateway (systemd, Kubernetes) restarts it whole."""
     metrics_dir = tempfile.mkdtemp(prefix="parallel-gateway-metrics-")
     env = {**os.environ, MULTIPROC_ENV: metrics_dir, WORKER_ENV: "1"}
+    # Ignored, and so inherited ignored, until each worker's own handler takes it: a SIGHUP
+    # passed on while a worker still starts would otherwise end it (the default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     children = [
         subprocess.Popen([sys.executable, "-m", "gateway", *worker_argv], env=env)
         for _ in range(workers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from gateway.config import Settings, settings_from_dict
 from gateway.reload_policy import RELOADABLE, plan_reload
-from tests.conftest import run_cli
+from tests.conftest import run_cli, unused_port
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, Scripted, task_run_input
 from tests.serve_support import launch_serve
 from tests.test_serve import ServeProcess
@@ -316,6 +317,8 @@ async def test_sighup_to_the_supervisor_reloads_every_worker(
     proc, url = await launch_serve(config, "--workers", "2", env={}, probe="/readyz")
     gateway = Reloading(config, sections, created.out.decode().strip(), ServeProcess(proc, url))
     try:
+        for _ in range(2):  # each worker handles SIGHUP once it listens
+            await gateway.process.next_line("gateway.listening")
         await gateway.reload(server={"max_body_bytes": 1000})
         reloaded = [await gateway.process.next_line("config.reloaded") for _ in range(2)]
         workers = set()
@@ -336,3 +339,39 @@ async def test_sighup_to_the_supervisor_reloads_every_worker(
     assert len(workers) == 2  # both refused it
     assert upstream.count() == 0
     assert [line["event"] for line in lines].count("workers.stopped") == 1
+
+
+async def test_a_sighup_while_workers_start_stops_none_of_them(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    config = tmp_path / "gateway.toml"
+    write_config(
+        config,
+        {
+            "storage": {"database": str(tmp_path / "gw.db")},
+            "upstream": {"base_url": upstream.base_url},
+        },
+    )
+    port = unused_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(config),
+        "--port", str(port), "--workers", "2",
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    serve = ServeProcess(proc, f"http://127.0.0.1:{port}")
+    try:
+        await serve.next_line("workers.started")  # the workers are still importing
+        proc.send_signal(signal.SIGHUP)
+        listening = [await serve.next_line("gateway.listening") for _ in range(2)]
+        lines = await serve.stop()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    assert len(listening) == 2
+    assert [line["event"] for line in lines if line["event"].startswith("workers.")] == [
+        "workers.started",
+        "workers.stopped",
+    ]
