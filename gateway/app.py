@@ -18,11 +18,13 @@ from .middleware import create_observer
 from .ops import record_memory_layer, serve_metrics_apart
 from .ownership import RETRY_INTERVAL, OwnershipRecorder
 from .periodic import Periodic
+from .reload import ConfigSource, reload_on_sighup
 from .routes import add_routes
 from .state import (
     CACHE,
     DRAINING,
     KEYRING,
+    LIVE_SETTINGS,
     METRICS,
     OWNERSHIP,
     SETTINGS,
@@ -30,6 +32,7 @@ from .state import (
     STORAGE_HEALTH,
     STREAMS,
     UPSTREAM,
+    LiveSettings,
 )
 from .storage.open import open_storage
 from .storage.protocols import Storage
@@ -43,12 +46,17 @@ log = structlog.get_logger("gateway.app")
 ACCEPT_JSON = {"accept": "application/json"}
 
 
-def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.Application:
-    """Build the gateway; the database and upstream session open when the app starts."""
+def create_app(
+    settings: Settings, env: Mapping[str, str] | None = None, source: ConfigSource | None = None
+) -> web.Application:
+    """Build the gateway; the database and upstream session open when the app starts. With a
+    `source`, SIGHUP reloads its reloadable settings (gateway/reload.py)."""
     env = os.environ if env is None else env
     metrics = Metrics()
-    app = web.Application(middlewares=[create_observer(settings.log.access_log, metrics)])
+    live = LiveSettings(settings)
+    app = web.Application(middlewares=[create_observer(live, metrics)])
     app[SETTINGS] = settings
+    app[LIVE_SETTINGS] = live
     app[METRICS] = metrics
     app[STORAGE_HEALTH] = StorageHealth(settings.storage.database, metrics)
     app[KEYRING] = KeyRing()
@@ -58,8 +66,8 @@ def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> web.
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_ownership)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
-    app.cleanup_ctx.append(lambda app: _watch_key_file(app, team_key))
     app.cleanup_ctx.append(_cache)
+    app.cleanup_ctx.append(lambda app: _on_sighup(app, team_key, source))
     app.cleanup_ctx.append(_sync_with_cli)
     app.cleanup_ctx.append(serve_metrics_apart)
     app.on_shutdown.append(_start_draining)
@@ -130,15 +138,19 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
         yield
 
 
-async def _watch_key_file(app: web.Application, team_key: str | None) -> AsyncIterator[None]:
+async def _on_sighup(
+    app: web.Application, team_key: str | None, source: ConfigSource | None
+) -> AsyncIterator[None]:
+    """The team key file, re-read every interval; on SIGHUP, it and the config."""
     upstream = app[UPSTREAM]
 
     def rotate(key: str) -> None:
         scrub_also(key)  # before any log line could hold it
         upstream.use_team_key(key)
 
-    async with key_file_rotation(app[SETTINGS].upstream, team_key, rotate):
-        yield
+    async with key_file_rotation(app[SETTINGS].upstream, team_key, rotate) as key_file:
+        with reload_on_sighup(app, source, key_file):
+            yield
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:

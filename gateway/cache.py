@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from .config import CacheSettings
 from .errors import UpstreamInvalidError
 from .policy import CACHE_HIT, Storability, cache_status, storability
 from .storage.protocols import Purges, RunInputs
@@ -47,6 +48,15 @@ class MemoryLRU:
         self.discard(run_id)
         self._entries[run_id] = body
         self.bytes += len(body)
+        self._evict()
+
+    def resize(self, max_entries: int, max_bytes: int) -> None:
+        """New bounds (SIGHUP): the least recently used entries leave until it fits them."""
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self.bytes -= len(evicted)
@@ -97,6 +107,11 @@ class RunInputCache:
         self._max_body_bytes = max_body_bytes
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
         self._purge_seq = 0
+
+    def reconfigure(self, settings: CacheSettings) -> None:
+        """The memory bounds and the largest storable input, from now on (SIGHUP)."""
+        self.memory.resize(settings.memory_entries, settings.memory_bytes)
+        self._max_body_bytes = settings.max_body_bytes
 
     async def start_purge_sync(self) -> None:
         """Skip purges made before now: memory starts empty."""

@@ -21,6 +21,7 @@ from .key_commands import add_key_commands
 from .keys import AppKeyError
 from .log import configure_logging
 from .ownership import GrantError
+from .reload import ConfigSource
 from .run_commands import add_run_commands
 from .server import ListenError, run_server
 from .status_command import add_status_command
@@ -47,7 +48,7 @@ WRITING_COMMANDS = frozenset(
         ("cache", "purge"),
     }
 )
-NO_CONFIG = " (no config file: relative to the current directory)"
+NO_CONFIG = " (no config file: this user's default database)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +185,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1 and not is_worker():
         run_with_storage(settings.storage, _applied)  # migrate once, before the workers start
         return supervise(_worker_argv(args, settings), args.workers)
-    run_server(create_app(settings), settings.server, reuse_port=is_worker() or None)
+    source = ConfigSource(args.config, args.host, args.port, args.offline)  # read on SIGHUP
+    run_server(create_app(settings, source=source), settings.server, reuse_port=is_worker() or None)
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
+DATA_DIRECTORY = "parallel-gateway"
 SYNCHRONOUS_MODES = ("normal", "full", "extra")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ISOLATION_MODES = ("team", "app")
@@ -114,14 +115,15 @@ class Settings:
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from `path`, else from $PARALLEL_GATEWAY_CONFIG, else use the defaults."""
+    """Read settings from `path`, else from $PARALLEL_GATEWAY_CONFIG, else use the defaults
+    (with the database in the user's data directory)."""
     env = os.environ if env is None else env
     named = f"Config file '{path}'"
     if path is None:
         path = env.get(CONFIG_ENV) or None
         named = f"Config file '{path}' (from ${CONFIG_ENV})"
     if path is None:
-        return Settings()
+        return beside(Settings(), data_home(env))
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -132,6 +134,18 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{named} is not valid TOML: {e}.") from None
     return beside(settings_from_dict(data), Path(os.path.abspath(path)).parent)
+
+
+def data_home(env: Mapping[str, str]) -> Path:
+    """Where the gateway keeps its database when no config file says: the same directory for
+    every command, wherever it runs. $XDG_DATA_HOME/parallel-gateway, else (the XDG Base
+    Directory default) ~/.local/share/parallel-gateway; a relative XDG_DATA_HOME is ignored,
+    as the spec says."""
+    xdg = env.get("XDG_DATA_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / DATA_DIRECTORY
+    home = env.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".local" / "share" / DATA_DIRECTORY
 
 
 def beside(settings: Settings, directory: Path) -> Settings:

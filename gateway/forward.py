@@ -19,6 +19,7 @@ from .policy import CACHE_BYPASS
 from .state import (
     APP_NAME,
     DRAINING,
+    LIVE_SETTINGS,
     OWNERSHIP,
     REQUEST_ID,
     SETTINGS,
@@ -52,7 +53,7 @@ def _too_large(limit: int) -> str:
 async def forward(request: web.Request, route: Route) -> web.StreamResponse:
     """Send the request upstream with the team key, and relay the answer unchanged."""
     app = request.app
-    limit = app[SETTINGS].server.max_body_bytes
+    limit = app[LIVE_SETTINGS].current.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(_too_large(limit))
     body: bytes | AsyncIterator[bytes] | None = None

@@ -29,7 +29,7 @@ from .input_route import check_input
 from .middleware import access_line, next_request_id
 from .policy import CACHE_HIT, match_input_path
 from .request_head import Messages, refuse_bad_heads, refused
-from .state import CACHE, DRAINING, KEYRING, METRICS, SETTINGS
+from .state import CACHE, DRAINING, KEYRING, LIVE_SETTINGS, METRICS, SETTINGS
 
 # The head of every hit, in the order the full stack writes it.
 HEAD = (
@@ -50,7 +50,7 @@ class HitPath:
         self._memory = app[CACHE].memory
         self._metrics = app[METRICS]
         self._draining = app[DRAINING]
-        self._access_log = settings.log.access_log
+        self._live = app[LIVE_SETTINGS]
         # Under isolation mode "app", a hit needs the database (who owns the run).
         self._enabled = settings.isolation.mode != "app"
 
@@ -85,7 +85,7 @@ class HitPath:
         response = hit_response(body, request_id, rfc822_formatted_time())
         duration = time.perf_counter() - started
         self._metrics.observe_request(INPUT_ROUTE, 200, app, "hit", duration)
-        if self._access_log:
+        if self._live.current.log.access_log:
             access_line(
                 message.method, message.path, INPUT_ROUTE, 200, app, "hit", duration, request_id
             )

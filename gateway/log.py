@@ -167,12 +167,42 @@ class UTCTimestamper:
         return f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
 
 
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+class LevelFilter:
+    """The first processor: drops an event below `threshold`, which set_log_level changes while
+    serving (SIGHUP). structlog's filtering loggers would fix the level for good: each module's
+    logger is built on first use and cached (cache_logger_on_first_use), so they let every level
+    through and this decides, at the cost of one comparison per line."""
+
+    def __init__(self, level: str) -> None:
+        self.threshold = LEVELS[level]
+
+    def __call__(self, _: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if LEVELS.get(method_name, logging.INFO) < self.threshold:
+            raise structlog.DropEvent
+        return event_dict
+
+
+_level = LevelFilter("info")
+
+
 def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
-    """Configure structlog as its performance guide suggests: filtering logger, orjson, bytes."""
+    """Configure structlog as its performance guide suggests (orjson, bytes), with a level that
+    set_log_level can change."""
     global _scrubber
     _scrubber = SecretScrubber(secrets)
+    set_log_level(level)
     timestamper = UTCTimestamper()
     processors: list[Any] = [
+        _level,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         timestamper,
@@ -180,17 +210,20 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
         structlog.processors.JSONRenderer(serializer=orjson.dumps),
         _scrubber,
     ]
-    min_level = logging.getLevelNamesMapping()[level.upper()]
     sink = BufferedLineLogger(sys.stderr.buffer)
     structlog.configure(
         cache_logger_on_first_use=True,
-        wrapper_class=structlog.make_filtering_bound_logger(min_level),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         processors=processors,
         logger_factory=_one_logger(sink),
     )
     global _chain
-    info = min_level <= logging.INFO
-    _chain = InfoChain(processors, timestamper, _scrubber, sink) if info else None
+    _chain = InfoChain(processors, _level, timestamper, _scrubber, sink)
+
+
+def set_log_level(level: str) -> None:
+    """Write lines of `level` ("debug", "info", "warning", "error") and above from now on."""
+    _level.threshold = LEVELS[level]
 
 
 def scrub_also(secret: str) -> None:
@@ -211,11 +244,13 @@ class InfoChain:
     def __init__(
         self,
         processors: list[Any],
+        level: LevelFilter,
         timestamper: UTCTimestamper,
         scrubber: SecretScrubber,
         sink: BufferedLineLogger,
     ) -> None:
         self._processors = processors
+        self._level = level
         self._timestamper = timestamper
         self._scrubber = scrubber
         self._sink = sink
@@ -230,6 +265,8 @@ class InfoChain:
             return False
         if processors[-1] is not self._scrubber:
             return False
+        if self._level.threshold > logging.INFO:
+            return True  # dropped, as the level filter would
         fields["event"] = event
         structlog.contextvars.merge_contextvars(self._sink, "info", fields)
         fields["level"] = "info"

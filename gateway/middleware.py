@@ -16,7 +16,7 @@ from .log import log_info
 from .metrics import Metrics
 from .policy import CACHE_NAME
 from .retry import IDEMPOTENT_METHODS
-from .state import APP_NAME, METRICS, REQUEST_ID, ROUTE, UPSTREAM_WAIT
+from .state import APP_NAME, METRICS, REQUEST_ID, ROUTE, UPSTREAM_WAIT, LiveSettings
 
 log = structlog.get_logger("gateway.access")
 CACHE_PREFIX = CACHE_NAME + "; "
@@ -65,9 +65,9 @@ def http_exception_response(exc: web.HTTPException, request: web.Request) -> web
     )
 
 
-def create_observer(access_log: bool, metrics: Metrics) -> Middleware:
+def create_observer(live: LiveSettings, metrics: Metrics) -> Middleware:
     """Middleware that gives each request an id, turns errors into ErrorResponses, counts it,
-    and writes its access line (unless `access_log` is off)."""
+    and writes its access line (unless log.access_log is off)."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -93,7 +93,7 @@ def create_observer(access_log: bool, metrics: Metrics) -> Middleware:
             outcome,
             duration - request.get(UPSTREAM_WAIT, 0.0),
         )
-        if access_log:
+        if live.current.log.access_log:
             access_line(
                 request.method,
                 request.raw_path,

@@ -17,7 +17,7 @@ from .connection import GatewayConnection
 from .hit_path import HitPath
 from .loop_errors import loop_exception_handler
 from .metrics import Metrics
-from .state import METRICS
+from .state import LIVE_SETTINGS, METRICS, LiveSettings
 
 log = structlog.get_logger("gateway.server")
 # web.run_app's default: an idle keep-alive connection is closed after this many seconds.
@@ -30,7 +30,7 @@ class GatewayServer(web.Server):
     def __init__(
         self,
         base: web.Server,
-        limits: ServerSettings,
+        live: LiveSettings,
         metrics: Metrics | None,
         hits: HitPath | None = None,
     ) -> None:
@@ -45,7 +45,7 @@ class GatewayServer(web.Server):
         )
         self._connection_kwargs = kwargs
         self._connection_loop = asyncio.get_running_loop()
-        self._limits = limits
+        self._live = live
         self._metrics = metrics
         self._hits = hits
 
@@ -53,7 +53,8 @@ class GatewayServer(web.Server):
         return GatewayConnection(
             self,
             loop=self._connection_loop,
-            limits=self._limits,
+            # A reload (SIGHUP) reaches the connections opened after it.
+            limits=self._live.current.server,
             metrics=self._metrics,
             hits=self._hits,
             **self._connection_kwargs,
@@ -61,27 +62,20 @@ class GatewayServer(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """An AppRunner whose connections enforce the [server] limits and header timeout, and answer
-    memory hits on the hit path (unless `hit_path` is False: then aiohttp's full stack does)."""
+    """An AppRunner whose connections enforce the app's [server] limits and header timeout, and
+    answer memory hits on the hit path (unless `hit_path` is False: then aiohttp's full stack
+    does)."""
 
-    __slots__ = ("_hit_path", "_limits")
+    __slots__ = ("_hit_path",)
 
-    def __init__(
-        self,
-        app: web.Application,
-        limits: ServerSettings,
-        *,
-        hit_path: bool = True,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, app: web.Application, *, hit_path: bool = True, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._limits = limits
         self._hit_path = hit_path
 
     async def _make_server(self) -> web.Server:
         base = await super()._make_server()  # starts the app and builds aiohttp's own server
         hits = HitPath(self.app) if self._hit_path else None
-        return GatewayServer(base, self._limits, self.app[METRICS], hits)
+        return GatewayServer(base, self.app[LIVE_SETTINGS], self.app[METRICS], hits)
 
 
 class ListenError(Exception):
@@ -142,7 +136,6 @@ async def _serve(app: web.Application, settings: ServerSettings, reuse_port: boo
     asyncio.get_running_loop().set_exception_handler(loop_exception_handler(app[METRICS]))
     runner = GatewayRunner(
         app,
-        settings,
         handle_signals=True,  # SIGTERM and SIGINT raise GracefulExit
         access_log=None,  # the observer middleware writes the access lines
         keepalive_timeout=KEEPALIVE_TIMEOUT,

@@ -14,7 +14,20 @@ from .storage.protocols import Storage
 from .storage_health import StorageHealth
 from .upstream import UpstreamClient
 
+
+class LiveSettings:
+    """The settings in force: those the gateway started with, and since then the reloadable
+    ones of each SIGHUP (gateway/reload.py). Read them at use, never keep a copy."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+
+
+# As started. What SIGHUP may change (gateway/reload_policy.py) is read from LIVE_SETTINGS.
 SETTINGS = web.AppKey("settings", Settings)
+LIVE_SETTINGS = web.AppKey("live_settings", LiveSettings)
 KEYRING = web.AppKey("keyring", KeyRing)
 STORAGE = web.AppKey("storage", Storage)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)

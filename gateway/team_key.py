@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
@@ -83,35 +81,16 @@ class KeyFileWatcher:
 @contextlib.asynccontextmanager
 async def key_file_rotation(
     settings: UpstreamSettings, current: str | None, on_change: Callable[[str], None]
-) -> AsyncIterator[None]:
-    """While serving: re-read upstream.api_key_file every api_key_file_interval and on SIGHUP.
-
-    SIGHUP never stops the gateway, with or without a key file.
-    """
-    watcher = None
-    if settings.api_key_file and not settings.offline:
-        watcher = KeyFileWatcher(settings, current, on_change)
-    loop = asyncio.get_running_loop()
-    checks: set[asyncio.Task[None]] = set()
-
-    def on_sighup() -> None:
-        if watcher is None:
-            log.info("gateway.sighup", message="No upstream.api_key_file to re-read.")
-            return
-        task = loop.create_task(watcher.check("sighup"))
-        checks.add(task)
-        task.add_done_callback(checks.discard)
-
-    # Only the main thread may handle signals; elsewhere (an embedding) the interval suffices.
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    chore = None
-    if watcher is not None:
-        chore = Periodic("upstream.key_file", settings.api_key_file_interval, watcher.check)
-        chore.start()
+) -> AsyncIterator[KeyFileWatcher | None]:
+    """While serving: re-read upstream.api_key_file every api_key_file_interval. Yields its
+    watcher (None without a key file, or offline), whose check SIGHUP calls too."""
+    if not settings.api_key_file or settings.offline:
+        yield None
+        return
+    watcher = KeyFileWatcher(settings, current, on_change)
+    chore = Periodic("upstream.key_file", settings.api_key_file_interval, watcher.check)
+    chore.start()
     try:
-        yield
+        yield watcher
     finally:
-        loop.remove_signal_handler(signal.SIGHUP)
-        if chore is not None:
-            await chore.stop()
+        await chore.stop()

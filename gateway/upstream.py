@@ -85,7 +85,6 @@ class UpstreamClient:
         metrics: Metrics | None = None,
         activity: Activity | None = None,
     ) -> None:
-        self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
         self.activity = activity if activity is not None else Activity()  # for `status`
         self.last_contact: Contact | None = None
@@ -96,6 +95,13 @@ class UpstreamClient:
         self._base = settings.base_url.rstrip("/")
         self._host = host_of(settings.base_url)  # as errors name it
         self._short_call = ShortCallSlot(settings)
+        self.reconfigure(settings)
+
+    def reconfigure(self, settings: UpstreamSettings) -> None:
+        """Use `settings`' timeouts and retries from the next call on (SIGHUP). Where upstream
+        is (base_url), its key and the number of short-call slots stay as they started."""
+        self._settings = settings
+        self._short_call.settings = settings
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial,
@@ -314,17 +320,17 @@ class ShortCallSlot:
     A plain class rather than an asynccontextmanager, and a timer only when it must wait: it
     runs on every short call."""
 
-    __slots__ = ("_settings", "_slots")
+    __slots__ = ("_slots", "settings")
 
     def __init__(self, settings: UpstreamSettings) -> None:
-        self._settings = settings
+        self.settings = settings  # its queue_timeout may change while serving; not the slots
         self._slots = asyncio.Semaphore(settings.max_short_calls)
 
     async def __aenter__(self) -> None:
         if not self._slots.locked():
             await self._slots.acquire()  # free: returns at once
             return
-        settings = self._settings
+        settings = self.settings
         try:
             async with asyncio.timeout(settings.queue_timeout):
                 await self._slots.acquire()

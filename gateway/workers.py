@@ -31,6 +31,9 @@ def supervise(worker_argv: Sequence[str], workers: int) -> int:
     whatever supervises the gateway (systemd, Kubernetes) restarts it whole."""
     metrics_dir = tempfile.mkdtemp(prefix="parallel-gateway-metrics-")
     env = {**os.environ, MULTIPROC_ENV: metrics_dir, WORKER_ENV: "1"}
+    # Ignored, and so inherited ignored, until each worker's own handler takes it: a SIGHUP
+    # passed on while a worker still starts would otherwise end it (the default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     children = [
         subprocess.Popen([sys.executable, "-m", "gateway", *worker_argv], env=env)
         for _ in range(workers)
@@ -40,7 +43,7 @@ def supervise(worker_argv: Sequence[str], workers: int) -> int:
 
     def pass_on(signum: int, _: FrameType | None) -> None:
         nonlocal stopping
-        stopping = stopping or signum != signal.SIGHUP  # SIGHUP: re-read the team key file
+        stopping = stopping or signum != signal.SIGHUP  # SIGHUP: re-read the config, key file
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)

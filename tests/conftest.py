@@ -23,7 +23,7 @@ from structlog.typing import EventDict
 from yarl import URL
 
 from gateway.app import create_app
-from gateway.config import ServerSettings, Settings, settings_from_dict
+from gateway.config import Settings, settings_from_dict
 from gateway.keys import create_key
 from gateway.server import GatewayRunner
 from gateway.storage.open import open_storage
@@ -136,21 +136,18 @@ def make_settings(tmp_path: Path, upstream: FakeUpstream) -> Callable[..., Setti
 
 
 class GatewayTestServer(TestServer):
-    """A TestServer that runs the app as `serve` does: GatewayRunner, the [server] limits (and
-    the hit path, unless `hit_path` is False)."""
+    """A TestServer that runs the app as `serve` does: GatewayRunner, the app's [server] limits
+    (and the hit path, unless `hit_path` is False)."""
 
-    def __init__(
-        self, app: web.Application, limits: ServerSettings, *, hit_path: bool = True
-    ) -> None:
+    def __init__(self, app: web.Application, *, hit_path: bool = True) -> None:
         super().__init__(app)
-        self._limits = limits
         self._hit_path = hit_path
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
-        return GatewayRunner(self.app, self._limits, hit_path=self._hit_path, **kwargs)
+        return GatewayRunner(self.app, hit_path=self._hit_path, **kwargs)
 
 
-ServeApp = Callable[[web.Application, ServerSettings], Awaitable[TestServer]]
+ServeApp = Callable[[web.Application], Awaitable[TestServer]]
 
 
 @pytest.fixture
@@ -158,8 +155,8 @@ async def serve_app() -> AsyncIterator[ServeApp]:
     """Start an app on an ephemeral port the way `serve` does; every one is closed after."""
     servers: list[TestServer] = []
 
-    async def start(app: web.Application, limits: ServerSettings) -> TestServer:
-        server = GatewayTestServer(app, limits)
+    async def start(app: web.Application) -> TestServer:
+        server = GatewayTestServer(app)
         await server.start_server()
         servers.append(server)
         return server
@@ -184,7 +181,7 @@ def start_gateway(serve_app: ServeApp, make_settings: Callable[..., Settings]) -
         finally:
             await storage.close()
         env = {"PARALLEL_API_KEY": TEAM_KEY} if env is None else env
-        server = await serve_app(create_app(settings, env=env), settings.server)
+        server = await serve_app(create_app(settings, env=env))
         return Gateway(server, settings, key)
 
     return start

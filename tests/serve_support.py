@@ -15,7 +15,7 @@ from tests.conftest import unused_port
 
 
 async def launch_serve(
-    config: Path,
+    config: Path | None,
     *args: str,
     env: Mapping[str, str],
     stdout: int | IO[bytes] | None = None,
@@ -23,18 +23,22 @@ async def launch_serve(
     probe: str = "/healthz",
     host: str = "127.0.0.1",
     preexec_fn: Callable[[], object] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """`serve --config --host --port *args` until `probe` answers 200; env replaces PARALLEL_*;
-    `preexec_fn` runs in the child before it starts (to lower a resource limit).
+    """`serve --config --host --port *args` (no --config if `config` is None), in `cwd`, until
+    `probe` answers 200; env replaces PARALLEL_*; `preexec_fn` runs in the child before it
+    starts (to lower a resource limit).
 
     A gateway that does not answer 200 within 10 s is killed, and the AssertionError says how
     it ended (and what it wrote to stderr, when that is a pipe).
     """
     base = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
     port = unused_port()
+    given = ["--config", str(config)] if config is not None else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--config", str(config),
+        sys.executable, "-m", "gateway", "serve", *given,
         "--host", host, "--port", str(port), *args,
+        cwd=cwd,
         env={**base, **env},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout,

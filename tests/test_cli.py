@@ -432,20 +432,19 @@ def test_a_relative_database_is_found_beside_its_config_from_anywhere(tmp_path: 
 
 
 def test_no_database_is_made_by_accident(tmp_path: Path) -> None:
-    database = tmp_path / "parallel-gateway.db"
-    refused = cli_text("keys", "create", "alpha", cwd=tmp_path)
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    database = tmp_path / "data" / "parallel-gateway" / "parallel-gateway.db"
+    refused = cli_text("keys", "create", "alpha", cwd=tmp_path, env=env)
     assert refused == Result(
         1,
         "",
-        f"parallel-gateway: No database at {database} (no config file: relative to the current "
-        "directory). Start `serve` or run `migrate` with the gateway's config first, give "
+        f"parallel-gateway: No database at {database} (no config file: this user's default "
+        "database). Start `serve` or run `migrate` with the gateway's config first, give "
         "--config, or pass --create to make a new one there.\n",
     )
     assert list(tmp_path.iterdir()) == []
 
-    made = cli_text("keys", "create", "alpha", "--create", cwd=tmp_path)
+    made = cli_text("keys", "create", "alpha", "--create", cwd=tmp_path, env=env)
     assert made.code == 0
-    assert made.err == (
-        f"Database: {database} (no config file: relative to the current directory)\n"
-    )
+    assert made.err == f"Database: {database} (no config file: this user's default database)\n"
     assert database.exists()

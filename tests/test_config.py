@@ -22,6 +22,7 @@ from gateway.config import (
     StorageSettings,
     UpstreamSettings,
     beside,
+    data_home,
     load_settings,
     replace_server,
 )
@@ -38,8 +39,8 @@ def field_defaults(cls: type[Any]) -> dict[str, object]:
 
 
 def test_defaults_without_a_file() -> None:
-    settings = load_settings(None, env={})
-    assert settings == Settings()
+    settings = load_settings(None, env={"HOME": "/home/ops"})
+    assert settings == beside(Settings(), Path("/home/ops/.local/share/parallel-gateway"))
     assert field_defaults(ServerSettings) == {
         "host": "127.0.0.1",
         "port": 8080,
@@ -87,11 +88,32 @@ def test_defaults_without_a_file() -> None:
     assert settings.server.port == 8080
     assert settings.upstream.base_url == "https://api.parallel.ai"
     assert settings.upstream.api_key_env == "PARALLEL_API_KEY"
-    assert settings.storage.database == "parallel-gateway.db"
+    assert Settings().storage.database == "parallel-gateway.db"
+    assert (
+        settings.storage.database == "/home/ops/.local/share/parallel-gateway/parallel-gateway.db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "directory"),
+    [
+        ({"HOME": "/home/ops"}, "/home/ops/.local/share/parallel-gateway"),
+        ({"HOME": "/home/ops", "XDG_DATA_HOME": "/srv/data"}, "/srv/data/parallel-gateway"),
+        ({"HOME": "/home/ops", "XDG_DATA_HOME": ""}, "/home/ops/.local/share/parallel-gateway"),
+        # The XDG Base Directory spec: a relative path in the variable is ignored.
+        ({"HOME": "/home/ops", "XDG_DATA_HOME": "data"}, "/home/ops/.local/share/parallel-gateway"),
+    ],
+)
+def test_without_a_config_file_the_database_is_in_the_users_data_directory(
+    env: dict[str, str], directory: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # whatever the current directory
+    assert data_home(env) == Path(directory)
+    assert load_settings(None, env=env).storage.database == f"{directory}/parallel-gateway.db"
 
 
 def test_empty_env_var_means_defaults() -> None:
-    assert load_settings(None, env={CONFIG_ENV: ""}) == Settings()
+    assert load_settings(None, env={CONFIG_ENV: ""}) == load_settings(None, env={})
 
 
 def test_settings_are_frozen() -> None:
@@ -164,7 +186,9 @@ def test_relative_paths_in_a_config_file_are_from_its_directory(
     assert settings.upstream.api_key_file == str(tmp_path / "etc" / "key")
     absolute = write(tmp_path, f'[storage]\ndatabase = "{tmp_path}/x.db"\n')
     assert load_settings(absolute, env={}).storage.database == f"{tmp_path}/x.db"
-    assert load_settings(None, env={}).storage.database == "parallel-gateway.db"  # no file
+    assert load_settings(None, env={"XDG_DATA_HOME": "/d"}).storage.database == (
+        "/d/parallel-gateway/parallel-gateway.db"  # no file: the user's data directory
+    )
 
 
 def test_env_var_names_the_file(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from parallel import APIStatusError, AsyncParallel
 
-from gateway.config import Settings, StorageSettings
+from gateway.config import LogSettings, Settings, StorageSettings
 from gateway.metrics import Metrics
 from gateway.middleware import create_observer
 from gateway.ownership import OwnershipRecorder
-from gateway.state import METRICS
+from gateway.state import METRICS, LiveSettings
 from gateway.storage.open import open_storage
 from tests.conftest import StartGateway, capture_logs, eventually, unused_port
 from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
@@ -243,7 +243,11 @@ async def test_an_internal_error_on_a_post_tells_the_sdk_not_to_retry(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a bug after upstream answered")
 
-    app = web.Application(middlewares=[create_observer(False, Metrics())])
+    app = web.Application(
+        middlewares=[
+            create_observer(LiveSettings(Settings(log=LogSettings(access_log=False))), Metrics())
+        ]
+    )
     app[METRICS] = Metrics()
     app.router.add_route("*", "/v1/tasks/runs", broken)
     client = await aiohttp_client(app)

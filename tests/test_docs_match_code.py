@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway.cli import build_parser
 from gateway.config import Settings, beside, load_settings
+from gateway.reload_policy import RELOADABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,3 +119,20 @@ def test_readme_command_reference_shows_every_command_and_flag() -> None:
             continue
         missing += [f"{command} {option}" for option in options if option not in line]
     assert missing == []
+
+
+def test_config_example_and_readme_name_exactly_the_settings_that_reload() -> None:
+    section, marked = "", set()
+    for line in (ROOT / "config.example.toml").read_text().splitlines():
+        header = re.fullmatch(r"\[(\w+)\]", line)
+        section = header.group(1) if header else section
+        key = re.match(r"(\w+) = .*\(reloads\)$", line)
+        if key:
+            marked.add(f"{section}.{key.group(1)}")
+    assert marked == RELOADABLE
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme.split("- **Reloading the config.**", 1)[1].split("\n- **", 1)[0]
+    named = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", paragraph))
+    assert named >= RELOADABLE
+    restart = paragraph.split("needs a restart", 1)[1]
+    assert set(re.findall(r"`([a-z_]+\.[a-z_]+)`", restart)).isdisjoint(RELOADABLE)

@@ -81,7 +81,7 @@ async def start(
         finally:
             await storage.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
-        gateway = Gateway(GatewayTestServer(app, config.server, hit_path=hit_path), config, keys)
+        gateway = Gateway(GatewayTestServer(app, hit_path=hit_path), config, keys)
 
         async def record(request: web.Request, _: web.StreamResponse) -> None:
             gateway.full_stack.append(request.path)

@@ -126,7 +126,7 @@ class Harness:
         finally:
             await storage.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
-        gateway = GatewayTestServer(app, config.server)
+        gateway = GatewayTestServer(app)
         await gateway.start_server()
         self.servers.append(gateway)
         assert gateway.port is not None

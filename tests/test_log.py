@@ -19,7 +19,9 @@ from gateway.log import (
     REDACTED,
     SecretScrubber,
     configure_logging,
+    log_info,
     scrub_also,
+    set_log_level,
 )
 
 TEAM_KEY = "team-secret-0123456789"
@@ -224,6 +226,27 @@ def test_level_filters(start_logging: StartLogging, level: str, shown: list[str]
     log.warning("e.warning")
     log.error("e.error")
     assert lines(stderr) == [{"event": f"e.{name}", "level": name} for name in shown]
+
+
+def test_set_log_level_reaches_loggers_already_in_use(start_logging: StartLogging) -> None:
+    stderr = start_logging("info", [])
+    log = structlog.get_logger("gateway.test")
+    log.info("e.first")  # the logger is built now, and cached for good
+    set_log_level("warning")
+    log.info("e.hidden")
+    log_info(log, "access", {"status": 200})
+    log.warning("e.warning")
+    set_log_level("debug")
+    log.debug("e.debug")
+    log_info(log, "access", {"status": 201})
+    log.warning("e.flush")
+    assert lines(stderr) == [
+        {"event": "e.first", "level": "info"},
+        {"event": "e.warning", "level": "warning"},
+        {"event": "e.debug", "level": "debug"},
+        {"event": "access", "level": "info", "status": 201},
+        {"event": "e.flush", "level": "warning"},
+    ]
 
 
 def test_exception_is_formatted_and_scrubbed(start_logging: StartLogging) -> None:

@@ -157,3 +157,16 @@ def test_too_large_body_does_not_evict_others() -> None:
     assert contents(lru, "a") == {"a": b"x" * 5}
     assert lru.get("big") is None
     assert lru.bytes == 5
+
+
+def test_resize_evicts_the_least_recently_used_at_once() -> None:
+    lru = MemoryLRU(max_entries=4, max_bytes=100)
+    for run_id in "abcd":
+        lru.put(run_id, b"12345")
+    lru.get("a")  # now the most recent
+    lru.resize(max_entries=3, max_bytes=10)
+    assert (len(lru), lru.bytes) == (2, 10)
+    assert contents(lru, "abcd") == {"a": b"12345", "b": None, "c": None, "d": b"12345"}
+    lru.resize(max_entries=3, max_bytes=100)
+    lru.put("e", b"12345")
+    assert len(lru) == 3

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -64,13 +65,24 @@ class ServeProcess:
     def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
         self.proc = proc
         self.url = url
+        self.lines: list[dict[str, Any]] = []  # read from stderr so far
 
-    async def stop(self) -> list[dict[str, object]]:
+    async def next_line(self, event: str) -> dict[str, Any]:
+        """Read stderr up to the next JSON line whose event is `event` (10 s at most)."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(10):
+            while raw := await self.proc.stderr.readline():
+                self.lines.append(orjson.loads(raw))
+                if self.lines[-1]["event"] == event:
+                    return self.lines[-1]
+        raise AssertionError(f"serve ended without writing {event}")
+
+    async def stop(self) -> list[dict[str, Any]]:
         """SIGINT, wait for exit, and return the JSON log lines written to stderr."""
         self.proc.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(self.proc.communicate(), 10)
         assert self.proc.returncode == 0, err.decode()
-        return [orjson.loads(line) for line in err.splitlines()]
+        return self.lines + [orjson.loads(line) for line in err.splitlines()]
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ async def test_a_read_only_database_is_reported_at_start_by_readyz_and_metrics(
 
     with immutable(database), capture_logs() as logs:
         app = create_app(settings, env={"PARALLEL_API_KEY": TEAM_KEY})
-        gateway = Gateway(await serve_app(app, settings.server), settings, key)
+        gateway = Gateway(await serve_app(app), settings, key)
         started = storage_errors(logs)
         status, ready = await readyz(gateway)
         miss = await gateway.get(run("trun_ro"))
