@@ -47,10 +47,12 @@ bench-cache: $(STAMP)
 	$(BIN)/python bench/cache_io.py
 
 # The gateway against a bare aiohttp handler, then pass-through against a bare aiohttp proxy
-# (ARGS="--quick" skips the 1,000,000-run case and the 5,000 open calls).
+# (ARGS="--quick" skips the 1,000,000-run case and the 5,000 open calls), then PostgreSQL
+# against SQLite and replicas (it starts its own PostgreSQL server).
 bench: $(STAMP)
 	$(BIN)/python -m bench.serve_bench $(ARGS)
 	$(BIN)/python -m bench.passthrough_bench $(ARGS)
+	$(BIN)/python -m bench.replicas_bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache dist build

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
@@ -11,6 +14,7 @@ from aiohttp import ClientResponse, web
 from .activity import SNAPSHOT_INTERVAL, Activity, totals_of
 from .auth import KeyRing
 from .cache import MemoryLRU, RunInputCache
+from .cache_leases import ColdRuns, replica_id
 from .config import Settings
 from .log import scrub_also
 from .metrics import Metrics
@@ -20,6 +24,7 @@ from .ownership import RETRY_INTERVAL, OwnershipRecorder
 from .periodic import Periodic
 from .reload import ConfigSource, reload_on_sighup
 from .routes import add_routes
+from .shared_limits import STALE_INTERVALS, STALE_MIN, Peers
 from .state import (
     CACHE,
     DRAINING,
@@ -27,6 +32,7 @@ from .state import (
     LIVE_SETTINGS,
     METRICS,
     OWNERSHIP,
+    REPLICA,
     SETTINGS,
     STORAGE,
     STORAGE_HEALTH,
@@ -34,9 +40,10 @@ from .state import (
     UPSTREAM,
     LiveSettings,
 )
+from .storage.location import password_of
 from .storage.open import open_storage
 from .storage.protocols import Storage
-from .storage.types import StoreError
+from .storage.types import EVERYTHING, StoreError
 from .storage_health import StorageHealth
 from .team_key import key_file_rotation, team_key_from
 from .upstream import UpstreamClient, UpstreamResponse, create_session
@@ -62,13 +69,17 @@ def create_app(
     app[KEYRING] = KeyRing()
     app[DRAINING] = [False]
     app[STREAMS] = set()
+    app[REPLICA] = replica_id()
     team_key = team_key_from(settings, env)
+    if (password := password_of(settings.storage.database)) is not None:
+        scrub_also(password)  # a last defence: no line is meant to hold it
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_ownership)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(lambda app: _on_sighup(app, team_key, source))
     app.cleanup_ctx.append(_sync_with_cli)
+    app.cleanup_ctx.append(_share_with_replicas)
     app.cleanup_ctx.append(serve_metrics_apart)
     app.on_shutdown.append(_start_draining)
     add_routes(app)
@@ -89,9 +100,14 @@ async def _start_draining(app: web.Application) -> None:
 
 
 def build_cache(
-    settings: Settings, storage: Storage, upstream: UpstreamClient, health: StorageHealth
+    settings: Settings,
+    storage: Storage,
+    upstream: UpstreamClient,
+    health: StorageHealth,
+    replica: str = "",
 ) -> RunInputCache:
-    """The run-input cache over the store, fetching misses through `upstream`."""
+    """The run-input cache over the store, fetching misses through `upstream` (one replica at
+    a time, where replicas share the store)."""
 
     async def fetch(run_id: str) -> UpstreamResponse:
         return await upstream.get(f"/v1/tasks/runs/{run_id}/input", ACCEPT_JSON, run_id=run_id)
@@ -103,6 +119,9 @@ def build_cache(
         fetch,
         settings.cache.max_body_bytes,
         health,
+        None
+        if storage.fetch_leases is None
+        else ColdRuns(storage.fetch_leases, storage.run_inputs, replica),
     )
 
 
@@ -154,7 +173,9 @@ async def _on_sighup(
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
-    app[CACHE] = build_cache(app[SETTINGS], app[STORAGE], app[UPSTREAM], app[STORAGE_HEALTH])
+    app[CACHE] = build_cache(
+        app[SETTINGS], app[STORAGE], app[UPSTREAM], app[STORAGE_HEALTH], app[REPLICA]
+    )
     await app[STORAGE_HEALTH].check(app[STORAGE].status)
     yield
 
@@ -173,20 +194,72 @@ def _snapshot_activity(app: web.Application) -> Callable[[], Awaitable[None]]:
     return snapshot
 
 
+def _refresh_keys(app: web.Application) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        await app[KEYRING].refresh(app[STORAGE].app_keys)
+        app[STORAGE_HEALTH].answered()
+
+    return refresh
+
+
+def _waker(refresh: Periodic, purges: Periodic) -> Callable[[str], None]:
+    """What a change announced by another replica (or the CLI) wakes: keys, or purges."""
+
+    def woken(table: str) -> None:
+        if table in ("app_keys", "retired_keys", EVERYTHING):
+            refresh.wake()
+        if table in ("cache_purges", EVERYTHING):
+            purges.wake()
+
+    return woken
+
+
+async def _share_with_replicas(app: web.Application) -> AsyncIterator[None]:
+    """Replicas sharing the store share their usage too, so limits and caps hold across them."""
+    usage = app[STORAGE].replica_usage
+    if usage is None:
+        yield
+        return
+    keyring, replica, started = app[KEYRING], app[REPLICA], time.time()
+    peers = Peers(started)
+    interval = app[SETTINGS].keys.share_interval
+
+    async def exchange() -> None:
+        now = time.time()
+        since = now - max(STALE_INTERVALS * interval, STALE_MIN)
+        others = await usage.exchange(replica, keyring.usage(replica, started), now, since)
+        keyring.absorb_peers(peers.absorb(others))
+
+    chore = Periodic("limits.share", interval, exchange)
+    chore.start()
+    yield
+    await chore.stop()
+    with contextlib.suppress(StoreError):
+        await usage.leave(replica)
+
+
 async def _sync_with_cli(app: web.Application) -> AsyncIterator[None]:
     """Pick up what the CLI changes in the database: keys, and purges of cached runs."""
     settings, keys, keyring, cache = app[SETTINGS], app[STORAGE].app_keys, app[KEYRING], app[CACHE]
     await keyring.refresh(keys)
     await cache.start_purge_sync()
+    refresh = Periodic("keys.refresh", settings.keys.refresh_interval, _refresh_keys(app))
+    purges = Periodic("cache.sync_purges", settings.cache.sync_interval, cache.sync_purges)
     chores = [
-        Periodic("keys.refresh", settings.keys.refresh_interval, lambda: keyring.refresh(keys)),
-        Periodic("cache.sync_purges", settings.cache.sync_interval, cache.sync_purges),
+        refresh,
+        purges,
         Periodic("metrics.memory", settings.cache.sync_interval, _record_memory(app)),
         Periodic("activity.snapshot", SNAPSHOT_INTERVAL, _snapshot_activity(app)),
     ]
     for chore in chores:
         chore.start()
+    watch = app[STORAGE].watch_changes
+    listener = None if watch is None else asyncio.create_task(watch(_waker(refresh, purges)))
     yield
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
     for chore in chores:
         await chore.stop()
     try:

@@ -11,8 +11,9 @@ from .allowlist import Rule, is_allowed
 from .errors import AuthenticationError, ForbiddenError, RateLimitedError, TooManyOpenError
 from .keys import hash_key, key_policies
 from .ratelimit import Limit, TokenBucket, retry_after_headers
+from .shared_limits import PeerTotals
 from .storage.protocols import AppKeys
-from .storage.types import KeyState
+from .storage.types import KeyState, Usage
 from .timestamps import now_rfc3339, rfc3339
 
 BEARER = "bearer "
@@ -53,6 +54,10 @@ class KeyRing:
         self._buckets: dict[str, TokenBucket] = {}
         self._max_open: dict[str, int] = {}  # the apps whose keys cap their open calls
         self._open: dict[str, int] = {}  # calls open now, per app
+        # With replicas: calls this one admitted under a rate limit since it started, and the
+        # calls the other replicas hold open, per app (see shared_limits.py).
+        self._taken: dict[str, int] = {}
+        self._peer_open: dict[str, int] = {}
         self._used: set[str] = set()
         self._wall_clock = wall_clock  # for expiry
         self._clock = clock  # for rate limits
@@ -63,13 +68,15 @@ class KeyRing:
         if bucket is None:
             return
         wait = bucket.take(self._clock())
-        if wait:
-            limit = bucket.limit
-            raise RateLimitedError(
-                f"Rate limit exceeded: app {app!r} may make {limit.rate:g} requests per second "
-                f"(bursts of {limit.burst}); retry in {wait:.3f} s.",
-                headers=retry_after_headers(wait),
-            )
+        if not wait:
+            self._taken[app] = self._taken.get(app, 0) + 1
+            return
+        limit = bucket.limit
+        raise RateLimitedError(
+            f"Rate limit exceeded: app {app!r} may make {limit.rate:g} requests per second "
+            f"(bursts of {limit.burst}); retry in {wait:.3f} s.",
+            headers=retry_after_headers(wait),
+        )
 
     def take_turn(self, app: str, *, hold: bool) -> None:
         """The last checks before a call is served, after every refusal it could get: its
@@ -78,7 +85,7 @@ class KeyRing:
         at once, holds nothing."""
         cap = self._max_open.get(app)
         open_now = self._open.get(app, 0)
-        if cap is not None and open_now >= cap:
+        if cap is not None and open_now + self._peer_open.get(app, 0) >= cap:
             raise TooManyOpenError(
                 f"Too many open calls: app {app!r} may have {cap} calls open at once through the "
                 "gateway; retry when one has ended.",
@@ -95,6 +102,22 @@ class KeyRing:
             self._open[app] = left
         else:
             del self._open[app]
+
+    def usage(self, replica: str, started: float) -> list[Usage]:
+        """What this replica has let each limited or capped app do, for the other replicas."""
+        apps = sorted(self._buckets.keys() | self._max_open.keys())
+        taken, open_calls = self._taken, self._open
+        return [Usage(replica, a, taken.get(a, 0), open_calls.get(a, 0), started) for a in apps]
+
+    def absorb_peers(self, totals: PeerTotals) -> None:
+        """Count what the other replicas did: their new calls against the buckets, their open
+        calls against the caps."""
+        now = self._clock()
+        for app, tokens in totals.taken.items():
+            bucket = self._buckets.get(app)
+            if bucket is not None:
+                bucket.debit(tokens, now)
+        self._peer_open = totals.open
 
     def restricted(self, app: str) -> bool:
         """Whether the app's key has an allowlist."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from .cache_leases import ColdRuns
 from .config import CacheSettings
 from .errors import UpstreamInvalidError
 from .policy import CACHE_HIT, Storability, cache_status, storability
@@ -98,8 +99,10 @@ class RunInputCache:
         fetch: Fetch,
         max_body_bytes: int,
         health: StorageHealth,
+        cold_runs: ColdRuns | None = None,
     ) -> None:
         self.memory = memory
+        self._cold_runs = cold_runs  # replicas sharing the store: one fetches a cold run
         self.health = health
         self._store = store
         self._purges = purges
@@ -161,6 +164,19 @@ class RunInputCache:
         if stored is not None:
             self.memory.put(run_id, stored.body)
             return Lookup(200, stored.body, {})
+        if self._cold_runs is None or unreadable:
+            return await self._fetch_and_store(run_id, unreadable)
+        claim = await self._cold_runs.claim(run_id)
+        if isinstance(claim, StoredInput):  # another replica fetched it meanwhile
+            self.memory.put(run_id, claim.body)
+            return Lookup(200, claim.body, {})
+        try:
+            return await self._fetch_and_store(run_id, unreadable)
+        finally:
+            if claim is not None:
+                claim.let_go()  # after the answer: waiting replicas look at the store
+
+    async def _fetch_and_store(self, run_id: str, unreadable: bool) -> Lookup:
         response = await self._fetch(run_id)
         decision = storability(response.status, response.body, self._max_body_bytes)
         if decision is Storability.STORE:

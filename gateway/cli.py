@@ -25,15 +25,17 @@ from .reload import ConfigSource
 from .run_commands import add_run_commands
 from .server import ListenError, run_server
 from .status_command import add_status_command
+from .storage.location import is_postgres_url, password_of, redacted
 from .storage.open import run_with_storage
 from .storage.protocols import Storage
 from .storage.types import StorageError, StoreError
+from .storage_commands import add_storage_commands
 from .team_key import team_key_from
 from .workers import is_worker, supervise
 
 SHELLS = ("bash", "zsh", "fish")
 # These make the database where storage.database says, as a gateway's start does.
-DATABASE_UNCHECKED = frozenset({"serve", "migrate", "completion", "status"})
+DATABASE_UNCHECKED = frozenset({"serve", "migrate", "completion", "status", "storage"})
 WRITING_COMMANDS = frozenset(
     {
         ("keys", "create"),
@@ -96,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cache_commands(commands, opens)
     add_status_command(commands, common)
     add_run_commands(commands, opens)
+    add_storage_commands(commands, common)
 
     completion = commands.add_parser(
         "completion", help="print a shell's tab-completion script for this command"
@@ -144,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except StoreError as e:
         # A read-only file, a full disk, a corrupt page: one line naming the file and the cause.
-        database = settings.storage.database
+        database = redacted(settings.storage.database)
         print(f"parallel-gateway: Cannot use database '{database}': {e}.", file=sys.stderr)
         return 1
     except OSError as e:
@@ -164,13 +167,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     team_key = team_key_from(settings, os.environ)
-    configure_logging(settings.log.level, secrets=[team_key] if team_key else [])
+    secrets = [s for s in (team_key, password_of(settings.storage.database)) if s]
+    configure_logging(settings.log.level, secrets=secrets)
     log = structlog.get_logger("gateway")
     log.info(
         "gateway.starting",
         host=settings.server.host,
         port=settings.server.port,
-        database=settings.storage.database,
+        database=redacted(settings.storage.database),
         upstream=settings.upstream.base_url,
         mode="offline" if settings.upstream.offline else "online",
         workers=args.workers,
@@ -204,13 +208,18 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     applied = run_with_storage(settings.storage, _applied)
     for name in applied:
         print(f"Applied {name}")
-    print(f"Database {settings.storage.database} is at the latest schema.")
+    print(f"Database {redacted(settings.storage.database)} is at the latest schema.")
     return 0
 
 
 def _check_database(args: argparse.Namespace, settings: Settings) -> None:
     """Refuse to make a new database by accident (a command run from the wrong directory, a
-    mistyped path), and say which database a command that writes is writing."""
+    mistyped path), and say which database a command that writes is writing. A PostgreSQL
+    database is made by its operator: opening it is enough (its schema is migrated then)."""
+    if is_postgres_url(settings.storage.database):
+        if _writes(args):
+            print(f"Database: {redacted(settings.storage.database)}", file=sys.stderr)
+        return
     database = Path(os.path.abspath(Path(settings.storage.database).expanduser()))
     where = "" if args.config or os.environ.get(CONFIG_ENV) else NO_CONFIG
     if not database.exists() and not getattr(args, "create", False):

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .storage.location import is_postgres_url
+
 CONFIG_ENV = "PARALLEL_GATEWAY_CONFIG"
+# Overrides storage.database, so a PostgreSQL URL's password can stay out of files.
+DATABASE_ENV = "PARALLEL_GATEWAY_DATABASE"
+MAX_POOL_SIZE = 1000
 DATA_DIRECTORY = "parallel-gateway"
 SYNCHRONOUS_MODES = ("normal", "full", "extra")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -70,6 +75,7 @@ class StorageSettings:
     database: str = "parallel-gateway.db"
     busy_timeout_ms: int = 5000
     synchronous: str = "normal"
+    pool_size: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class CacheSettings:
 @dataclass(frozen=True, slots=True)
 class KeysSettings:
     refresh_interval: float = 1.0
+    share_interval: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         path = env.get(CONFIG_ENV) or None
         named = f"Config file '{path}' (from ${CONFIG_ENV})"
     if path is None:
-        return beside(Settings(), data_home(env))
+        return with_database_from(env, beside(Settings(), data_home(env)))
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -133,7 +140,21 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError(f"{named} cannot be read: {e.strerror}.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{named} is not valid TOML: {e}.") from None
-    return beside(settings_from_dict(data), Path(os.path.abspath(path)).parent)
+    settings = beside(settings_from_dict(data), Path(os.path.abspath(path)).parent)
+    return with_database_from(env, settings)
+
+
+def with_database_from(env: Mapping[str, str], settings: Settings) -> Settings:
+    """The settings with storage.database from $PARALLEL_GATEWAY_DATABASE, when it is set (a
+    relative path in it is the current directory's, as for any path in the environment)."""
+    database = env.get(DATABASE_ENV, "")
+    if not database:
+        return settings
+    if not is_postgres_url(database):
+        database = os.path.abspath(os.path.expanduser(database))
+    return dataclasses.replace(
+        settings, storage=dataclasses.replace(settings.storage, database=database)
+    )
 
 
 def data_home(env: Mapping[str, str]) -> Path:
@@ -154,7 +175,9 @@ def beside(settings: Settings, directory: Path) -> Settings:
 
     def anchored(value: str) -> str:
         path = Path(value).expanduser()
-        return value if not value or path.is_absolute() else str(directory / path)
+        if not value or path.is_absolute() or is_postgres_url(value):
+            return value
+        return str(directory / path)
 
     storage = dataclasses.replace(settings.storage, database=anchored(settings.storage.database))
     upstream = dataclasses.replace(
@@ -266,6 +289,7 @@ def _check(s: Settings) -> None:
         "cache.max_body_bytes": s.cache.max_body_bytes,
         "cache.sync_interval": s.cache.sync_interval,
         "keys.refresh_interval": s.keys.refresh_interval,
+        "keys.share_interval": s.keys.share_interval,
     }
     for name, value in positive.items():
         if not (value > 0 and _finite(value)):  # written so that NaN fails too
@@ -283,7 +307,13 @@ def _check(s: Settings) -> None:
     if not (cap >= 0 and _finite(cap)):
         _bad("upstream.retry_after_cap", cap, "Must be a finite number, 0 or more")
     if not s.storage.database:
-        _bad("storage.database", s.storage.database, "Must be a file path")
+        _bad("storage.database", s.storage.database, "Must be a file path or a postgresql:// URL")
+    if not 1 <= s.storage.pool_size <= MAX_POOL_SIZE:
+        _bad(
+            "storage.pool_size",
+            s.storage.pool_size,
+            f"Must be a whole number from 1 to {MAX_POOL_SIZE}",
+        )
     if s.storage.synchronous not in SYNCHRONOUS_MODES:
         _bad("storage.synchronous", s.storage.synchronous, f"Must be one of {SYNCHRONOUS_MODES}")
     if s.isolation.mode not in ISOLATION_MODES:

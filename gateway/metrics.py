@@ -84,6 +84,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.storage_reachable = Gauge(
+            "gateway_storage_reachable",
+            "1 while a shared store (PostgreSQL) answers; 0 from a call that could not reach it "
+            "until one does.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.accept_errors = Counter(
             "gateway_accept_errors",
             "Connections the listening socket failed to accept, by errno name (EMFILE, ...).",

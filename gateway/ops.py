@@ -44,20 +44,32 @@ async def readyz(request: web.Request) -> web.Response:
 async def readiness(app: web.Application) -> tuple[bool, dict[str, object]]:
     """Whether the gateway is ready, and the checks that say so (/readyz, and status)."""
     checks: dict[str, object] = {"draining": app[DRAINING][0]}
+    health = app[STORAGE_HEALTH]
+    static = False
     try:
         missing = await app[STORAGE].status.missing_migrations()
         checks["database"] = "ok"
         checks["migrations"] = "ok" if not missing else f"missing {missing}"
+        health.answered()
+    except StoreError as e:
+        checks["database"] = f"error: {e.kind}"
+        checks["migrations"] = "unknown"
+        # A shared store out of reach is every replica's outage: serving statically (memory
+        # hits, pass-through, misses unstored) beats every replica leaving the balancer.
+        static = e.kind == "cannot-open" and health.shared
+        if static:
+            health.failed(e, "read")
     except Exception as e:  # an unreadable database is exactly what this reports
         checks["database"] = f"error: {type(e).__name__}"
         checks["migrations"] = "unknown"
-    checks["storage"] = app[STORAGE_HEALTH].report()
+    checks["storage"] = health.report()
+    if static:
+        checks["serving"] = "static"
     contact = app[UPSTREAM].last_contact
     checks["upstream"] = {"last_contact": "never"} if contact is None else contact.report()
     ready = (
-        checks["database"] == "ok"
-        and checks["migrations"] == "ok"
-        and app[STORAGE_HEALTH].writable
+        (static or (checks["database"] == "ok" and checks["migrations"] == "ok"))
+        and health.writable
         and not checks["draining"]
     )
     return ready, {"status": "ready" if ready else "not-ready", **checks}

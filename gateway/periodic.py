@@ -14,8 +14,8 @@ log = structlog.get_logger("gateway.periodic")
 
 
 class Periodic:
-    """Calls `chore` every `interval` seconds until stopped; a failure is logged (once a
-    LOG_INTERVAL at most, with a count), not fatal."""
+    """Calls `chore` every `interval` seconds until stopped, and at once when woken; a failure
+    is logged (once a LOG_INTERVAL at most, with a count), not fatal."""
 
     def __init__(self, name: str, interval: float, chore: Callable[[], Awaitable[None]]) -> None:
         self.name = name
@@ -23,6 +23,7 @@ class Periodic:
         self._chore = chore
         self._task: asyncio.Task[None] | None = None
         self._failures = Throttle(LOG_INTERVAL)
+        self._woken = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -34,9 +35,15 @@ class Periodic:
                 await self._task
             self._task = None
 
+    def wake(self) -> None:
+        """Run the chore now rather than at the end of the interval (a change was announced)."""
+        self._woken.set()
+
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self._interval)
+            self._woken.clear()
             try:
                 await self._chore()
             except Exception:

@@ -32,6 +32,12 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self.limit.rate
 
+    def debit(self, tokens: int, now: float) -> None:
+        """Take `tokens` that calls elsewhere (other replicas) used; the bucket may go below
+        zero, and refills from there."""
+        self._refill(now)
+        self._tokens -= tokens
+
     def with_limit(self, limit: Limit, now: float) -> TokenBucket:
         """This bucket under a changed limit: what it holds is kept, up to the new burst."""
         self._refill(now)

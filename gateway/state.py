@@ -35,6 +35,8 @@ CACHE = web.AppKey("cache", RunInputCache)
 METRICS = web.AppKey("metrics", Metrics)
 OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
 STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)
+# This process, as the other replicas know it (fetch leases, shared usage).
+REPLICA = web.AppKey("replica", str)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)
 DRAINING: web.AppKey[list[bool]] = web.AppKey("draining")
 # Upstream responses being relayed to apps: closed when shutdown begins.

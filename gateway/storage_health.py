@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import structlog
 
 from .metrics import Metrics
+from .storage.location import is_postgres_url, redacted
 from .storage.protocols import StorageStatus
 from .storage.types import StoreError
 from .throttle import LOG_INTERVAL, Throttle
@@ -40,14 +41,17 @@ class StorageHealth:
         interval: float = LOG_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.database = database
+        self.database = redacted(database)
+        self.shared = is_postgres_url(database)  # a store other replicas use too
         self.writable = True
+        self.reachable = True
         self.last_fault: StorageFault | None = None
         self._metrics = metrics
         self._throttle = Throttle(interval, clock)
         self._counts: dict[str, int] = {}
         if metrics is not None:
             metrics.storage_writable.set(1)
+            metrics.storage_reachable.set(1)
 
     def failed(self, error: Exception, operation: str, **context: str) -> None:
         """Record a failed read or write: counted always, logged once per kind per interval."""
@@ -56,7 +60,11 @@ class StorageHealth:
         self.last_fault = StorageFault(kind, operation, str(error), now_rfc3339())
         if self._metrics is not None:
             self._metrics.storage_errors.labels(kind).inc()
-        if operation != "read" and kind != "busy":
+        if kind == "cannot-open" and self.shared:
+            # Every replica sees the same outage: each goes on serving, statically (memory
+            # hits, pass-through, misses unstored), and stays ready; see readiness().
+            self._set_reachable(False)
+        elif operation != "read" and kind != "busy":
             self._set_writable(False)
         count = self._throttle.count(kind)
         if count is not None:
@@ -80,8 +88,15 @@ class StorageHealth:
         else:
             self.wrote()
 
+    def answered(self) -> None:
+        """Record that the store answered (a read, or any call that reached it)."""
+        if not self.reachable:
+            self._set_reachable(True)
+            log.info("storage.reachable", database=self.database)
+
     def wrote(self) -> None:
         """Record a committed write."""
+        self.answered()
         if not self.writable:
             self._set_writable(True)
             log.info("storage.writable", database=self.database)
@@ -90,9 +105,15 @@ class StorageHealth:
         """What /readyz says of the store."""
         return {
             "writable": self.writable,
+            "reachable": self.reachable,
             "errors": dict(self._counts),
             "last_error": None if self.last_fault is None else asdict(self.last_fault),
         }
+
+    def _set_reachable(self, reachable: bool) -> None:
+        self.reachable = reachable
+        if self._metrics is not None:
+            self._metrics.storage_reachable.set(int(reachable))
 
     def _set_writable(self, writable: bool) -> None:
         self.writable = writable

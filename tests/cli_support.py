@@ -23,7 +23,7 @@ from gateway.storage.open import open_storage
 from gateway.storage.types import StoredInput
 
 REPO = Path(__file__).resolve().parent.parent
-MIGRATIONS = REPO / "migrations"
+MIGRATIONS = REPO / "migrations" / "sqlite"
 MIGRATION_FILES = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
 APPLIED_ALL = "".join(f"Applied {name}\n" for name in MIGRATION_FILES)
 

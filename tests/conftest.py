@@ -30,7 +30,11 @@ from gateway.storage.open import open_storage
 from tests.cli_support import Result, cli, without_database_line, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
-from tests.postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from tests.postgres_server import (  # noqa: F401  (fixtures)
+    postgres_server,
+    postgres_storage,
+    postgres_url,
+)
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:

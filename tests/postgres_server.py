@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +24,22 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from gateway.config import StorageSettings
+from gateway.storage.postgres import open_postgres
+from gateway.storage.protocols import Storage
+
 INSTALL = "apt-get install -y postgresql"
 SUPERUSER = "gateway"
-# Settings for a server whose data may be lost: no fsync, no WAL archive, no waiting on disk.
+# Settings for a test server: no fsync (the machine does not crash under a test, so data
+# written to the kernel survives the server's own crash), no full-page images.
 SERVER_OPTIONS = (
     "-c listen_addresses=127.0.0.1",
     "-c fsync=off",
-    "-c synchronous_commit=off",
     "-c full_page_writes=off",
     "-c max_connections=300",
 )
+# And, where no test crashes the server, commits that do not wait for their WAL write.
+FAST_COMMITS = "-c synchronous_commit=off"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -66,35 +72,45 @@ def free_port() -> int:
 
 @dataclass
 class PostgresServer:
-    """One cluster: `start()` it, hand `url(name)` to the code under test, `stop()` it."""
+    """One cluster: `start()` it, hand `url(name)` to the code under test, `stop()` it.
+    `halt()` and `start()` again take it down and bring it back, data and port kept."""
 
     bindir: Path
     root: Path
     port: int
+    durable: bool  # every commit survives the server's crash (halt)
 
     @classmethod
-    def create(cls) -> PostgresServer:
+    def create(cls, *, durable: bool = False) -> PostgresServer:
         root = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chown(root, user.pw_uid, user.pw_gid)
-        return cls(find_bindir(), root, free_port())
+        return cls(find_bindir(), root, free_port(), durable)
 
     def start(self) -> None:
+        """Make the cluster (the first time), and start the server."""
         data = self.root / "data"
-        self._run(
-            "initdb", "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
-            "--locale=C", "--no-sync",
-        )  # fmt: skip
-        options = " ".join((f"-p {self.port}", f"-k {self.root}", *SERVER_OPTIONS))
+        if not data.exists():
+            self._run(
+                "initdb", "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
+                "--locale=C", "--no-sync",
+            )  # fmt: skip
+        fast = () if self.durable else (FAST_COMMITS,)
+        options = " ".join((f"-p {self.port}", f"-k {self.root}", *SERVER_OPTIONS, *fast))
         self._run(
             "pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-o", options,
             "-l", str(self.root / "server.log"),
         )  # fmt: skip
 
+    def halt(self) -> None:
+        """Stop the server as a crash would (every connection cut), keeping its data."""
+        self._run("pg_ctl", "stop", "-m", "immediate", "-D", str(self.root / "data"))
+
     def stop(self) -> None:
+        """Stop the server and remove its files."""
         try:
-            self._run("pg_ctl", "stop", "-m", "immediate", "-D", str(self.root / "data"))
+            self.halt()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -136,3 +152,11 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 
 
 _databases = itertools.count()
+
+
+@pytest.fixture
+async def postgres_storage(postgres_url: str) -> AsyncIterator[Storage]:
+    """The PostgreSQL backend, opened (and migrated) on the test's own database."""
+    opened = await open_postgres(StorageSettings(database=postgres_url))
+    yield opened
+    await opened.close()

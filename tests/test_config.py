@@ -12,6 +12,7 @@ import pytest
 
 from gateway.config import (
     CONFIG_ENV,
+    DATABASE_ENV,
     CacheSettings,
     ConfigError,
     IsolationSettings,
@@ -74,6 +75,7 @@ def test_defaults_without_a_file() -> None:
         "database": "parallel-gateway.db",
         "busy_timeout_ms": 5000,
         "synchronous": "normal",
+        "pool_size": 10,
     }
     assert field_defaults(CacheSettings) == {
         "memory_entries": 10_000,
@@ -81,7 +83,7 @@ def test_defaults_without_a_file() -> None:
         "max_body_bytes": 1024 * 1024,
         "sync_interval": 1.0,
     }
-    assert field_defaults(KeysSettings) == {"refresh_interval": 1.0}
+    assert field_defaults(KeysSettings) == {"refresh_interval": 1.0, "share_interval": 0.25}
     assert field_defaults(IsolationSettings) == {"mode": "team"}
     assert field_defaults(LogSettings) == {"level": "info", "access_log": True}
     assert settings.server.host == "127.0.0.1"
@@ -397,7 +399,7 @@ NOT_NEGATIVE = "Must be a finite number, 0 or more."
         ),
         pytest.param(
             "[storage]\ndatabase = ''\n",
-            "Config 'storage.database' has value ''. Must be a file path.",
+            "Config 'storage.database' has value ''. Must be a file path or a postgresql:// URL.",
             id="empty-database",
         ),
         pytest.param(
@@ -684,3 +686,29 @@ def test_isolation_mode_must_be_team_or_app(tmp_path: Path) -> None:
     )
     path.write_text('[isolation]\nmode = "app"\n')
     assert load_settings(path, env={}).isolation.mode == "app"
+
+
+def test_a_postgresql_url_is_kept_as_it_is_not_taken_for_a_relative_path(tmp_path: Path) -> None:
+    url = "postgresql://gateway@db.internal:5432/gateway?sslmode=require"
+    text = f'[storage]\ndatabase = "{url}"\n'
+    assert load_settings(write(tmp_path, text), env={}).storage.database == url
+
+
+def test_the_database_from_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    url = "postgresql://gateway:secret@db/gateway"
+    config = write(tmp_path, '[storage]\ndatabase = "here.db"\n')
+    assert load_settings(config, env={DATABASE_ENV: url}).storage.database == url
+    assert load_settings(None, env={DATABASE_ENV: url}).storage.database == url
+    assert load_settings(config, env={DATABASE_ENV: ""}).storage.database == str(
+        tmp_path / "here.db"
+    )
+
+
+def test_a_relative_path_from_the_environment_is_the_current_directory_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    config = write(tmp_path / "elsewhere", '[storage]\ndatabase = "here.db"\n')
+    settings = load_settings(config, env={DATABASE_ENV: "data/gw.db"})
+    assert settings.storage.database == str(tmp_path / "data" / "gw.db")

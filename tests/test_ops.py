@@ -60,7 +60,7 @@ async def test_readyz_is_ready_and_reports_the_last_upstream_contact(
         "draining": False,
         "database": "ok",
         "migrations": "ok",
-        "storage": {"writable": True, "errors": {}, "last_error": None},
+        "storage": {"writable": True, "reachable": True, "errors": {}, "last_error": None},
         "upstream": {"last_contact": "never"},
     }
 

@@ -14,7 +14,8 @@ from gateway.cache_admin import IMPORT_BATCH
 from gateway.config import Settings
 from gateway.replay import encode_entry
 from gateway.state import STORAGE
-from gateway.storage.sqlite.run_inputs import SQLiteRunInputs
+from gateway.storage.sql.run_inputs import SqlRunInputs
+from gateway.storage.sqlite.database import Database
 from gateway.storage.types import StoredInput
 from tests.conftest import Gateway, StartGateway, eventually
 from tests.fake_upstream import FakeUpstream, task_run_input
@@ -41,8 +42,9 @@ async def test_misses_behind_a_held_lock_answer_unstored_each_write_tried_once(
 ) -> None:
     gateway = await start_gateway(make_settings(storage={"busy_timeout_ms": 50}, keys=QUIET))
     store = gateway.server.app[STORAGE].run_inputs
-    assert isinstance(store, SQLiteRunInputs)  # the writer's attempts are SQLite's to count
+    assert isinstance(store, SqlRunInputs)
     db = store.database
+    assert isinstance(db, Database)  # the writer's attempts are SQLite's to count
     run_ids = [f"trun_locked{n:02d}" for n in range(30)]
     bodies = {run_id: upstream.add(run_id, task_run_input(n)) for n, run_id in enumerate(run_ids)}
     tried = db.write_attempts

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..config import StorageSettings
+from .location import is_postgres_url
+from .postgres import open_postgres
 from .protocols import Storage
 from .sqlite import open_sqlite
 
@@ -16,8 +18,11 @@ T = TypeVar("T")
 async def open_storage(settings: StorageSettings) -> Storage:
     """Open the store `settings.database` names, migrated; StorageError if it cannot be.
 
-    A path is a SQLite file, the only backend so far.
+    A postgresql:// (or postgres://) URL is a PostgreSQL database, for replicas; anything else
+    is the path of a SQLite file.
     """
+    if is_postgres_url(settings.database):
+        return await open_postgres(settings)
     return await open_sqlite(settings)
 
 

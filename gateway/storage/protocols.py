@@ -5,9 +5,9 @@ Every method raises StoreError (with its kind) when the store cannot answer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .types import (
     Access,
@@ -19,6 +19,7 @@ from .types import (
     NewKey,
     Purge,
     StoredInput,
+    Usage,
 )
 
 
@@ -107,6 +108,48 @@ class RunAccess(Protocol):
         """Remove `app`'s record of `run_id`; which it was ("granted", "created"), or None."""
 
 
+class FetchLeases(Protocol):
+    """Which replica fetches a cold run: a lease per run, held until a time (POSIX seconds)."""
+
+    async def take(self, run_id: str, owner: str, now: float, until: float) -> bool:
+        """Hold `run_id`'s lease until `until`, unless the run is stored or another owner
+        holds the lease past `now`."""
+
+    async def renew(self, run_id: str, owner: str, until: float) -> bool:
+        """Hold it longer; False if `owner` no longer holds it."""
+
+    async def release(self, run_id: str, owner: str) -> None:
+        """Let it go, if `owner` holds it."""
+
+
+class ReplicaUsage(Protocol):
+    """Each replica's admitted and open calls per app, for limits that hold across replicas."""
+
+    async def exchange(
+        self, replica: str, mine: Sequence[Usage], now: float, since: float
+    ) -> list[Usage]:
+        """Record `replica`'s figures as of `now` (POSIX seconds); return the other replicas'
+        that were recorded at `since` or later."""
+
+    async def leave(self, replica: str) -> None:
+        """Remove `replica`'s figures (it is stopping)."""
+
+
+class Transfer(Protocol):
+    """Every row of the store, table by table, for copying it to another backend."""
+
+    tables: tuple[str, ...]  # in the order to copy them
+
+    async def count(self, table: str) -> int:
+        """How many rows `table` holds."""
+
+    def pages(self, table: str) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Its rows, a page at a time, in key order."""
+
+    async def add(self, table: str, rows: list[tuple[Any, ...]]) -> int:
+        """Add the rows not already there; how many were added."""
+
+
 class StorageStatus(Protocol):
     """What readiness asks of the store."""
 
@@ -126,5 +169,14 @@ class Storage:
     app_keys: AppKeys
     run_access: RunAccess
     status: StorageStatus
+    transfer: Transfer
+    # Replicas sharing the store take turns fetching a cold run, share their usage for limits,
+    # and hear of each other's changes as they commit (`watch_changes(on_change)` runs until
+    # cancelled, calling on_change with a table's name, or "*" for all of them). None where
+    # one machine serves alone (SQLite: its own single flight and polling are enough).
+    shared: bool
+    fetch_leases: FetchLeases | None
+    replica_usage: ReplicaUsage | None
+    watch_changes: Callable[[Callable[[str], None]], Coroutine[Any, Any, None]] | None
     applied_migrations: list[str]  # what opening it applied, by name
     close: Callable[[], Awaitable[None]]

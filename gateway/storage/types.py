@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+# What a change announcement names when every table may have changed (after a reconnect).
+EVERYTHING = "*"
+
 
 class StoreError(Exception):
     """The store failed to read or write; `kind` says why: read-only, disk-full, io, corrupt,
@@ -120,3 +123,15 @@ class Access:
     app: str
     how: str  # "created" or "granted"
     at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one replica has let one app do: calls admitted since it started (at `started`,
+    POSIX seconds), and open now."""
+
+    replica: str
+    app: str
+    taken: int
+    open: int
+    started: float = 0.0

@@ -1,5 +1,6 @@
-"""Domain code reaches storage only through its protocols: no SQL, and no sqlite3 or aiosqlite,
-outside gateway/storage/sqlite/; and only open_storage picks the SQLite backend."""
+"""Domain code reaches storage only through its protocols: no SQL outside the backends
+(gateway/storage/sqlite/, gateway/storage/postgres/) and the SQL they share
+(gateway/storage/sql/); each driver only in its backend; only open_storage picks a backend."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import re
 from pathlib import Path
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
-BACKEND = GATEWAY / "storage" / "sqlite"
-CHOOSER = GATEWAY / "storage" / "open.py"
-DRIVERS = {"sqlite3", "aiosqlite"}
+STORAGE = GATEWAY / "storage"
+SQLITE, POSTGRES, SHARED = STORAGE / "sqlite", STORAGE / "postgres", STORAGE / "sql"
+CHOOSER = STORAGE / "open.py"
+# Each driver, and the backend that alone may name it.
+DRIVERS = {"sqlite3": SQLITE, "aiosqlite": SQLITE, "psycopg": POSTGRES, "psycopg_pool": POSTGRES}
 SQL = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX)"
     r"|DROP\s+TABLE|ALTER\s+TABLE|PRAGMA\s+\w+|BEGIN\s+IMMEDIATE|ROLLBACK)\b",
@@ -39,31 +42,40 @@ def strings(tree: ast.AST) -> list[str]:
 
 def driver_names(tree: ast.AST) -> set[str]:
     """The drivers a file names in code (imported, or used as `sqlite3.Error`)."""
-    found = {m.split(".")[0] for m in modules_imported(tree)} & DRIVERS
+    found = {m.split(".")[0] for m in modules_imported(tree)} & set(DRIVERS)
     found |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in DRIVERS}
     return found
 
 
-def domain_files() -> list[Path]:
-    return sorted(p for p in GATEWAY.rglob("*.py") if not p.is_relative_to(BACKEND))
+def in_backend(path: Path) -> bool:
+    return any(path.is_relative_to(place) for place in (SQLITE, POSTGRES, SHARED))
 
 
 def offences(path: Path) -> list[str]:
     tree = ast.parse(path.read_text("utf-8"))
-    found = [f"names {name}" for name in sorted(driver_names(tree))]
-    found += [f"holds SQL: {text[:60]!r}" for text in strings(tree) if SQL.search(text)]
-    if path != CHOOSER:
+    found = [
+        f"names {name}"
+        for name in sorted(driver_names(tree))
+        if not path.is_relative_to(DRIVERS[name])
+    ]
+    if not in_backend(path):
+        found += [f"holds SQL: {text[:60]!r}" for text in strings(tree) if SQL.search(text)]
+    if path != CHOOSER and not in_backend(path):
         found += [
-            f"imports the SQLite backend ({module})"
+            f"imports a backend ({module})"
             for module in sorted(modules_imported(tree))
-            if re.search(r"(^|\.)storage\.sqlite\b|^\.sqlite\b", module)
+            if re.search(
+                r"(^|\.)storage\.(sqlite|postgres|sql)\b|^\.(sqlite|postgres|sql)\b", module
+            )
         ]
     return found
 
 
-def test_no_file_outside_storage_sqlite_names_a_driver_or_holds_sql() -> None:
+def test_no_file_outside_the_backends_names_a_driver_or_holds_sql() -> None:
     found = {
-        str(path.relative_to(GATEWAY)): offences(path) for path in domain_files() if offences(path)
+        str(path.relative_to(GATEWAY)): offences(path)
+        for path in sorted(GATEWAY.rglob("*.py"))
+        if offences(path)
     }
     assert found == {}
 
@@ -79,6 +91,7 @@ def test_the_checks_catch_what_they_look_for() -> None:
         "    return isinstance(e, aiosqlite.Error)\n"
     )
     assert driver_names(tree) == {"sqlite3", "aiosqlite"}
+    assert offences_of_psycopg_in_sqlite() == ["names psycopg"]
     assert [s for s in strings(tree) if SQL.search(s)] == [
         "SELECT revoked_at FROM app_keys WHERE name = ?",
         "UPDATE app_keys SET revoked_at = ?",
@@ -88,18 +101,29 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert not SQL.search("Select the runs to purge, then update the key; delete it with --yes.")
 
 
-def test_the_backend_holds_the_sql() -> None:
-    """The walk sees the backend's files, so an empty answer above is not a walk that missed."""
-    backend = sorted(
-        p.name
-        for p in BACKEND.glob("*.py")
+def offences_of_psycopg_in_sqlite() -> list[str]:
+    """A file in the SQLite backend that names PostgreSQL's driver."""
+    path = SQLITE / "database.py"
+    tree = ast.parse("import psycopg\n")
+    return [f"names {n}" for n in sorted(driver_names(tree)) if not path.is_relative_to(DRIVERS[n])]
+
+
+def test_the_backends_hold_the_sql() -> None:
+    """The walk sees the backends' files, so an empty answer above is not a walk that missed."""
+    holding = sorted(
+        str(p.relative_to(STORAGE))
+        for p in STORAGE.rglob("*.py")
         if any(map(SQL.search, strings(ast.parse(p.read_text("utf-8")))))
     )
-    assert backend == [
-        "app_keys.py",
-        "database.py",
-        "migrate.py",
-        "run_access.py",
-        "run_inputs.py",
-        "status.py",
+    assert holding == [
+        "postgres/migrate.py",
+        "sql/app_keys.py",
+        "sql/fetch_leases.py",
+        "sql/replica_usage.py",
+        "sql/run_access.py",
+        "sql/run_inputs.py",
+        "sql/status.py",
+        "sql/transfer.py",
+        "sqlite/database.py",
+        "sqlite/migrate.py",
     ]

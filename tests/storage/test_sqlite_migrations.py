@@ -16,13 +16,9 @@ from typing import Any
 import pytest
 
 from gateway.config import StorageSettings
+from gateway.storage.migrations import Migration, MigrationError, load_migrations
 from gateway.storage.sqlite.database import Connection, Database
-from gateway.storage.sqlite.migrate import (
-    Migration,
-    MigrationError,
-    apply_migrations,
-    load_migrations,
-)
+from gateway.storage.sqlite.migrate import apply_migrations, sqlite_migrations
 from gateway.storage.types import StorageError
 from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, query
 
@@ -213,7 +209,7 @@ def test_load_migrations_rejects_a_misnamed_sql_file(tmp_path: Path, name: str) 
 
 
 def test_load_migrations_defaults_to_the_repository_files() -> None:
-    assert [(m.name, m.sql) for m in load_migrations()] == [
+    assert [(m.name, m.sql) for m in load_migrations(sqlite_migrations())] == [
         (name, (MIGRATIONS / name).read_text("utf-8")) for name in MIGRATION_FILES
     ]
 
@@ -242,11 +238,16 @@ def test_wheel_ships_the_migrations_and_migrates_outside_the_repository(tmp_path
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("*.whl")
     with zipfile.ZipFile(wheel) as zf:
-        shipped = {n: zf.read(n) for n in zf.namelist() if n.startswith("gateway/migrations/")}
-    assert "gateway/migrations/0001_initial.sql" in shipped
+        shipped = {
+            n: zf.read(n) for n in zf.namelist() if n.startswith("gateway/migrations/sqlite/")
+        }
+        postgresql = [n for n in zf.namelist() if n.startswith("gateway/migrations/postgresql/")]
+    assert "gateway/migrations/sqlite/0001_initial.sql" in shipped
     assert shipped == {
-        f"gateway/migrations/{name}": (MIGRATIONS / name).read_bytes() for name in MIGRATION_FILES
+        f"gateway/migrations/sqlite/{name}": (MIGRATIONS / name).read_bytes()
+        for name in MIGRATION_FILES
     }
+    assert "gateway/migrations/postgresql/0001_initial.sql" in postgresql
 
     venv = tmp_path / "venv"
     made = run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
@@ -256,7 +257,7 @@ def test_wheel_ships_the_migrations_and_migrates_outside_the_repository(tmp_path
     where = run(
         venv / "bin" / "python",
         "-c",
-        "import gateway.storage.sqlite.migrate as m; print(m.migrations_dir())",
+        "import gateway.storage.sqlite.migrate as m; print(m.sqlite_migrations())",
         cwd=tmp_path,
     )
     assert where.returncode == 0, where.stderr

@@ -1,54 +1,17 @@
-"""Schema migrations: numbered SQL files, applied in order, each recorded once."""
+"""SQLite's schema migrations: migrations/sqlite/NNNN_name.sql, applied in order, each recorded
+once."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from importlib.abc import Traversable
-from pathlib import Path
 
-MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
-
-
-class MigrationError(Exception):
-    """The migration files themselves are wrong."""
+from ..migrations import Migration, load_migrations, migrations_dir
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def migrations_dir() -> Traversable:
-    """Where the SQL files are: inside the installed package, else the repository's migrations/."""
-    packaged = resources.files("gateway") / "migrations"
-    if packaged.is_dir():
-        return packaged
-    # An editable install runs from the source tree, where migrations/ sits beside gateway/.
-    return Path(__file__).resolve().parents[3] / "migrations"
-
-
-def load_migrations(directory: Traversable | None = None) -> list[Migration]:
-    """The migrations in `directory` (default: the shipped ones), in version order."""
-    directory = migrations_dir() if directory is None else directory
-    found = []
-    for entry in directory.iterdir():
-        if not entry.name.endswith(".sql"):
-            continue
-        m = MIGRATION_NAME.fullmatch(entry.name)
-        if m is None:
-            raise MigrationError(f"Migration file {entry.name!r} is not named NNNN_name.sql.")
-        found.append(Migration(int(m.group(1)), entry.name, entry.read_text("utf-8")))
-    found.sort(key=lambda mig: mig.version)
-    versions = [mig.version for mig in found]
-    if len(set(versions)) != len(versions):
-        raise MigrationError(f"Two migrations share a version number: {versions}")
-    return found
+def sqlite_migrations() -> Traversable:
+    return migrations_dir("sqlite")
 
 
 def apply_migrations(conn: sqlite3.Connection, directory: Traversable | None = None) -> list[str]:
@@ -60,15 +23,10 @@ def apply_migrations(conn: sqlite3.Connection, directory: Traversable | None = N
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     applied: list[str] = []
-    for migration in load_migrations(directory):
+    for migration in load_migrations(sqlite_migrations() if directory is None else directory):
         if migration.version not in done and _apply(conn, migration):
             applied.append(migration.name)
     return applied
-
-
-def missing_versions(applied: set[int]) -> list[int]:
-    """The versions of the shipped migrations not among `applied`, in order."""
-    return sorted({migration.version for migration in load_migrations()} - applied)
 
 
 def _apply(conn: sqlite3.Connection, migration: Migration) -> bool:

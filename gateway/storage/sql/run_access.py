@@ -1,17 +1,17 @@
-"""Run ownership in SQLite: the `run_access` table, one row per app and run it may read."""
+"""Run ownership: the `run_access` table, one row per app and run it may read."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
 from ..types import Access
-from .database import Database
+from .database import SqlDatabase
 
 
-class SQLiteRunAccess:
+class SqlRunAccess:
     """RunAccess over one database."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self.database = database
 
     async def record_created(self, app: str, ids: Sequence[str], at: str) -> None:

@@ -1,4 +1,4 @@
-"""App keys in SQLite: the `app_keys` table, and `retired_keys` for keys rotation replaced."""
+"""App keys: the `app_keys` table, and `retired_keys` for keys rotation replaced."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ..types import KEEP, AppKey, Deleted, KeyChanges, KeyState, NewKey
-from .database import Database, Statement
+from .database import SqlDatabase, Statement
 
 COLUMNS = (
     "name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst, expires_at, max_open"
@@ -17,10 +17,10 @@ COLUMNS = (
 PLAIN_COLUMNS = ("rate", "burst", "expires_at", "max_open")
 
 
-class SQLiteAppKeys:
+class SqlAppKeys:
     """AppKeys over one database."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self.database = database
 
     async def create(self, key: NewKey) -> bool:

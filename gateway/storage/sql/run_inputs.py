@@ -1,4 +1,4 @@
-"""Run inputs and their purges in SQLite: the `run_inputs` and `cache_purges` tables."""
+"""Run inputs and their purges: the `run_inputs` and `cache_purges` tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 
 from ...timestamps import now_rfc3339
 from ..types import CacheStats, Purge, StoredInput
-from .database import Database
+from .database import SqlDatabase
 
 # An input never changes, so the first stored copy wins and a second put is a no-op.
 INSERT = (
@@ -18,10 +18,10 @@ INSERT = (
 SCAN_PAGE = 1000
 
 
-class SQLiteRunInputs:
+class SqlRunInputs:
     """RunInputs and Purges over one database."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self.database = database
 
     async def get(self, run_id: str) -> StoredInput | None:

@@ -1,0 +1,82 @@
+"""`storage copy`: a populated SQLite store into PostgreSQL, every table, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tqdm import tqdm
+
+from gateway.config import StorageSettings
+from gateway.storage.open import open_storage
+from gateway.storage.protocols import Storage
+from gateway.storage.types import NewKey, StoredInput
+from gateway.storage_copy import Copied, copy_storage
+
+AT = "2026-01-02T03:04:05.000000Z"
+LATER = "2026-01-03T00:00:00.000000Z"
+BODIES = {f"trun_{i:04d}": f'{{"input": "r\\u00e9n {i}",  "n":1.10}}'.encode() for i in range(1203)}
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[Storage]:
+    opened = await open_storage(StorageSettings(database=str(tmp_path / "gw.db")))
+    keys = opened.app_keys
+    await keys.create(NewKey("billing", "h-billing", "pgw_bil", AT, ["GET /v1/tasks/runs/*"], 2.5))
+    await keys.create(NewKey("search", "h-search", "pgw_sea", AT, max_open=7))
+    await keys.rotate("billing", "h-billing-2", "pgw_bi2", LATER, "2026-02-01T00:00:00.000000Z")
+    await keys.revoke("search", LATER)
+    await keys.record_last_used({"billing"}, LATER)
+    await opened.run_inputs.put_many(StoredInput(r, b, AT) for r, b in BODIES.items())
+    await opened.run_access.record_created("billing", ["trun_0001", "tgrp_1"], AT)
+    await opened.run_access.grant("trun_0002", "search", LATER)
+    await opened.purges.purge(["trun_gone"])
+    await opened.purges.purge(None)
+    await opened.run_inputs.put_many(StoredInput(r, b, AT) for r, b in BODIES.items())
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def postgres(postgres_storage: Storage) -> Storage:
+    return postgres_storage
+
+
+def quiet(total: int, table: str) -> tqdm[Any]:
+    return tqdm(total=total, desc=table, disable=True)
+
+
+async def snapshot(storage: Storage) -> dict[str, Any]:
+    return {
+        "apps": await storage.app_keys.list_apps(),
+        "keys": await storage.app_keys.key_states(),
+        "entries": [e async for e in storage.run_inputs.scan()],
+        "access": await storage.run_access.list_records(),
+        "purges": [p.run_ids for p in await storage.purges.purges_since(0)],
+        "stats": await storage.run_inputs.stats(),
+    }
+
+
+async def test_everything_is_copied_as_it_is(sqlite: Storage, postgres: Storage) -> None:
+    copied = await copy_storage(sqlite, postgres, quiet)
+    assert copied == [
+        Copied("app_keys", 2, 2),
+        Copied("retired_keys", 1, 1),
+        Copied("run_access", 3, 3),
+        Copied("run_inputs", 1203, 1203),
+        Copied("cache_purges", 2, 2),
+    ]
+    assert await snapshot(postgres) == await snapshot(sqlite)
+
+
+async def test_copying_again_adds_nothing_and_keeps_what_the_target_has(
+    sqlite: Storage, postgres: Storage
+) -> None:
+    await postgres.run_inputs.put(StoredInput("trun_0005", b'{"target":"kept"}', LATER))
+    await copy_storage(sqlite, postgres, quiet)
+    again = await copy_storage(sqlite, postgres, quiet)
+    assert [c.added for c in again] == [0, 0, 0, 0, 0]
+    kept = await postgres.run_inputs.get("trun_0005")
+    assert kept == StoredInput("trun_0005", b'{"target":"kept"}', LATER)
