@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
-from gateway.cache_admin import export_entries, import_entries
+from gateway.cache.admin import export_entries, import_entries
 from gateway.config import CacheSettings, StorageSettings
 from gateway.storage.open import open_storage
 

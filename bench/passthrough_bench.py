@@ -35,7 +35,7 @@ import aiohttp
 
 from bench import serve_bench as sb
 from bench.passthrough_servers import RUN, serve
-from gateway.fdlimit import raise_open_files_limit
+from gateway.http.fdlimit import raise_open_files_limit
 
 CREATE = b'{"input":"What is 2+2?","processor":"lite"}'
 RUN_PATH = "/v1/tasks/runs/trun_0123456789abcdef0123456789abcdef"

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.fdlimit import raise_open_files_limit
-from gateway.server import new_event_loop
+from gateway.http.fdlimit import raise_open_files_limit
+from gateway.http.server import new_event_loop
 
 HOST = "127.0.0.1"
 RUN = b'{"run_id":"trun_0123456789abcdef0123456789abcdef","status":"queued","is_active":true}'

@@ -11,20 +11,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import structlog
 from aiohttp import ClientResponse, web
 
-from .activity import SNAPSHOT_INTERVAL, Activity, totals_of
-from .auth import KeyRing
-from .cache import MemoryLRU, RunInputCache
-from .cache_leases import ColdRuns, replica_id
+from .cache.cold_runs import ColdRuns, replica_id
+from .cache.run_inputs import MemoryLRU, RunInputCache
 from .config import Settings
-from .log import scrub_also
-from .metrics import Metrics
-from .middleware import create_observer
-from .ops import record_memory_layer, serve_metrics_apart
-from .ownership import RETRY_INTERVAL, OwnershipRecorder
-from .periodic import Periodic
-from .reload import ConfigSource, reload_on_sighup
-from .routes import add_routes
-from .shared_limits import STALE_INTERVALS, STALE_MIN, Peers
+from .http.middleware import create_observer
+from .http.routes import add_routes
+from .keys.keyring import KeyRing
+from .keys.ownership import RETRY_INTERVAL, OwnershipRecorder
+from .keys.shared_limits import STALE_INTERVALS, STALE_MIN, Peers
+from .ops.activity import SNAPSHOT_INTERVAL, Activity, totals_of
+from .ops.endpoints import record_memory_layer, serve_metrics_apart
+from .ops.log import scrub_also
+from .ops.metrics import Metrics
+from .ops.periodic import Periodic
+from .ops.reload import ConfigSource, reload_on_sighup
 from .state import (
     CACHE,
     DRAINING,
@@ -40,13 +40,13 @@ from .state import (
     UPSTREAM,
     LiveSettings,
 )
+from .storage.health import StorageHealth
 from .storage.location import password_of
 from .storage.open import open_storage
 from .storage.protocols import Storage
 from .storage.types import EVERYTHING, StoreError
-from .storage_health import StorageHealth
-from .team_key import key_file_rotation, team_key_from
-from .upstream import UpstreamClient, UpstreamResponse, create_session
+from .upstream.client import UpstreamClient, UpstreamResponse, create_session
+from .upstream.team_key import key_file_rotation, team_key_from
 
 log = structlog.get_logger("gateway.app")
 # The input route's response is shared by every app, so no app's headers shape the request.
@@ -57,7 +57,7 @@ def create_app(
     settings: Settings, env: Mapping[str, str] | None = None, source: ConfigSource | None = None
 ) -> web.Application:
     """Build the gateway; the database and upstream session open when the app starts. With a
-    `source`, SIGHUP reloads its reloadable settings (gateway/reload.py)."""
+    `source`, SIGHUP reloads its reloadable settings (gateway/ops/reload.py)."""
     env = os.environ if env is None else env
     metrics = Metrics()
     live = LiveSettings(settings)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from .auth import KeyRing
-from .cache import RunInputCache
+from .cache.run_inputs import RunInputCache
 from .config import Settings
-from .metrics import Metrics
-from .ownership import OwnershipRecorder
+from .keys.keyring import KeyRing
+from .keys.ownership import OwnershipRecorder
+from .ops.metrics import Metrics
+from .storage.health import StorageHealth
 from .storage.protocols import Storage
-from .storage_health import StorageHealth
-from .upstream import UpstreamClient
+from .upstream.client import UpstreamClient
 
 
 class LiveSettings:
     """The settings in force: those the gateway started with, and since then the reloadable
-    ones of each SIGHUP (gateway/reload.py). Read them at use, never keep a copy."""
+    ones of each SIGHUP (gateway/ops/reload.py). Read them at use, never keep a copy."""
 
     __slots__ = ("current",)
 
@@ -25,7 +25,7 @@ class LiveSettings:
         self.current = settings
 
 
-# As started. What SIGHUP may change (gateway/reload_policy.py) is read from LIVE_SETTINGS.
+# As started. What SIGHUP may change (gateway/ops/reload_policy.py) is read from LIVE_SETTINGS.
 SETTINGS = web.AppKey("settings", Settings)
 LIVE_SETTINGS = web.AppKey("live_settings", LiveSettings)
 KEYRING = web.AppKey("keyring", KeyRing)

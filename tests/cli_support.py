@@ -103,7 +103,7 @@ class Workspace:
 
     def run(self, *args: str, stdin: bytes = b"") -> Result[bytes]:
         """The command's result, less the `Database:` line a command that writes says first
-        (tests/test_cli.py checks that line, for every command)."""
+        (tests/cli/test_cli.py checks that line, for every command)."""
         result = cli(*args, "--config", str(self.config), cwd=self.dir, stdin=stdin)
         return dataclasses.replace(result, err=without_database_line(result.err))
 

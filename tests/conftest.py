@@ -24,8 +24,8 @@ from yarl import URL
 
 from gateway.app import create_app
 from gateway.config import Settings, settings_from_dict
-from gateway.keys import create_key
-from gateway.server import GatewayRunner
+from gateway.http.server import GatewayRunner
+from gateway.keys.app_keys import create_key
 from gateway.storage.open import open_storage
 from tests.cli_support import Result, cli, without_database_line, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream

@@ -18,7 +18,7 @@ from parallel import AsyncParallel
 from yarl import URL
 
 from gateway.config import Settings
-from gateway.keys import create_key
+from gateway.keys.app_keys import create_key
 from gateway.storage.open import open_storage
 from tests.conftest import Gateway, Reply, StartGateway
 from tests.fake_parallel import FakeParallel

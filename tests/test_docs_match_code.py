@@ -8,9 +8,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from gateway.cli import build_parser
+from gateway.cli.main import build_parser
 from gateway.config import Settings, beside, load_settings
-from gateway.reload_policy import RELOADABLE
+from gateway.ops.reload_policy import RELOADABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.cache_leases import LEASE, ColdRuns, Held
+from gateway.cache.cold_runs import LEASE, ColdRuns, Held
 from gateway.config import StorageSettings
 from gateway.storage.postgres import open_postgres
 from gateway.storage.protocols import FetchLeases, Storage

@@ -14,7 +14,7 @@ from tests.storage.app_keys_contract import AppKeysContract
 from tests.storage.run_access_contract import RunAccessContract
 from tests.storage.run_inputs_contract import PurgesContract, RunInputsContract
 from tests.storage.status_contract import StorageStatusContract
-from tests.test_storage_faults import immutable
+from tests.storage.test_storage_faults import immutable
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 from tqdm import tqdm
 
 from gateway.config import StorageSettings
+from gateway.storage.copy import Copied, copy_storage
 from gateway.storage.open import open_storage
 from gateway.storage.protocols import Storage
 from gateway.storage.types import NewKey, StoredInput
-from gateway.storage_copy import Copied, copy_storage
 
 AT = "2026-01-02T03:04:05.000000Z"
 LATER = "2026-01-03T00:00:00.000000Z"

@@ -1,0 +1,141 @@
+"""Cache operations behind `parallel-gateway cache ...`: export, import, warm."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from tqdm import tqdm
+
+from ..errors import GatewayError, parse_error_body
+from ..storage.protocols import RunInputs
+from ..storage.types import StoredInput
+from .export_format import EntryError, decode_entry, encode_entry
+from .policy import is_valid_run_id
+from .run_inputs import RunInputCache
+
+# Runs per import transaction: SQLite's write lock is held for milliseconds at a time, so a
+# running gateway's writes get it between two batches.
+IMPORT_BATCH = 1000
+
+
+def progress(total: int | None, unit: str, desc: str) -> tqdm[Any]:
+    """A progress bar on stderr when it is a terminal; silent otherwise (stdout stays data)."""
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty())
+
+
+@dataclass
+class ExportReport:
+    written: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+async def export_entries(
+    store: RunInputs, out: BinaryIO, run_ids: Sequence[str], bar: tqdm[Any]
+) -> ExportReport:
+    """Write every cached run (or those named) to `out` as export lines."""
+    report = ExportReport()
+    wanted = list(dict.fromkeys(run_ids))
+    written: set[str] = set()
+    async for entry in store.scan(wanted):
+        out.write(encode_entry(entry))
+        written.add(entry.run_id)
+        bar.update()
+    report.written = len(written)
+    report.missing = [run_id for run_id in wanted if run_id not in written]
+    return report
+
+
+@dataclass
+class ImportReport:
+    valid: int = 0
+    imported: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def already_present(self) -> int:
+        return self.valid - self.imported
+
+
+async def import_entries(
+    store: RunInputs, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
+) -> ImportReport:
+    """Import export lines, IMPORT_BATCH runs per transaction, in the order given.
+
+    A run already stored is left as it is, so an import that was stopped part-way is finished
+    by running it again: the batches it committed are skipped.
+    """
+    report = ImportReport()
+    entries = _valid_entries(lines, report, bar, max_body_bytes)
+    while batch := list(itertools.islice(entries, IMPORT_BATCH)):
+        report.imported += await store.put_many(batch)
+    return report
+
+
+def _valid_entries(
+    lines: Iterable[bytes], report: ImportReport, bar: tqdm[Any], max_body_bytes: int
+) -> Iterator[StoredInput]:
+    for number, line in enumerate(lines, start=1):
+        bar.update()
+        if not line.strip():
+            continue
+        try:
+            entry = decode_entry(line)
+            if len(entry.body) > max_body_bytes:
+                # The gateway would not store it either (cache.max_body_bytes).
+                raise EntryError(f"input is {len(entry.body)} bytes, over {max_body_bytes}")
+        except EntryError as e:
+            report.rejected.append((number, str(e)))
+            continue
+        report.valid += 1
+        yield entry
+
+
+@dataclass(frozen=True, slots=True)
+class WarmResult:
+    run_id: str
+    outcome: str  # "stored", "cached" or "failed"
+    status: int | None = None
+    ref_id: str | None = None
+    message: str | None = None
+
+
+async def warm(
+    cache: RunInputCache, run_ids: Sequence[str], concurrency: int, bar: tqdm[Any]
+) -> list[WarmResult]:
+    """Fetch runs through the normal upstream path, at most `concurrency` at a time."""
+    wanted = list(dict.fromkeys(run_ids))
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for run_id in wanted:
+        queue.put_nowait(run_id)
+    results: dict[str, WarmResult] = {}
+
+    async def worker() -> None:
+        while not queue.empty():
+            run_id = queue.get_nowait()
+            results[run_id] = await warm_one(cache, run_id)
+            bar.update()
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(wanted)))))
+    return [results[run_id] for run_id in wanted]
+
+
+async def warm_one(cache: RunInputCache, run_id: str) -> WarmResult:
+    if not is_valid_run_id(run_id):
+        return WarmResult(run_id, "failed", message="not a valid run id; nothing was fetched")
+    try:
+        lookup = await cache.lookup(run_id)
+    except GatewayError as e:
+        return WarmResult(run_id, "failed", e.status, e.ref_id, e.message)
+    if not lookup.fetched:
+        return WarmResult(run_id, "cached", 200)
+    if lookup.stored:
+        return WarmResult(run_id, "stored", 200)
+    if lookup.status == 200:
+        return WarmResult(run_id, "failed", 200, message="upstream's 200 could not be stored")
+    ref_id, message = parse_error_body(lookup.body)
+    return WarmResult(run_id, "failed", lookup.status, ref_id, message)

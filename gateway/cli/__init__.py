@@ -1,0 +1,1 @@
+"""The parallel-gateway command and its subcommands."""

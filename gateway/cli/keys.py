@@ -1,0 +1,230 @@
+"""`parallel-gateway keys ...`: arguments in, reports out; the work is in keys/app_keys.py."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from datetime import UTC, datetime
+
+import orjson
+
+from ..config import Settings
+from ..keys.app_keys import (
+    AppKeyError,
+    KeyUpdate,
+    create_key,
+    delete_app,
+    parse_expiry,
+    parse_grace,
+    parse_limit,
+    revoke_key,
+    rotate_key,
+    update_key,
+)
+from ..keys.ratelimit import Limit
+from ..storage.open import run_with_storage
+from ..storage.types import KEEP
+from ..timestamps import now_rfc3339, rfc3339
+from .tables import print_table
+
+ALLOW_HELP = "limit the key to this route (repeatable; * is one path segment, a final ** the rest)"
+
+
+def add_key_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    keys = commands.add_parser("keys", parents=[common], help="manage app keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    create = key_commands.add_parser(
+        "create", parents=[common], help="create a key for an app and print it"
+    )
+    create.add_argument("name", help="the app's unique name")
+    create.add_argument(
+        "--allow",
+        action="append",
+        metavar="'METHOD /path'",
+        help=ALLOW_HELP + "; without --allow the key may use every route",
+    )
+    _add_limit_options(create)
+    create.set_defaults(run=cmd_keys_create)
+    update = key_commands.add_parser(
+        "update",
+        parents=[common],
+        help="change an app's allowlist, rate limit, expiry or open-call cap",
+    )
+    update.add_argument("name", help="the app whose key to change")
+    update.add_argument(
+        "--allow",
+        action="append",
+        metavar="'METHOD /path'",
+        help=ALLOW_HELP + "; replaces the key's rules",
+    )
+    update.add_argument("--no-allow", action="store_true", help="remove the allowlist: every route")
+    _add_limit_options(update)
+    update.add_argument("--no-rate", action="store_true", help="remove the rate limit")
+    update.add_argument("--no-expiry", action="store_true", help="make the key never expire")
+    update.add_argument("--no-max-open", action="store_true", help="remove the open-call cap")
+    update.set_defaults(run=cmd_keys_update)
+    listing = key_commands.add_parser("list", parents=[common], help="list app keys")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(run=cmd_keys_list)
+    rotate = key_commands.add_parser(
+        "rotate", parents=[common], help="give an app a new key and print it"
+    )
+    rotate.add_argument("name", help="the app to give a new key")
+    rotate.add_argument(
+        "--grace",
+        metavar="DURATION",
+        default="0",
+        help="how long the old key keeps working: 0 (the default: it stops at once), 90m, "
+        "12h, 30d, 8w",
+    )
+    rotate.set_defaults(run=cmd_keys_rotate)
+    revoke = key_commands.add_parser(
+        "revoke", parents=[common], help="revoke an app's key (and any key it replaced)"
+    )
+    revoke.add_argument("name", help="the app whose key to revoke")
+    revoke.set_defaults(run=cmd_keys_revoke)
+    delete = key_commands.add_parser(
+        "delete",
+        parents=[common],
+        help="remove a revoked app, its keys and run records, freeing its name",
+    )
+    delete.add_argument("name", help="the revoked app to remove")
+    delete.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    delete.set_defaults(run=cmd_keys_delete)
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate", type=float, metavar="R", help="rate limit: requests per second, hits included"
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        metavar="B",
+        help="requests allowed at once before --rate applies (default: the rate, at least 1)",
+    )
+    parser.add_argument(
+        "--expires", metavar="DURATION", help="the key stops working after this: 90m, 12h, 30d, 8w"
+    )
+    parser.add_argument(
+        "--max-open",
+        type=int,
+        metavar="N",
+        help="at most N of the app's calls open at once (long polls and streams included); "
+        "past it, 429",
+    )
+
+
+def _limit_and_expiry(args: argparse.Namespace) -> tuple[Limit | None, datetime | None]:
+    """What --rate/--burst and --expires ask for (None where not given)."""
+    expires_at = parse_expiry(args.expires, datetime.now(UTC)) if args.expires else None
+    return parse_limit(args.rate, args.burst), expires_at
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    limit, expires_at = _limit_and_expiry(args)
+    print(
+        run_with_storage(
+            settings.storage,
+            lambda s: create_key(
+                s.app_keys, args.name, args.allow, limit, expires_at, args.max_open
+            ),
+        )
+    )
+    return 0
+
+
+def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
+    pairs = (
+        (args.allow, args.no_allow, "--allow", "--no-allow"),
+        (args.rate, args.no_rate, "--rate", "--no-rate"),
+        (args.expires, args.no_expiry, "--expires", "--no-expiry"),
+        (args.max_open, args.no_max_open, "--max-open", "--no-max-open"),
+    )
+    for value, removed, give, remove in pairs:
+        if removed and value is not None:
+            raise AppKeyError(f"Give {give} or {remove}, not both.")
+    limit, expires_at = _limit_and_expiry(args)
+    update = KeyUpdate(
+        allow=None if args.no_allow else args.allow or KEEP,
+        limit=None if args.no_rate else limit or KEEP,
+        expires_at=None if args.no_expiry else expires_at or KEEP,
+        max_open=None if args.no_max_open else KEEP if args.max_open is None else args.max_open,
+    )
+    if update == KeyUpdate():
+        raise AppKeyError(
+            "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
+            "--no-expiry, --max-open or --no-max-open."
+        )
+    run_with_storage(settings.storage, lambda s: update_key(s.app_keys, args.name, update))
+    print(f"Updated the key of app {args.name!r}.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    grace = parse_grace(args.grace)
+    now = datetime.now(UTC)
+    key = run_with_storage(
+        settings.storage, lambda s: rotate_key(s.app_keys, args.name, grace, now)
+    )
+    print(key)
+    until = "no longer works" if not grace else f"works until {rfc3339(now + grace)}"
+    print(f"New key for app {args.name!r}; the old key {until}.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_delete(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        raise AppKeyError(
+            f"Deleting app {args.name!r} removes its keys and its run records for good; "
+            "give --yes to do it."
+        )
+    deleted = run_with_storage(settings.storage, lambda s: delete_app(s.app_keys, args.name))
+    print(
+        f"Deleted app {args.name!r} ({_count(deleted.keys, 'key')}, "
+        f"{_count(deleted.runs, 'run record')}); the name is free.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    keys = run_with_storage(settings.storage, lambda s: s.app_keys.list_apps())
+    now = now_rfc3339()
+    if args.json:
+        for key in keys:
+            print(orjson.dumps({**dataclasses.asdict(key), "status": key.status(now)}).decode())
+        return 0
+    rows = [
+        ("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
+    ]
+    rows += [
+        (
+            k.name,
+            k.prefix,
+            k.created_at,
+            k.last_used_at or "never",
+            k.status(now),
+            k.expires_at or "never",
+            "none" if k.rate is None else f"{k.rate:g}/s burst {k.burst}",
+            "none" if k.max_open is None else str(k.max_open),
+            "all routes" if k.allow is None else ", ".join(k.allow),
+        )
+        for k in keys
+    ]
+    print_table(rows)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    run_with_storage(settings.storage, lambda s: revoke_key(s.app_keys, args.name))
+    print(f"Revoked the key of app {args.name!r}.", file=sys.stderr)
+    return 0

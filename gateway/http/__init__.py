@@ -1,0 +1,1 @@
+"""The HTTP side: the server and its connections, the hit path, routes, middleware, forwarding."""

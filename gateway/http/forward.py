@@ -1,0 +1,149 @@
+"""Pass-through: every other Parallel call goes upstream as sent, and streams back as it comes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from ..cache.policy import CACHE_BYPASS
+from ..errors import DO_NOT_RETRY, PayloadTooLargeError
+from ..keys.ownership import created_ids
+from ..state import (
+    APP_NAME,
+    DRAINING,
+    LIVE_SETTINGS,
+    OWNERSHIP,
+    REQUEST_ID,
+    SETTINGS,
+    STREAMS,
+    UPSTREAM,
+    UPSTREAM_WAIT,
+)
+from .catalog import Route
+from .headers import forwarded_response_headers
+
+log = structlog.get_logger("gateway.forward")
+CHUNK = 64 * 1024
+
+
+async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once it passes `limit` bytes.
+
+    A body without Content-Length is streamed, never held whole, so upstream sees the start of
+    a request that is then cut off; it never arrives complete, so nothing is created.
+    """
+    size = 0
+    async for chunk in content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(_too_large(limit))
+        yield chunk
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body is larger than the gateway's limit of {limit} bytes."
+
+
+async def forward(request: web.Request, route: Route) -> web.StreamResponse:
+    """Send the request upstream with the team key, and relay the answer unchanged."""
+    app = request.app
+    limit = app[LIVE_SETTINGS].current.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(_too_large(limit))
+    body: bytes | AsyncIterator[bytes] | None = None
+    if request.content_length is not None and 0 < request.content_length <= CHUNK:
+        # Read first, it goes upstream in one write with its head (streamed, it would be sent
+        # chunked: a write for the head, each chunk and the end).
+        body = await request.read()
+    elif request.body_exists:
+        body = limited(request.content, limit)
+    # Only isolation mode "app" reads who created what (README: Run isolation).
+    creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
+
+    async def relay(
+        resp: aiohttp.ClientResponse, read: bytes | None, spent: bool
+    ) -> web.StreamResponse:
+        headers = forwarded_response_headers(resp.headers, app[UPSTREAM].scrubber.scrub_text)
+        if spent:  # the gateway retried already: the SDK must not multiply its attempts
+            headers.update(DO_NOT_RETRY)
+        headers["Cache-Status"] = CACHE_BYPASS
+        if creates is not None and 200 <= resp.status < 300:
+            read = await resp.read()
+            # Never fails the answer: upstream has created the run, and the app must learn it.
+            # Shielded: an app that hangs up meanwhile must not cancel the record (or its log).
+            record = app[OWNERSHIP].record(request[APP_NAME], created_ids(creates, read))
+            await asyncio.shield(record)
+        elif read is None and _small(resp):
+            read = await resp.read()
+        if read is not None:
+            headers.popall("Content-Length", None)
+            return web.Response(status=resp.status, body=read, headers=headers)
+        return await _stream(request, resp, headers)
+
+    # Not structlog's bound_contextvars: it copies the whole context to restore it after, where
+    # the tokens of the three variables set here will do.
+    tokens = structlog.contextvars.bind_contextvars(
+        request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
+    )
+    started = time.perf_counter()
+    try:
+        return await app[UPSTREAM].exchange(
+            request.method,
+            request.raw_path,
+            request.headers,
+            body,
+            relay,
+            timing=route.timing,
+            run_id=route.run_id,
+            route=route.name,
+        )
+    finally:
+        # A relayed answer's whole exchange counts as upstream time: a stream lasts as long as
+        # upstream keeps it open.
+        request[UPSTREAM_WAIT] = time.perf_counter() - started
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _small(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the answer is at most one chunk long, as it says: read, it goes back in one write
+    with its head (streamed, the head and the body would take a write each)."""
+    length = resp.content_length
+    return length is not None and length <= CHUNK
+
+
+async def _stream(
+    request: web.Request, resp: aiohttp.ClientResponse, headers: CIMultiDict[str]
+) -> web.StreamResponse:
+    """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once."""
+    response = web.StreamResponse(status=resp.status, headers=headers)
+    response.headers["x-gateway-request-id"] = request[REQUEST_ID]
+    await response.prepare(request)
+    streams = request.app[STREAMS]
+    streams.add(resp)
+    try:
+        async for chunk in resp.content.iter_any():
+            await response.write(chunk)
+    except ConnectionResetError:
+        # The app went away; leaving here releases (closes) the upstream stream too.
+        log.info("client.disconnected")
+        return response
+    except (aiohttp.ClientError, TimeoutError) as e:
+        if not request.app[DRAINING][0]:
+            # The status line is gone already: all that is left is to cut the connection, so
+            # the app sees a broken body rather than a short one.
+            log.warning("upstream.stream_broken", error=type(e).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        # Shutting down: end the stream cleanly, at an event boundary.
+        log.info("stream.closed_for_shutdown")
+    finally:
+        streams.discard(resp)
+    await response.write_eof()
+    return response

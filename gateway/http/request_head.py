@@ -1,0 +1,93 @@
+"""Request heads refused before any handler runs: pure decisions on what aiohttp parsed.
+
+Each rule keeps a request from reaching upstream changed, or with a secret in the wrong place:
+aiohttp would otherwise answer HTTP/0.9 and HTTP/2.0 request lines, decode header bytes past
+ASCII into text that its client then re-encodes differently (or fails on), and an app key in
+the query string would be forwarded upstream and logged with the path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp.http import HttpVersion10, HttpVersion11
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import _ErrInfo
+
+from ..ops.log import APP_KEY_PATTERN
+
+SPOKEN = frozenset({HttpVersion10, HttpVersion11})
+# Query parameters that can only be meant as a key, whatever their value.
+KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "x_api_key"})
+Messages = list[tuple[Any, Any]]
+
+
+class HeadRefusal(BadHttpMessage):
+    """A request head the gateway refuses with 400; `public` is safe to send back and log."""
+
+    def __init__(self, reason: str, public: str) -> None:
+        super().__init__(public)
+        self.reason = reason
+        self.public = public
+
+
+# aiohttp's parsers refuse some versions themselves (llhttp: HTTP/1.2, HTTP/3.0), and that
+# refusal says the same.
+NOT_HTTP_1 = HeadRefusal("bad-request", "Bad request: not a valid HTTP/1.0 or HTTP/1.1 request.")
+KEY_IN_QUERY = HeadRefusal(
+    "key-in-query",
+    "Bad request: send the app key in the x-api-key header, never in the query string.",
+)
+
+
+def head_refusal(version: Any, raw_headers: Any, target: str) -> HeadRefusal | None:
+    """Why the request with this version, raw header fields and target is refused, if it is."""
+    # llhttp refuses a target with a byte past ASCII itself; the pure-Python parser does not.
+    if version not in SPOKEN or not target.isascii():
+        return NOT_HTTP_1
+    for name, value in raw_headers:
+        if not value.isascii():
+            # The name only: the value may be a secret.
+            field = bytes(name).decode("ascii", "backslashreplace")
+            return HeadRefusal(
+                "non-ascii-header",
+                f"Bad request: header {field} holds bytes that are not ASCII; the gateway "
+                "forwards header bytes unchanged or not at all. Encode the value in ASCII.",
+            )
+    _, mark, query = target.partition("?")
+    if mark and key_in_query(query):
+        return KEY_IN_QUERY
+    return None
+
+
+def key_in_query(query: str) -> bool:
+    """Whether a query string carries a key: a parameter named like one (api_key, x-api-key,
+    ...), or anything the log scrubber takes for an app key, in any percent-encoding."""
+    if APP_KEY_PATTERN.search(unquote(query).encode("utf-8", "surrogateescape")):
+        return True
+    return any(
+        unquote(pair.partition("=")[0]).strip().lower() in KEY_PARAMETERS
+        for pair in query.split("&")
+    )
+
+
+def refuse_bad_heads(messages: Messages) -> Messages:
+    """`messages` (just parsed), each refused head replaced by the entry aiohttp itself queues
+    for a request it could not parse: it is answered 400 through handle_error, in order."""
+    checked = messages
+    for i, (message, _) in enumerate(messages):
+        if isinstance(message, _ErrInfo):
+            continue
+        refusal = head_refusal(message.version, message.raw_headers, message.path)
+        if refusal is not None:
+            if checked is messages:
+                checked = list(messages)  # the parser's list is left as it was
+            checked[i] = (_ErrInfo(400, refusal, refusal.public), EMPTY_PAYLOAD)
+    return checked
+
+
+def refused(message: Any) -> bool:
+    """Whether `message` is aiohttp's entry for a request it (or refuse_bad_heads) refused."""
+    return isinstance(message, _ErrInfo)

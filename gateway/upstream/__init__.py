@@ -1,0 +1,1 @@
+"""Talking to Parallel: the client, the team key, retries, and upstream errors."""

@@ -1,0 +1,304 @@
+"""The cache export format (gateway/cache/export_format.py): encoding, decoding and its
+rejections, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.cache.export_format import EntryError, decode_entry, encode_entry, normalise_timestamp
+from gateway.storage.types import StoredInput
+
+STAMP = "2026-11-22T07:00:00.000000Z"
+TASK_INPUT = {"processor": "core", "input": "What is 2+2?"}
+RUN_ID_RULE = "is not 1 to 128 of A-Z, a-z, 0-9, '_', '-'"
+BAD_INPUT = "input is not a task run input (an object with processor and input)"
+
+
+MISSING: Any = object()
+
+
+def line(**fields: Any) -> bytes:
+    """An export line: a valid entry, with `fields` replacing (or, if MISSING, dropping) keys."""
+    data: dict[str, Any] = {"version": 1, "run_id": "trun_1", "stored_at": STAMP}
+    data["input"] = TASK_INPUT
+    data.update(fields)
+    return orjson.dumps({k: v for k, v in data.items() if v is not MISSING})
+
+
+# --- encode_entry ---------------------------------------------------------------------------
+
+
+def test_encode_gives_the_exact_line() -> None:
+    entry = StoredInput("trun_abc", b'{"processor":"core","input":"hello"}', STAMP)
+    assert encode_entry(entry) == (
+        b'{"version":1,"run_id":"trun_abc","stored_at":"2026-11-22T07:00:00.000000Z",'
+        b'"input":{"processor":"core","input":"hello"}}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # spacing, key order and a float's spelling kept; unknown fields kept
+        b'{"input": {"b": 1, "a": 2.50}, "processor": "ultra", "extra": [null, true]}',
+        # unicode stays raw UTF-8, not \u-escaped
+        '{"processor":"core","input":"café ☕ 日本"}'.encode(),
+        # escapes stay escapes: a \n inside a string is two characters, not a newline
+        b'{"processor":"core","input":"line1\\nline2 \\u00e9 \\"q\\""}',
+        # input as an object with nested structure
+        b'{"processor":"pro","input":{"q":{"deep":[1,{"x":"y"}]}},"task_spec":null}',
+    ],
+    ids=["spacing-order-unknown", "unicode", "escapes", "nested"],
+)
+def test_encode_embeds_the_body_as_it_is(body: bytes) -> None:
+    encoded = encode_entry(StoredInput("trun_1", body, STAMP))
+    assert encoded == (
+        b'{"version":1,"run_id":"trun_1","stored_at":"2026-11-22T07:00:00.000000Z","input":'
+        + body
+        + b"}\n"
+    )
+    assert orjson.loads(encoded)["input"] == orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "embedded"),
+    [
+        (
+            b'{\n  "processor": "core",\n  "input": "x"\n}\n',
+            b'{  "processor": "core",  "input": "x"}',
+        ),
+        (
+            b'{\r\n"processor":\r"core",\r\n"input":{"a":\n1}}\r\n',
+            b'{"processor":"core","input":{"a":1}}',
+        ),
+        (b'\n\n{"processor":"core","input":"x"}', b'{"processor":"core","input":"x"}'),
+    ],
+    ids=["lf", "crlf-and-cr", "leading-newlines"],
+)
+def test_encode_of_a_body_with_line_breaks_is_one_line(body: bytes, embedded: bytes) -> None:
+    encoded = encode_entry(StoredInput("trun_1", body, STAMP))
+    assert encoded.count(b"\n") == 1
+    assert encoded.endswith(b"\n")
+    assert b"\r" not in encoded
+    assert encoded.endswith(b'"input":' + embedded + b"}\n")
+    assert orjson.loads(encoded)["input"] == orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        StoredInput("trun_1", b'{"processor":"core","input":"hello"}', STAMP),
+        StoredInput("a", b'{"input": {"z": 1, "a": [1.5, null]}, "processor": "x"}', STAMP),
+        StoredInput("_" * 128, '{"processor":"lite","input":"ü\\n€"}'.encode(), STAMP),
+        StoredInput("trun-x", b'{\r\n "processor": "core",\n "input": "x", "new": {}\n}', STAMP),
+        StoredInput("Z9", b'{"processor":"core","input":"x"}', "1999-12-31T23:59:59.999999Z"),
+    ],
+    ids=["plain", "key-order", "unicode", "line-breaks", "old-stamp"],
+)
+def test_decode_of_encode_gives_back_the_entry(entry: StoredInput) -> None:
+    decoded = decode_entry(encode_entry(entry))
+    assert decoded.run_id == entry.run_id
+    assert decoded.stored_at == entry.stored_at
+    assert orjson.loads(decoded.body) == orjson.loads(entry.body)
+    # key order is part of what an app sees, so it survives too
+    assert list(orjson.loads(decoded.body)) == list(orjson.loads(entry.body))
+
+
+def test_decode_accepts_str_and_a_trailing_newline() -> None:
+    raw = encode_entry(StoredInput("trun_1", b'{"processor":"core","input":"x"}', STAMP))
+    assert decode_entry(raw.decode()) == decode_entry(raw.rstrip(b"\n"))
+    assert decode_entry(raw.replace(b"\n", b"\r\n")).run_id == "trun_1"
+
+
+def test_decode_keeps_unicode_and_unknown_fields() -> None:
+    task_input = {"processor": "core", "input": {"q": "日本"}, "future_field": [1, 2]}
+    entry = decode_entry(line(input=task_input))
+    assert orjson.loads(entry.body) == task_input
+    assert "日本".encode() in entry.body
+
+
+# Bodies a parse and re-encode would change: each must come back byte for byte.
+EXACT_BODIES = {
+    "big-integer": b'{"processor":"core","input":{"account_id":123456789012345678901234567890}}',
+    "trailing-zero": b'{"processor":"core","input":{"ratio":1.10}}',
+    "exponent": b'{"processor":"core","input":{"tiny":1e-7,"big":1E+300,"neg":-0.0}}',
+    "u-escapes": b'{"processor":"core","input":{"name":"caf\\u00e9","x":"\\u0000\\uD83D\\uDE00"}}',
+    "raw-u2028": '{"processor":"core","input":"a\u2028b\u2029c"}'.encode(),
+    "escaped-u2028": b'{"processor":"core","input":"a\\u2028b"}',
+    "escaped-slash": b'{"processor":"core","input":"a\\/b \\\\ \\" \\b\\f\\t"}',
+    "irregular-whitespace": b'{ \t"processor" :\t"core" ,  "input":{"a":[ 1 ,\t{ } , [ ] ]} \t}',
+    "decoys": b'{"input":{"input":"inner","processor":"x"},"processor":"core","s":"\\"input\\":1"}',
+}
+
+
+@pytest.mark.parametrize("body", EXACT_BODIES.values(), ids=EXACT_BODIES.keys())
+def test_decode_keeps_the_input_byte_for_byte(body: bytes) -> None:
+    encoded = encode_entry(StoredInput("trun_1", body, STAMP))
+    assert decode_entry(encoded).body == body
+    assert decode_entry(encoded.decode()).body == body
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (
+            b' {\t"input" \r\n:\t {"processor":"core","input":{"n":2.50}}\t, "version":1,'
+            b'"run_id":"r","stored_at":"2026-11-22T07:00:00Z"}\r\n',
+            b'\t {"processor":"core","input":{"n":2.50}}\t',
+        ),
+        (
+            b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z",'
+            b'"\\u0069nput":{"processor":"core","input":{"n":1.0}}}',
+            b'{"processor":"core","input":{"n":1.0}}',
+        ),
+        (
+            b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z","inputs":[1],'
+            b'"input":{"processor":"core","input":"x"},"in\\"put":{"input":3}}',
+            b'{"processor":"core","input":"x"}',
+        ),
+    ],
+    ids=["first-member-and-whitespace", "escaped-name", "lookalike-names"],
+)
+def test_decode_finds_the_input_member_wherever_it_is(raw: bytes, body: bytes) -> None:
+    assert decode_entry(raw).body == body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z",'
+        b'"input":{"processor":"core","input":"first"},"input":{"processor":"core","input":"2"}}',
+        b'{"version":1,"run_id":"r","stored_at":"2026-11-22T07:00:00Z",'
+        b'"input":"junk","\\u0069nput":{"processor":"core","input":"2"}}',
+    ],
+    ids=["twice", "twice-once-escaped"],
+)
+def test_decode_refuses_an_input_given_twice(raw: bytes) -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_entry(raw)
+    assert str(caught.value) == "input appears more than once"
+
+
+def test_decode_refuses_an_input_nested_deeper_than_python_reads() -> None:
+    # orjson reads 1,024 levels; Python's scanner, which finds the raw text, fewer.
+    deep = b"[" * 1020 + b"]" * 1020
+    raw = line(input=orjson.Fragment(b'{"processor":"core","input":{"a":' + deep + b"}}"))
+    with pytest.raises(EntryError) as caught:
+        decode_entry(raw)
+    assert str(caught.value) == "input is nested too deeply"
+
+
+# --- decode_entry rejections ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"not json", "not JSON (invalid literal, expected 'null')"),
+        (b"{bad", "not JSON (unexpected character, expected a string key)"),
+        (b'{"version": 1,', "not JSON (unexpected end of data)"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"a string"', "not a JSON object"),
+        (b"null", "not a JSON object"),
+        (line(version=MISSING), "unsupported version None; this gateway reads version 1"),
+        (line(version=2), "unsupported version 2; this gateway reads version 1"),
+        (line(version=0), "unsupported version 0; this gateway reads version 1"),
+        (line(version="1"), "unsupported version '1'; this gateway reads version 1"),
+        (line(version=True), "unsupported version True; this gateway reads version 1"),
+        (line(version=None), "unsupported version None; this gateway reads version 1"),
+        (line(run_id=MISSING), f"run_id None {RUN_ID_RULE}"),
+        (line(run_id="a/b"), f"run_id 'a/b' {RUN_ID_RULE}"),
+        (line(run_id=".."), f"run_id '..' {RUN_ID_RULE}"),
+        (line(run_id=""), f"run_id '' {RUN_ID_RULE}"),
+        (line(run_id="a" * 129), f"run_id '{'a' * 129}' {RUN_ID_RULE}"),
+        (line(run_id="a b"), f"run_id 'a b' {RUN_ID_RULE}"),
+        (line(run_id=7), f"run_id 7 {RUN_ID_RULE}"),
+        (line(stored_at=MISSING), "stored_at None is not an RFC 3339 timestamp"),
+        (line(stored_at=1767225600), "stored_at 1767225600 is not an RFC 3339 timestamp"),
+        (line(stored_at="yesterday"), "stored_at 'yesterday' is not an RFC 3339 timestamp"),
+        (
+            line(stored_at="2026-02-30T00:00:00Z"),
+            "stored_at '2026-02-30T00:00:00Z' is not an RFC 3339 timestamp",
+        ),
+        (line(stored_at="2026-01-02T00:00:00"), "stored_at '2026-01-02T00:00:00' has no time zone"),
+        (line(input=MISSING), BAD_INPUT),
+        (line(input="core: hello"), BAD_INPUT),
+        (line(input=[TASK_INPUT]), BAD_INPUT),
+        (line(input=None), BAD_INPUT),
+        (line(input={"input": "x"}), BAD_INPUT),
+        (line(input={"processor": 5, "input": "x"}), BAD_INPUT),
+        (line(input={"processor": "core"}), BAD_INPUT),
+        (line(input={"processor": "core", "input": None}), BAD_INPUT),
+        (line(input={"processor": "core", "input": 42}), BAD_INPUT),
+    ],
+)
+def test_decode_rejects_with_a_message_saying_why(raw: bytes, message: str) -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_entry(raw)
+    assert str(caught.value) == message
+
+
+def test_the_first_problem_is_reported() -> None:
+    """Checked in order: version, run_id, stored_at, input."""
+    raw = line(version=2, run_id="a/b", stored_at="x", input=None)
+    with pytest.raises(EntryError, match=r"^unsupported version 2;"):
+        decode_entry(raw)
+    with pytest.raises(EntryError, match=r"^run_id 'a/b' "):
+        decode_entry(line(run_id="a/b", stored_at="x", input=None))
+    with pytest.raises(EntryError, match=r"^stored_at 'x' "):
+        decode_entry(line(stored_at="x", input=None))
+
+
+def test_entry_error_is_a_value_error() -> None:
+    assert issubclass(EntryError, ValueError)
+
+
+# --- stored_at normalisation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        ("2026-01-02T00:00:00+01:00", "2026-01-01T23:00:00.000000Z"),
+        ("2026-01-01T23:30:00-02:30", "2026-01-02T02:00:00.000000Z"),
+        ("2026-01-02T00:00:00Z", "2026-01-02T00:00:00.000000Z"),
+        ("2026-01-02T00:00:00+00:00", "2026-01-02T00:00:00.000000Z"),
+        ("2026-01-02T00:00:00-00:00", "2026-01-02T00:00:00.000000Z"),
+        ("2026-11-22T07:00:00.000000Z", "2026-11-22T07:00:00.000000Z"),
+        ("2026-01-02T00:00:00.5Z", "2026-01-02T00:00:00.500000Z"),
+        ("2026-01-02T00:00:00.123Z", "2026-01-02T00:00:00.123000Z"),
+        ("2026-01-02T00:00:00.123456Z", "2026-01-02T00:00:00.123456Z"),
+        ("2026-01-02T00:00:00.123456+05:30", "2026-01-01T18:30:00.123456Z"),
+        ("2026-01-02 00:00:00Z", "2026-01-02T00:00:00.000000Z"),
+        ("2026-01-02t00:00:00Z", "2026-01-02T00:00:00.000000Z"),
+        ("2024-02-29T23:59:59.999999-00:01", "2024-03-01T00:00:59.999999Z"),
+    ],
+)
+def test_stored_at_is_normalised_to_utc(given: str, normalised: str) -> None:
+    assert normalise_timestamp(given) == normalised
+    assert decode_entry(line(stored_at=given)).stored_at == normalised
+
+
+def test_normalised_stamps_sort_as_text_in_time_order() -> None:
+    given = ["2026-01-02T00:30:00+01:00", "2026-01-01T23:45:00Z", "2026-01-01T18:00:00-05:00"]
+    stamps = [normalise_timestamp(g) for g in given]
+    assert stamps == [
+        "2026-01-01T23:30:00.000000Z",
+        "2026-01-01T23:45:00.000000Z",
+        "2026-01-01T23:00:00.000000Z",
+    ]
+    assert sorted(stamps) == [stamps[2], stamps[0], stamps[1]]
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_out_of_range_stored_at_is_an_entry_error(stamp: str) -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_entry(line(stored_at=stamp))
+    assert str(caught.value) == f"stored_at '{stamp}' is out of range"
+
+
+def test_a_lower_case_z_is_rfc_3339() -> None:
+    assert normalise_timestamp("2026-01-02T00:00:00z") == "2026-01-02T00:00:00.000000Z"

@@ -1,0 +1,36 @@
+"""What the other replicas did, as this one counts it against its apps' limits and caps."""
+
+from __future__ import annotations
+
+from gateway.keys.shared_limits import Peers, PeerTotals
+from gateway.storage.types import Usage
+
+
+def test_a_replica_older_than_this_one_is_charged_nothing_of_its_past() -> None:
+    peers = Peers(started=100.0)
+    old = Usage("b", "billing", 1000, 2, started=50.0)
+    assert peers.absorb([old]) == PeerTotals({}, {"billing": 2})
+
+
+def test_a_replica_younger_than_this_one_is_charged_all_it_admitted() -> None:
+    peers = Peers(started=100.0)
+    young = Usage("b", "billing", 3, 0, started=100.5)
+    assert peers.absorb([young]) == PeerTotals({"billing": 3}, {})
+
+
+def test_only_what_is_new_since_the_last_look_is_charged() -> None:
+    peers = Peers(started=100.0)
+    peers.absorb([Usage("b", "billing", 10, 0), Usage("c", "billing", 4, 0)])
+    totals = peers.absorb(
+        [Usage("b", "billing", 15, 1), Usage("c", "billing", 7, 2), Usage("c", "search", 3, 0)]
+    )
+    assert totals == PeerTotals({"billing": 8}, {"billing": 3})
+    assert peers.absorb([Usage("b", "billing", 15, 0)]) == PeerTotals({}, {})
+
+
+def test_a_replica_that_disappears_and_returns_counts_from_its_return() -> None:
+    peers = Peers(started=100.0)
+    peers.absorb([Usage("b", "billing", 10, 0)])
+    peers.absorb([])
+    assert peers.absorb([Usage("b", "billing", 30, 0)]) == PeerTotals({}, {})
+    assert peers.absorb([Usage("b", "billing", 31, 0)]) == PeerTotals({"billing": 1}, {})
