@@ -21,6 +21,7 @@ from typing import Any, AnyStr, Generic
 from gateway.config import StorageSettings
 from gateway.storage.open import open_storage
 from gateway.storage.types import StoredInput
+from tests.storage_support import opened_storage
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations" / "sqlite"
@@ -156,11 +157,8 @@ class Workspace:
         """Store entries in-process through the real store, as the gateway would."""
 
         async def put() -> None:
-            storage = await open_storage(StorageSettings(database=str(self.database)))
-            try:
+            async with opened_storage(StorageSettings(database=str(self.database))) as storage:
                 await storage.run_inputs.put_many(entries)
-            finally:
-                await storage.close()
 
         asyncio.run(put())
 

@@ -26,7 +26,6 @@ from gateway.app import create_app
 from gateway.config import Settings, settings_from_dict
 from gateway.http.server import GatewayRunner
 from gateway.keys.app_keys import create_key
-from gateway.storage.open import open_storage
 from tests.cli_support import Result, cli, without_database_line, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
@@ -35,6 +34,7 @@ from tests.postgres_server import (  # noqa: F401  (fixtures)
     postgres_storage,
     postgres_url,
 )
+from tests.storage_support import opened_storage
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:
@@ -179,11 +179,8 @@ def start_gateway(serve_app: ServeApp, make_settings: Callable[..., Settings]) -
         settings: Settings | None = None, env: dict[str, str] | None = None, app: str = "app"
     ) -> Gateway:
         settings = settings or make_settings()
-        storage = await open_storage(settings.storage)
-        try:
+        async with opened_storage(settings.storage) as storage:
             key = await create_key(storage.app_keys, app)
-        finally:
-            await storage.close()
         env = {"PARALLEL_API_KEY": TEAM_KEY} if env is None else env
         server = await serve_app(create_app(settings, env=env))
         return Gateway(server, settings, key)

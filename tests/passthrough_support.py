@@ -19,11 +19,11 @@ from yarl import URL
 
 from gateway.config import Settings
 from gateway.keys.app_keys import create_key
-from gateway.storage.open import open_storage
 from tests.conftest import Gateway, Reply, StartGateway
 from tests.fake_parallel import FakeParallel
 from tests.fake_upstream import TEAM_KEY
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
+from tests.storage_support import opened_storage
 
 BYPASS = "parallel-gateway; fwd=bypass"
 HIT = "parallel-gateway; hit"
@@ -184,12 +184,9 @@ async def harnesses(
         settings = settings or make_settings()
         allow = allow or {}
         keys: dict[str, str] = {}
-        storage = await open_storage(settings.storage)
-        try:
+        async with opened_storage(settings.storage) as storage:
             for app in apps[1:]:
                 keys[app] = await create_key(storage.app_keys, app, allow.get(app))
-        finally:
-            await storage.close()
         assert apps[0] not in allow, "the first app's key is made by start_gateway: no allowlist"
         gateway = await start_gateway(settings, app=apps[0])
         keys[apps[0]] = gateway.app_key

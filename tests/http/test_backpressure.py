@@ -14,10 +14,10 @@ from aiohttp.base_protocol import BaseProtocol
 
 from gateway.config import StorageSettings
 from gateway.keys.app_keys import create_key
-from gateway.storage.open import open_storage
 from tests.conftest import ServerFactory, eventually
 from tests.fake_upstream import TEAM_KEY
 from tests.serve_support import launch_serve
+from tests.storage_support import opened_storage
 
 EVENT = b"event: task_run.progress_msg\ndata: " + b"x" * 16_000 + b"\n\n"
 # What the app's socket may hold: set small, so the kernel does not grow it.
@@ -99,11 +99,8 @@ async def test_a_stream_the_app_stops_reading_stops_upstream_and_holds_memory_fl
     upstream = FloodingUpstream()
     server = await aiohttp_server(upstream.app)
     database = tmp_path / "gateway.db"
-    storage = await open_storage(StorageSettings(database=str(database)))
-    try:
+    async with opened_storage(StorageSettings(database=str(database))) as storage:
         key = await create_key(storage.app_keys, "app")
-    finally:
-        await storage.close()
     config = tmp_path / "gateway.toml"
     base_url = str(server.make_url("")).rstrip("/")
     config.write_text(f'[storage]\ndatabase = "{database}"\n[upstream]\nbase_url = "{base_url}"\n')

@@ -19,10 +19,10 @@ from gateway.keys.app_keys import create_key
 from gateway.keys.ownership import grant
 from gateway.keys.ratelimit import Limit
 from gateway.state import CACHE, DRAINING
-from gateway.storage.open import open_storage
 from tests.conftest import GatewayTestServer, capture_logs, eventually
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.raw_http import RawReply, connect, read_reply, request
+from tests.storage_support import opened_storage
 
 RUN = "trun_hit"
 OTHER = "trun_other"
@@ -67,8 +67,7 @@ async def start(
     ) -> Gateway:
         database = str(tmp_path / f"gateway-{len(servers)}.db")
         config = make_settings(storage={"database": database}, **settings)
-        storage = await open_storage(config.storage)
-        try:
+        async with opened_storage(config.storage) as storage:
             keys = {
                 name: await create_key(
                     storage.app_keys,
@@ -78,8 +77,6 @@ async def start(
                 )
                 for name in ("app", "other")
             }
-        finally:
-            await storage.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
         gateway = Gateway(GatewayTestServer(app, hit_path=hit_path), config, keys)
 
@@ -337,11 +334,8 @@ async def test_under_app_isolation_every_hit_goes_the_full_way(
     start: Start, upstream: FakeUpstream
 ) -> None:
     gateway = await start(isolation={"mode": "app"})
-    storage = await open_storage(gateway.settings.storage)
-    try:
+    async with opened_storage(gateway.settings.storage) as storage:
         await grant(storage.run_access, storage.app_keys, RUN, "app")
-    finally:
-        await storage.close()
     await primed(gateway, RUN)
     mine, theirs = await exchange(gateway, gateway.request(), gateway.request(app="other"))
     assert_hit(mine, upstream)

@@ -34,9 +34,9 @@ from gateway.app import create_app
 from gateway.cache.policy import RUN_ID
 from gateway.config import settings_from_dict
 from gateway.keys.app_keys import create_key
-from gateway.storage.open import open_storage
 from tests.conftest import GatewayTestServer
 from tests.fake_upstream import TEAM_KEY
+from tests.storage_support import opened_storage
 
 MAX_EXAMPLES = 300
 MAX_BODY_BYTES = 1024
@@ -120,11 +120,8 @@ class Harness:
                 "upstream": {"base_url": str(upstream.make_url("")).rstrip("/"), "timeout": 5.0},
             }
         )
-        storage = await open_storage(config.storage)
-        try:
+        async with opened_storage(config.storage) as storage:
             self.app_key = await create_key(storage.app_keys, "hostile")
-        finally:
-            await storage.close()
         app = create_app(config, env={"PARALLEL_API_KEY": TEAM_KEY})
         gateway = GatewayTestServer(app)
         await gateway.start_server()

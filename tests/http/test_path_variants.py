@@ -22,11 +22,11 @@ from yarl import URL
 from gateway.config import Settings
 from gateway.keys.app_keys import create_key
 from gateway.keys.ownership import grant
-from gateway.storage.open import open_storage
 from gateway.timestamps import now_rfc3339
 from tests.conftest import Reply, ServerFactory, StartGateway
 from tests.fake_upstream import TEAM_KEY
 from tests.passthrough_support import error_of
+from tests.storage_support import opened_storage
 
 R = "trun_9907962f83aa4d9d98fd7f4bf745d654"  # app A's run
 GB = "tgrp_0123456789abcdef0123456789abcdef"  # app B's group
@@ -101,14 +101,11 @@ async def start(
     """A gateway in `mode` in front of the lenient upstream; the keys of apps A and B."""
     isolation = "app" if mode == "app" else "team"
     settings = make(isolation={"mode": isolation}, upstream={"base_url": lenient.base_url})
-    storage = await open_storage(settings.storage)
-    try:
+    async with opened_storage(settings.storage) as storage:
         allow = ["GET /v1/tasks/runs/*"] if mode == "allowlist" else None
         keys = {"B": await create_key(storage.app_keys, "B", allow)}
         await storage.run_access.record_created("A", [R], now_rfc3339())
         await grant(storage.run_access, storage.app_keys, GB, "B")
-    finally:
-        await storage.close()
     gateway = await start_gateway(settings, app="A")
     return {**keys, "A": gateway.app_key, "url": gateway.url}
 

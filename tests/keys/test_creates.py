@@ -19,7 +19,6 @@ from gateway.http.middleware import create_observer
 from gateway.keys.ownership import OwnershipRecorder
 from gateway.ops.metrics import Metrics
 from gateway.state import METRICS, LiveSettings
-from gateway.storage.open import open_storage
 from tests.conftest import StartGateway, capture_logs, eventually, unused_port
 from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
 from tests.passthrough_support import (
@@ -34,6 +33,7 @@ from tests.raw_http import connect
 from tests.storage.test_storage_faults import QUIET_KEYS, fill, metric, readyz
 from tests.storage.test_storage_faults import small_disk as small_disk  # the fixture
 from tests.storage.test_storage_locks import held_write_lock
+from tests.storage_support import opened_storage
 
 SDK_RETRIES = 2  # the SDK's default: a 5xx, 408, 409, 429 or a broken connection is sent again
 
@@ -132,8 +132,7 @@ async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_r
     tmp_path: Path,
 ) -> None:
     settings = StorageSettings(database=str(tmp_path / "gw.db"), busy_timeout_ms=50)
-    storage = await open_storage(settings)
-    try:
+    async with opened_storage(settings) as storage:
         recorder = OwnershipRecorder(storage.run_access)
         with held_write_lock(settings.database):
             await recorder.record("billing app", ["trun_a", "trun_b"])
@@ -159,8 +158,6 @@ async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_r
             ("trun_a", "billing app", "created"),
             ("trun_b", "billing app", "created"),
         ]
-    finally:
-        await storage.close()
 
 
 @pytest.fixture

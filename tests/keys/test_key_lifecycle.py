@@ -18,10 +18,10 @@ from gateway.errors import GatewayError
 from gateway.keys.app_keys import create_key
 from gateway.keys.keyring import KeyRing
 from gateway.keys.ratelimit import Limit
-from gateway.storage.open import open_storage
 from tests.conftest import Gateway, Reply, run_cli
 from tests.fake_upstream import FakeUpstream, task_run_input
 from tests.ops.test_ops import metrics_text, sample
+from tests.storage_support import opened_storage
 
 RUN_ID = "trun_limited"
 RUN = f"/v1/tasks/runs/{RUN_ID}/input"
@@ -113,8 +113,7 @@ async def test_pass_through_calls_count_against_the_same_limit(
 
 
 async def test_a_new_key_is_never_served_without_its_rate_limit(tmp_path: Path) -> None:
-    storage = await open_storage(StorageSettings(database=str(tmp_path / "keys.db")))
-    try:
+    async with opened_storage(StorageSettings(database=str(tmp_path / "keys.db"))) as storage:
         key = await create_key(storage.app_keys, "capped", limit=Limit(rate=0.001, burst=1))
         ring = KeyRing()
         refresh = asyncio.create_task(ring.refresh(storage.app_keys))
@@ -125,8 +124,6 @@ async def test_a_new_key_is_never_served_without_its_rate_limit(tmp_path: Path) 
                 admitted += 1
             await asyncio.sleep(0)
         await refresh
-    finally:
-        await storage.close()
     assert admitted <= 1  # its burst
 
 

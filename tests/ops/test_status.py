@@ -12,10 +12,10 @@ import orjson
 from gateway.config import StorageSettings
 from gateway.keys.app_keys import create_key
 from gateway.ops.activity import Activity, totals_of
-from gateway.storage.open import open_storage
 from tests.conftest import run_cli
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.serve_support import launch_serve
+from tests.storage_support import opened_storage
 
 
 def test_the_window_counts_what_happened_since_its_oldest_snapshot() -> None:
@@ -52,11 +52,8 @@ async def test_status_shows_apps_upstream_and_the_last_errors_with_ref_ids(
         f'[upstream]\nbase_url = "{upstream.base_url}"\n'
         '[metrics]\ntoken = "metrics-secret"\n'
     )
-    storage = await open_storage(StorageSettings(database=str(tmp_path / "gw.db")))
-    try:
+    async with opened_storage(StorageSettings(database=str(tmp_path / "gw.db"))) as storage:
         key = await create_key(storage.app_keys, "billing")
-    finally:
-        await storage.close()
     proc, url = await launch_serve(config, env={"PARALLEL_API_KEY": TEAM_KEY})
     try:
         async with aiohttp.ClientSession(headers={"x-api-key": key}) as session:

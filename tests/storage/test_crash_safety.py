@@ -17,9 +17,9 @@ import pytest
 
 from gateway.config import StorageSettings
 from gateway.keys.app_keys import create_key
-from gateway.storage.open import open_storage
 from tests.fake_upstream import INPUT_PREFIX, TEAM_KEY, FakeUpstream, task_run_input
 from tests.serve_support import launch_serve
+from tests.storage_support import opened_storage
 
 RUNS = 2_000
 CLIENTS = 32
@@ -58,11 +58,8 @@ class Launcher:
         self._logs: list[IO[bytes]] = []
 
     async def create_key(self) -> str:
-        storage = await open_storage(StorageSettings(database=str(self.database)))
-        try:
+        async with opened_storage(StorageSettings(database=str(self.database))) as storage:
             return await create_key(storage.app_keys, "crash")
-        finally:
-            await storage.close()
 
     async def start(self) -> Serve:
         # Access lines go to a file: a pipe nobody reads would stall the gateway under load.

@@ -18,7 +18,6 @@ import pytest
 from structlog.typing import EventDict
 
 from gateway.config import Settings
-from gateway.storage.open import open_storage
 from gateway.storage.types import StoredInput
 from gateway.timestamps import now_rfc3339
 from tests.conftest import Gateway, Reply, StartGateway, capture_logs
@@ -35,6 +34,7 @@ from tests.fault_servers import (
     trickle,
 )
 from tests.passthrough_support import error_of
+from tests.storage_support import opened_storage
 
 T = TypeVar("T")
 Logs = list[EventDict]
@@ -277,12 +277,9 @@ def start(start_gateway: StartGateway, make_settings: Callable[..., Settings]) -
             upstream={"base_url": base_url, "max_attempts": ATTEMPTS, **upstream},
             cache={"memory_entries": 1, **cache},
         )
-        storage = await open_storage(settings.storage)
-        try:
+        async with opened_storage(settings.storage) as storage:
             for run_id, body in CACHED.items():
                 await storage.run_inputs.put(StoredInput(run_id, body, now_rfc3339()))
-        finally:
-            await storage.close()
         return await start_gateway(settings)
 
     return start

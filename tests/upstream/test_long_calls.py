@@ -14,11 +14,11 @@ from parallel import AsyncParallel
 from gateway.config import Settings, StorageSettings
 from gateway.http.fdlimit import raise_open_files_limit
 from gateway.keys.app_keys import create_key
-from gateway.storage.open import open_storage
 from tests.conftest import ServerFactory, StartGateway, eventually
 from tests.fake_upstream import TEAM_KEY
 from tests.passthrough_support import WatchedParallel, error_of, watched_parallel
 from tests.serve_support import launch_serve
+from tests.storage_support import opened_storage
 
 LONG_POLLS = 1000
 STREAMS = 500
@@ -33,11 +33,8 @@ async def fake(aiohttp_server: ServerFactory) -> WatchedParallel:
 
 
 async def keys_for(database: Path, *apps: str) -> dict[str, str]:
-    storage = await open_storage(StorageSettings(database=str(database)))
-    try:
+    async with opened_storage(StorageSettings(database=str(database))) as storage:
         return {app: await create_key(storage.app_keys, app) for app in apps}
-    finally:
-        await storage.close()
 
 
 def events_in(body: bytes) -> int:
@@ -148,11 +145,8 @@ async def test_an_app_past_its_open_call_cap_gets_429_and_no_other_app_notices(
     fake: WatchedParallel, start_gateway: StartGateway, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(upstream={"base_url": fake.base_url})
-    storage = await open_storage(settings.storage)
-    try:
+    async with opened_storage(settings.storage) as storage:
         batch_key = await create_key(storage.app_keys, "batch", max_open=2)
-    finally:
-        await storage.close()
     gateway = await start_gateway(settings, app="other")
     batch = AsyncParallel(api_key=batch_key, base_url=gateway.url, max_retries=0)
     other = AsyncParallel(api_key=gateway.app_key, base_url=gateway.url, max_retries=0)
