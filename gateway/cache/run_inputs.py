@@ -21,6 +21,8 @@ from .cold_runs import ColdRuns
 from .policy import CACHE_HIT, Storability, cache_status, storability
 
 log = structlog.get_logger("gateway.cache")
+# Read faults that mean the stored row itself cannot be read (it cannot be replaced either).
+UNREADABLE = frozenset({"corrupt", "io"})
 
 Fetch = Callable[[str], Awaitable[UpstreamResponse]]
 
@@ -158,9 +160,10 @@ class RunInputCache:
             stored = await self._store.get(run_id)
         except StoreError as e:
             # A stored copy that cannot be read (a corrupt page) is fetched again, rather than
-            # failing for ever.
+            # failing for ever. A store that did not answer at all (out of reach, busy) may
+            # hold it or not: the fresh copy is offered to it as any miss's is.
             self.health.failed(e, "read", run_id=run_id)
-            stored, unreadable = None, True
+            stored, unreadable = None, e.kind in UNREADABLE
         if stored is not None:
             self.memory.put(run_id, stored.body)
             return Lookup(200, stored.body, {})

@@ -161,4 +161,6 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
 
 def add_routes(app: web.Application) -> None:
     add_ops_routes(app)
-    app.router.add_route("*", "/{path:.*}", handle)
+    # Every path, newlines included: aiohttp matches the decoded path, where %0A is a newline,
+    # which `.*` does not match (the request would get aiohttp's bare 404, not the gateway's).
+    app.router.add_route("*", "/{path:[\\s\\S]*}", handle)

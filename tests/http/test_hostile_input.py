@@ -27,7 +27,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
@@ -55,7 +55,7 @@ def run_property(name: str, prop: Callable[[], None]) -> None:
     """Run a @given property, and check that it really ran all its examples."""
     examples_run[name] = 0
     prop()
-    assert examples_run[name] == MAX_EXAMPLES
+    assert examples_run[name] >= MAX_EXAMPLES  # and any @example given too
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,9 @@ def test_generated_paths(harness: Harness) -> None:
 def test_only_valid_run_ids_reach_upstream(harness: Harness) -> None:
     @PROPERTY
     @given(segment=st.one_of(SEGMENT, st.from_regex(RUN_ID, fullmatch=True)))
+    # Decoded, %0A is a newline: a route pattern of `.*` did not match it (404, not 400).
+    @example(segment="%0A")
+    @example(segment="%0d%0a")
     def prop(segment: str) -> None:
         target = f"/v1/tasks/runs/{segment}/input".encode()
         headers = [(b"x-api-key", harness.app_key.encode())]

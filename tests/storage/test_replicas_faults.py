@@ -69,9 +69,8 @@ async def start_replicas(
     config = tmp_path / "gateway.toml"
     config.write_text(f'[upstream]\nbase_url = "{upstream.base_url}"\nmax_attempts = 1\n')
     env = {"PARALLEL_GATEWAY_DATABASE": database, "PARALLEL_API_KEY": TEAM_KEY}
-    started = [
-        await launch_serve(config, env=env, stderr=asyncio.subprocess.DEVNULL) for _ in range(count)
-    ]
+    quiet = asyncio.subprocess.DEVNULL
+    started = [await launch_serve(config, env=env, stderr=quiet) for _ in range(count)]
     return [p for p, _ in started], [u for _, u in started], config, env
 
 

@@ -179,7 +179,10 @@ class PgDatabase:
                 delay = min(delay * 2, PROBE_MAX)
                 continue
             await conn.close()
-            await self.pool.check()  # drop the pool's connections that died with the server
+            # Drop the pool's connections that died with the server; any left are found broken
+            # at their next use, and replaced.
+            with contextlib.suppress(Exception):
+                await self.pool.check()
             self._probe = None
             log.info("storage.reachable_again", database=redacted(self._url))
             return
