@@ -17,12 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_protocol import MAX_MSG_QUEUE_SIZE
 
+from .aiohttp_internals import EMPTY_PAYLOAD, MAX_MSG_QUEUE_SIZE, rfc822_formatted_time
 from .catalog import INPUT_ROUTE
 from .errors import GatewayError
 from .input_route import check_input

@@ -13,9 +13,8 @@ from urllib.parse import unquote
 
 from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import BadHttpMessage
-from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_protocol import _ErrInfo
 
+from .aiohttp_internals import is_refused_entry, refused_entry
 from .log import APP_KEY_PATTERN
 
 SPOKEN = frozenset({HttpVersion10, HttpVersion11})
@@ -78,16 +77,16 @@ def refuse_bad_heads(messages: Messages) -> Messages:
     for a request it could not parse: it is answered 400 through handle_error, in order."""
     checked = messages
     for i, (message, _) in enumerate(messages):
-        if isinstance(message, _ErrInfo):
+        if is_refused_entry(message):
             continue
         refusal = head_refusal(message.version, message.raw_headers, message.path)
         if refusal is not None:
             if checked is messages:
                 checked = list(messages)  # the parser's list is left as it was
-            checked[i] = (_ErrInfo(400, refusal, refusal.public), EMPTY_PAYLOAD)
+            checked[i] = refused_entry(refusal, refusal.public)
     return checked
 
 
 def refused(message: Any) -> bool:
     """Whether `message` is aiohttp's entry for a request it (or refuse_bad_heads) refused."""
-    return isinstance(message, _ErrInfo)
+    return is_refused_entry(message)

@@ -6,17 +6,21 @@ import asyncio
 import errno
 import os
 import socket
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from . import aiohttp_internals
 from .config import ServerSettings
-from .connection import GatewayConnection
+from .fast_connection import GatewayConnection
 from .hit_path import HitPath
 from .loop_errors import loop_exception_handler
 from .metrics import Metrics
+from .public_connection import PublicConnection
+from .request_head import head_refusal
 from .state import METRICS
 
 log = structlog.get_logger("gateway.server")
@@ -24,47 +28,119 @@ log = structlog.get_logger("gateway.server")
 KEEPALIVE_TIMEOUT = 75.0
 
 
+# What AppRunner takes for itself or its server; the rest is each connection's (RequestHandler's).
+RUNNER_ONLY = frozenset({"handle_signals", "shutdown_timeout", "handler_cancellation"})
+# BaseRunner's own default.
+SHUTDOWN_TIMEOUT = 60.0
+
+
 class GatewayServer(web.Server):
-    """aiohttp's low-level server, whose connections are GatewayConnection."""
+    """aiohttp's low-level server, made from the app's handler and request factory (public
+    attributes of the server AppRunner made), whose connections are the gateway's: on the
+    fast path GatewayConnection, else PublicConnection (whose request heads are checked as each
+    reaches its handler, and whose server tells it each request taken from aiohttp's queue)."""
 
     def __init__(
         self,
         base: web.Server,
         limits: ServerSettings,
         metrics: Metrics | None,
+        connection_kwargs: dict[str, Any],
+        *,
+        fast_path: bool,
         hits: HitPath | None = None,
     ) -> None:
-        # What the runner and the app configured for each connection (access log, keep-alive):
-        # aiohttp keeps it only in this private field.
-        kwargs: dict[str, Any] = dict(base._kwargs)
+        handler, factory = base.request_handler, base.request_factory
+        if not fast_path:
+            handler, factory = _checking_heads(handler), _telling_starts(factory)
+        loop = asyncio.get_running_loop()
         super().__init__(
-            base.request_handler,
-            request_factory=base.request_factory,
+            handler,
+            request_factory=factory,
             handler_cancellation=base.handler_cancellation,
-            **kwargs,
+            loop=loop,
+            **connection_kwargs,
         )
-        self._connection_kwargs = kwargs
-        self._connection_loop = asyncio.get_running_loop()
+        self._connection_kwargs = connection_kwargs
+        self._connection_loop = loop
+        self._fast_path = fast_path
         self._limits = limits
         self._metrics = metrics
         self._hits = hits
 
     def __call__(self) -> web.RequestHandler:
-        return GatewayConnection(
+        if self._fast_path:
+            return GatewayConnection(
+                self,
+                loop=self._connection_loop,
+                limits=self._limits,
+                metrics=self._metrics,
+                hits=self._hits,
+                **self._connection_kwargs,
+            )
+        return PublicConnection(
             self,
             loop=self._connection_loop,
             limits=self._limits,
             metrics=self._metrics,
-            hits=self._hits,
             **self._connection_kwargs,
         )
 
 
+def _checking_heads(handler: Any) -> Any:
+    """`handler`, after request_head's rules (the fast path applies them as heads are parsed)."""
+
+    async def check_head(request: web.BaseRequest) -> web.StreamResponse:
+        refusal = head_refusal(request.version, request.raw_headers, request.raw_path)
+        if refusal is not None:
+            return request.protocol.handle_error(request, 400, refusal)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check_head
+
+
+def _telling_starts(factory: Any) -> Any:
+    """`factory`, telling each PublicConnection when aiohttp takes a request from its queue."""
+
+    def make_request(
+        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        if isinstance(protocol, PublicConnection):
+            protocol.request_started()
+        request: web.BaseRequest = factory(message, payload, protocol, writer, task)
+        return request
+
+    return make_request
+
+
+def use_fast_path(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether aiohttp's private parts are as the fast path expects (and it is not switched
+    off); if not, one warning names each that differs. Called once per start."""
+    differences = aiohttp_internals.check()
+    if differences:
+        log.warning("gateway.fast_path_off", differences=differences)
+        return False
+    if aiohttp_internals.fast_path_forced_off(env):
+        log.info("gateway.fast_path_off", switch=f"{aiohttp_internals.SWITCH}=off")
+        return False
+    return True
+
+
 class GatewayRunner(web.AppRunner):
     """An AppRunner whose connections enforce the [server] limits and header timeout, and answer
-    memory hits on the hit path (unless `hit_path` is False: then aiohttp's full stack does)."""
+    memory hits on the hit path (unless `hit_path` is False: then aiohttp's full stack does).
+    Where aiohttp's private parts are not as expected, or `fast_path` is False, every request
+    goes through aiohttp's public stack (PublicConnection), with the same answers."""
 
-    __slots__ = ("_hit_path", "_limits")
+    __slots__ = (
+        "_connection_kwargs",
+        "_fast_path",
+        "_gateway_server",
+        "_hit_path",
+        "_limits",
+        "_shutdown_grace",
+    )
 
     def __init__(
         self,
@@ -72,16 +148,52 @@ class GatewayRunner(web.AppRunner):
         limits: ServerSettings,
         *,
         hit_path: bool = True,
+        fast_path: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._limits = limits
         self._hit_path = hit_path
+        self._fast_path = fast_path
+        self._connection_kwargs = {k: v for k, v in kwargs.items() if k not in RUNNER_ONLY}
+        self._shutdown_grace = float(kwargs.get("shutdown_timeout", SHUTDOWN_TIMEOUT))
+        self._gateway_server: GatewayServer | None = None
 
-    async def _make_server(self) -> web.Server:
-        base = await super()._make_server()  # starts the app and builds aiohttp's own server
-        hits = HitPath(self.app) if self._hit_path else None
-        return GatewayServer(base, self._limits, self.app[METRICS], hits)
+    @property
+    def server(self) -> web.Server | None:
+        """The server whose connections the sites serve (not the one AppRunner made)."""
+        return self._gateway_server
+
+    async def setup(self) -> None:
+        await super().setup()  # starts the app and makes aiohttp's own server
+        base = super().server
+        assert base is not None
+        fast = use_fast_path() if self._fast_path is None else self._fast_path
+        hits = HitPath(self.app) if fast and self._hit_path else None
+        self._gateway_server = GatewayServer(
+            base,
+            self._limits,
+            self.app[METRICS],
+            self._connection_kwargs,
+            fast_path=fast,
+            hits=hits,
+        )
+
+    async def shutdown(self) -> None:
+        # cleanup() calls this between closing idle connections and waiting for the rest, on
+        # AppRunner's server: here the same, on the server whose connections they are.
+        server = self._gateway_server
+        if server is not None:
+            server.pre_shutdown()
+        await super().shutdown()
+        if server is not None:
+            await server.shutdown(self._shutdown_grace)
+
+    async def cleanup(self) -> None:
+        try:
+            await super().cleanup()
+        finally:
+            self._gateway_server = None
 
 
 class ListenError(Exception):

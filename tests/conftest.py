@@ -23,6 +23,7 @@ from parallel import AsyncParallel
 from structlog.typing import EventDict
 from yarl import URL
 
+from gateway.aiohttp_internals import fast_path_forced_off
 from gateway.app import create_app
 from gateway.config import ServerSettings, Settings, settings_from_dict
 from gateway.db import Database
@@ -31,6 +32,12 @@ from gateway.server import GatewayRunner
 from tests.cli_support import without_database_line
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
+
+# For tests about the fast path itself; every behaviour test runs in both modes.
+fast_path_only = pytest.mark.skipif(
+    fast_path_forced_off(),
+    reason="about the fast path itself, which GATEWAY_FAST_PATH=off turns off",
+)
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:
