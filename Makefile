@@ -39,6 +39,10 @@ test-lowest: $(LOWEST)/.installed
 test-fallback: $(STAMP)
 	GATEWAY_FAST_PATH=off $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The suite on aiohttp's pure-Python parsers: a request gets the same answer as on the C ones.
+test-pure-python: $(STAMP)
+	AIOHTTP_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

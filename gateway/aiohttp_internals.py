@@ -220,6 +220,19 @@ def _parser_problem() -> str | None:
     return "; ".join(problems) or None
 
 
+def parser_measures_whole_lines() -> bool:
+    """Whether aiohttp's request parser measures a request line whole, as its pure-Python one
+    does (llhttp, its C one, measures the target). A probe of public API, beside the others."""
+    from aiohttp.http import HttpRequestParser
+
+    loop = asyncio.new_event_loop()
+    try:
+        raised = _parse(HttpRequestParser, loop, b"GET /" + b"a" * 99 + b" HTTP/1.1\r\n\r\n")
+    finally:
+        loop.close()
+    return isinstance(raised, LineTooLong)
+
+
 def _parse(parser_class: Any, loop: asyncio.AbstractEventLoop, data: bytes) -> BaseException:
     try:
         parser = parser_class(

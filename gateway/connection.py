@@ -17,7 +17,15 @@ from .config import ServerSettings
 from .errors import closing_error_response, error_body
 from .metrics import Metrics
 from .middleware import next_request_id
-from .request_head import NOT_HTTP_1, HeadRefusal
+from .request_head import (
+    NOT_HTTP_1,
+    HeadRefusal,
+    ParserLimits,
+    field_too_long,
+    parser_limits,
+    too_many_fields,
+    url_too_long,
+)
 
 log = structlog.get_logger("gateway.server")
 TIMED_OUT = "The request's head did not arrive in time."
@@ -36,43 +44,30 @@ def refusal_for(
     in_request_line: bool,
     limits: ServerSettings,
     *,
+    parser: ParserLimits | None = None,
     too_many_headers: bool = False,
     read_shapes: bool = True,
 ) -> Refusal:
     """What to answer a request aiohttp could not parse (or whose handler failed). Pure.
 
-    With `read_shapes`, aiohttp's private shapes (LineTooLong's args, the parser's text) tell
-    the limit broken; without (the public stack), the connection's own count says."""
-    if isinstance(exc, HeadRefusal):
-        return Refusal(400, exc.reason, exc.public)
+    `parser`: the limits aiohttp's parser was given (by default the gateway's own). With
+    `read_shapes`, aiohttp's private shapes (LineTooLong's args, the parser's text) tell the
+    limit broken; without (the public stack), the connection's own count says."""
+    parser = parser or parser_limits(limits, whole_lines=False)
+    refusal: HeadRefusal | None = exc if isinstance(exc, HeadRefusal) else None
     if isinstance(exc, LineTooLong):
         # aiohttp raises LineTooLong for the request line and for header fields alike; where
         # the connection could not tell (pipelined requests), the limit it names may.
         named = internals.line_limit(exc) if read_shapes else None
-        distinct = limits.max_line_bytes != limits.max_header_bytes
-        if in_request_line or (distinct and named == limits.max_line_bytes):
-            # RFC 9110 section 15.5.15: the target is longer than the server will interpret.
-            return Refusal(
-                414,
-                "uri-too-long",
-                f"Request line is longer than the gateway's limit of {limits.max_line_bytes} "
-                "bytes.",
-            )
-        # RFC 6585 section 5: one field, or all of them, too large.
-        return Refusal(
-            431,
-            "header-too-large",
-            f"A request header field is longer than the gateway's limit of "
-            f"{limits.max_header_bytes} bytes.",
-        )
-    if isinstance(exc, BadHttpMessage) and (
+        distinct = parser.line != parser.field
+        by_name = distinct and named == parser.line
+        refusal = url_too_long(limits) if in_request_line or by_name else field_too_long(limits)
+    elif isinstance(exc, BadHttpMessage) and (
         too_many_headers or (read_shapes and internals.is_too_many_headers(exc))
     ):
-        return Refusal(
-            431,
-            "too-many-headers",
-            f"Request has more header fields than the gateway's limit of {limits.max_headers}.",
-        )
+        refusal = too_many_fields(limits)
+    if refusal is not None:
+        return Refusal(refusal.status, refusal.reason, refusal.public)
     if status == 400:
         # The parser's own message may quote the request, secrets included: never echo it.
         return Refusal(400, NOT_HTTP_1.reason, NOT_HTTP_1.public)
@@ -101,6 +96,7 @@ class TimedConnection(web.RequestHandler):
         "_head_timer",
         "_limits",
         "_metrics",
+        "_parser_limits",
         "_timer_loop",
     )
 
@@ -110,21 +106,23 @@ class TimedConnection(web.RequestHandler):
         *,
         loop: asyncio.AbstractEventLoop,
         limits: ServerSettings,
+        parser: ParserLimits,
         metrics: Metrics | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             manager,
             loop=loop,
-            max_line_size=limits.max_line_bytes,
-            max_field_size=limits.max_header_bytes,
-            max_headers=limits.max_headers,
+            max_line_size=parser.line,
+            max_field_size=parser.field,
+            max_headers=parser.headers,
             # A request body goes upstream as it came, Content-Encoding and all: decompressed,
             # it would be forwarded still labelled compressed, and a bad one blamed on upstream.
             auto_decompress=False,
             **kwargs,
         )
         self._limits = limits
+        self._parser_limits = parser
         self._metrics = metrics
         self._timer_loop = loop
         self._head_deadline: float | None = None

@@ -16,7 +16,7 @@ from .config import ServerSettings
 from .connection import Refusal, TimedConnection, refusal_for
 from .hit_path import HitPath, ParserTap
 from .metrics import Metrics
-from .request_head import Messages
+from .request_head import Messages, ParserLimits
 
 
 class GatewayConnection(TimedConnection):
@@ -49,6 +49,7 @@ class GatewayConnection(TimedConnection):
         *,
         loop: asyncio.AbstractEventLoop,
         limits: ServerSettings,
+        parser: ParserLimits,
         metrics: Metrics | None,
         hits: HitPath | None = None,
         **kwargs: Any,
@@ -57,10 +58,13 @@ class GatewayConnection(TimedConnection):
         self._line_bytes = 0
         self._line_started = False
         self._request_line_failed = False
-        super().__init__(manager, loop=loop, limits=limits, metrics=metrics, **kwargs)
+        super().__init__(
+            manager, loop=loop, limits=limits, parser=parser, metrics=metrics, **kwargs
+        )
         self._server = manager
         self._hits = hits
-        self._tap = ParserTap(internals.parser_of(self), self._answer_hits)
+        measured = limits if parser.checked else None
+        self._tap = ParserTap(internals.parser_of(self), self._answer_hits, measured)
         internals.set_parser(self, self._tap)
 
     def data_received(self, data: bytes) -> None:
@@ -112,7 +116,9 @@ class GatewayConnection(TimedConnection):
         internals.restart_keepalive(self, self._timer_loop)
 
     def _refusal(self, status: int, exc: BaseException | None) -> Refusal:
-        return refusal_for(status, exc, self._request_line_failed, self._limits)
+        return refusal_for(
+            status, exc, self._request_line_failed, self._limits, parser=self._parser_limits
+        )
 
     # Bound as a method: no extra call on the hit path.
     _awaiting_request = internals.awaiting_request

@@ -22,6 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .aiohttp_internals import EMPTY_PAYLOAD, MAX_MSG_QUEUE_SIZE, rfc822_formatted_time
 from .catalog import INPUT_ROUTE
+from .config import ServerSettings
 from .errors import GatewayError
 from .input_route import check_input
 from .middleware import access_line, next_request_id
@@ -117,10 +118,16 @@ class ParserTap:
     full again or out of bytes: aiohttp then sees the queue it expects.
     """
 
-    __slots__ = ("_in_flight", "_parser", "_take", "heads")
+    __slots__ = ("_in_flight", "_measured", "_parser", "_take", "heads")
 
-    def __init__(self, parser: Any, take: Callable[[Messages], Messages]) -> None:
+    def __init__(
+        self,
+        parser: Any,
+        take: Callable[[Messages], Messages],
+        measured: ServerSettings | None = None,
+    ) -> None:
         self.heads = 0
+        self._measured = measured  # limits to measure each head by (request_head.over_limits)
         self._in_flight = 0  # as the parser counts them: parsed, not yet consumed
         self._parser = parser
         self._take = take
@@ -138,7 +145,7 @@ class ParserTap:
             self.heads += len(messages)
             self._in_flight += len(messages)
             full = self._in_flight >= MAX_MSG_QUEUE_SIZE  # the parser stopped here
-            messages = refuse_bad_heads(messages)
+            messages = refuse_bad_heads(messages, self._measured)
             # Once one request is left to aiohttp, all behind it are too, in order.
             rest = rest + messages if rest else self._take_before_refusal(messages)
             if not full or upgraded or self._in_flight >= MAX_MSG_QUEUE_SIZE:

@@ -27,6 +27,7 @@ from .config import ServerSettings
 from .connection import Refusal, TimedConnection, refusal_for
 from .head_meter import HeadMeter
 from .metrics import Metrics
+from .request_head import ParserLimits
 
 
 class PublicConnection(TimedConnection):
@@ -40,6 +41,7 @@ class PublicConnection(TimedConnection):
         *,
         loop: asyncio.AbstractEventLoop,
         limits: ServerSettings,
+        parser: ParserLimits,
         metrics: Metrics | None,
         **kwargs: Any,
     ) -> None:
@@ -48,7 +50,9 @@ class PublicConnection(TimedConnection):
         self._heads_pending = 0  # whole heads the meter saw that aiohttp has not handed out
         self._in_flight = 0  # requests handed out, not yet answered
         self._unread_body = False
-        super().__init__(manager, loop=loop, limits=limits, metrics=metrics, **kwargs)
+        super().__init__(
+            manager, loop=loop, limits=limits, parser=parser, metrics=metrics, **kwargs
+        )
 
     def data_received(self, data: bytes) -> None:
         if data and self._head_deadline is None and self._idle():
@@ -106,5 +110,11 @@ class PublicConnection(TimedConnection):
         )
         too_many = meter.fields > self._limits.max_headers
         return refusal_for(
-            status, exc, in_line, self._limits, too_many_headers=too_many, read_shapes=False
+            status,
+            exc,
+            in_line,
+            self._limits,
+            parser=self._parser_limits,
+            too_many_headers=too_many,
+            read_shapes=False,
         )

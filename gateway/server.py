@@ -20,7 +20,7 @@ from .hit_path import HitPath
 from .loop_errors import loop_exception_handler
 from .metrics import Metrics
 from .public_connection import PublicConnection
-from .request_head import head_refusal
+from .request_head import ParserLimits, head_refusal, parser_limits
 from .state import METRICS
 
 log = structlog.get_logger("gateway.server")
@@ -48,11 +48,13 @@ class GatewayServer(web.Server):
         connection_kwargs: dict[str, Any],
         *,
         fast_path: bool,
+        parser: ParserLimits,
         hits: HitPath | None = None,
     ) -> None:
         handler, factory = base.request_handler, base.request_factory
         if not fast_path:
-            handler, factory = _checking_heads(handler), _telling_starts(factory)
+            measured = limits if parser.checked else None
+            handler, factory = _checking_heads(handler, measured), _telling_starts(factory)
         loop = asyncio.get_running_loop()
         super().__init__(
             handler,
@@ -65,6 +67,7 @@ class GatewayServer(web.Server):
         self._connection_loop = loop
         self._fast_path = fast_path
         self._limits = limits
+        self._parser = parser
         self._metrics = metrics
         self._hits = hits
 
@@ -74,6 +77,7 @@ class GatewayServer(web.Server):
                 self,
                 loop=self._connection_loop,
                 limits=self._limits,
+                parser=self._parser,
                 metrics=self._metrics,
                 hits=self._hits,
                 **self._connection_kwargs,
@@ -82,16 +86,17 @@ class GatewayServer(web.Server):
             self,
             loop=self._connection_loop,
             limits=self._limits,
+            parser=self._parser,
             metrics=self._metrics,
             **self._connection_kwargs,
         )
 
 
-def _checking_heads(handler: Any) -> Any:
+def _checking_heads(handler: Any, measured: ServerSettings | None) -> Any:
     """`handler`, after request_head's rules (the fast path applies them as heads are parsed)."""
 
     async def check_head(request: web.BaseRequest) -> web.StreamResponse:
-        refusal = head_refusal(request.version, request.raw_headers, request.raw_path)
+        refusal = head_refusal(request.version, request.raw_headers, request.raw_path, measured)
         if refusal is not None:
             return request.protocol.handle_error(request, 400, refusal)
         response: web.StreamResponse = await handler(request)
@@ -170,12 +175,14 @@ class GatewayRunner(web.AppRunner):
         assert base is not None
         fast = use_fast_path() if self._fast_path is None else self._fast_path
         hits = HitPath(self.app) if fast and self._hit_path else None
+        whole_lines = aiohttp_internals.parser_measures_whole_lines()
         self._gateway_server = GatewayServer(
             base,
             self._limits,
             self.app[METRICS],
             self._connection_kwargs,
             fast_path=fast,
+            parser=parser_limits(self._limits, whole_lines),
             hits=hits,
         )
 
