@@ -3,9 +3,9 @@
 It uses aiohttp's public API only (see gateway/aiohttp_internals.py for what counts), and keeps
 the fast path's answers: the header timeout (408, or a quiet close when nothing was sent) and
 the ErrorResponse refusals (414, 431, 400, and request_head's rules, checked as each request
-reaches its handler: server.GatewayServer). Without a view of aiohttp's parser and queue, it
+reaches its handler: `checking_heads`). Without a view of aiohttp's parser and queue, it
 follows each head itself (head_meter.HeadMeter), and knows a request taken from aiohttp's queue
-(`request_started`, called by the server's request factory) and one answered
+(`request_started`, called by the server's request factory: `telling_starts`) and one answered
 (`finish_response`). Where that differs from the fast path:
 
 - A request that comes after one whose body the gateway did not read (aiohttp reads the rest
@@ -18,6 +18,7 @@ follows each head itself (head_meter.HeadMeter), and knows a request taken from 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +28,7 @@ from .config import ServerSettings
 from .connection import Refusal, TimedConnection, refusal_for
 from .head_meter import HeadMeter
 from .metrics import Metrics
-from .request_head import ParserLimits
+from .request_head import ParserLimits, head_refusal
 
 
 class PublicConnection(TimedConnection):
@@ -118,3 +119,34 @@ class PublicConnection(TimedConnection):
             too_many_headers=too_many,
             read_shapes=False,
         )
+
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def checking_heads(handler: Handler, measured: ServerSettings | None) -> Handler:
+    """`handler`, after request_head's rules (the fast path applies them as heads are parsed);
+    with `measured`, a head over those limits is refused too (request_head.parser_limits)."""
+
+    async def check_head(request: web.BaseRequest) -> web.StreamResponse:
+        refusal = head_refusal(request.version, request.raw_headers, request.raw_path, measured)
+        if refusal is not None:
+            return request.protocol.handle_error(request, 400, refusal)
+        return await handler(request)
+
+    return check_head
+
+
+def telling_starts(factory: Any) -> Any:
+    """aiohttp's request `factory`, telling each PublicConnection when a request is taken from
+    its queue (aiohttp calls it then, for a refused head too)."""
+
+    def make_request(
+        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        if isinstance(protocol, PublicConnection):
+            protocol.request_started()
+        request: web.BaseRequest = factory(message, payload, protocol, writer, task)
+        return request
+
+    return make_request

@@ -19,8 +19,8 @@ from .fast_connection import GatewayConnection
 from .hit_path import HitPath
 from .loop_errors import loop_exception_handler
 from .metrics import Metrics
-from .public_connection import PublicConnection
-from .request_head import ParserLimits, head_refusal, parser_limits
+from .public_connection import PublicConnection, checking_heads, telling_starts
+from .request_head import ParserLimits, parser_limits
 from .state import METRICS
 
 log = structlog.get_logger("gateway.server")
@@ -29,6 +29,8 @@ KEEPALIVE_TIMEOUT = 75.0
 
 
 # What AppRunner takes for itself or its server; the rest is each connection's (RequestHandler's).
+# AppRunner's own server also gets the app's debug flag and handler_args: the gateway sets
+# neither, and RequestHandler's defaults are theirs.
 RUNNER_ONLY = frozenset({"handle_signals", "shutdown_timeout", "handler_cancellation"})
 # BaseRunner's own default.
 SHUTDOWN_TIMEOUT = 60.0
@@ -54,7 +56,7 @@ class GatewayServer(web.Server):
         handler, factory = base.request_handler, base.request_factory
         if not fast_path:
             measured = limits if parser.checked else None
-            handler, factory = _checking_heads(handler, measured), _telling_starts(factory)
+            handler, factory = checking_heads(handler, measured), telling_starts(factory)
         loop = asyncio.get_running_loop()
         super().__init__(
             handler,
@@ -92,33 +94,6 @@ class GatewayServer(web.Server):
         )
 
 
-def _checking_heads(handler: Any, measured: ServerSettings | None) -> Any:
-    """`handler`, after request_head's rules (the fast path applies them as heads are parsed)."""
-
-    async def check_head(request: web.BaseRequest) -> web.StreamResponse:
-        refusal = head_refusal(request.version, request.raw_headers, request.raw_path, measured)
-        if refusal is not None:
-            return request.protocol.handle_error(request, 400, refusal)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    return check_head
-
-
-def _telling_starts(factory: Any) -> Any:
-    """`factory`, telling each PublicConnection when aiohttp takes a request from its queue."""
-
-    def make_request(
-        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-    ) -> web.BaseRequest:
-        if isinstance(protocol, PublicConnection):
-            protocol.request_started()
-        request: web.BaseRequest = factory(message, payload, protocol, writer, task)
-        return request
-
-    return make_request
-
-
 def use_fast_path(env: Mapping[str, str] = os.environ) -> bool:
     """Whether aiohttp's private parts are as the fast path expects (and it is not switched
     off); if not, one warning names each that differs. Called once per start."""
@@ -135,12 +110,11 @@ def use_fast_path(env: Mapping[str, str] = os.environ) -> bool:
 class GatewayRunner(web.AppRunner):
     """An AppRunner whose connections enforce the [server] limits and header timeout, and answer
     memory hits on the hit path (unless `hit_path` is False: then aiohttp's full stack does).
-    Where aiohttp's private parts are not as expected, or `fast_path` is False, every request
+    Where aiohttp's private parts are not as expected, or GATEWAY_FAST_PATH=off, every request
     goes through aiohttp's public stack (PublicConnection), with the same answers."""
 
     __slots__ = (
         "_connection_kwargs",
-        "_fast_path",
         "_gateway_server",
         "_hit_path",
         "_limits",
@@ -153,13 +127,11 @@ class GatewayRunner(web.AppRunner):
         limits: ServerSettings,
         *,
         hit_path: bool = True,
-        fast_path: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._limits = limits
         self._hit_path = hit_path
-        self._fast_path = fast_path
         self._connection_kwargs = {k: v for k, v in kwargs.items() if k not in RUNNER_ONLY}
         self._shutdown_grace = float(kwargs.get("shutdown_timeout", SHUTDOWN_TIMEOUT))
         self._gateway_server: GatewayServer | None = None
@@ -173,7 +145,7 @@ class GatewayRunner(web.AppRunner):
         await super().setup()  # starts the app and makes aiohttp's own server
         base = super().server
         assert base is not None
-        fast = use_fast_path() if self._fast_path is None else self._fast_path
+        fast = use_fast_path()
         hits = HitPath(self.app) if fast and self._hit_path else None
         whole_lines = aiohttp_internals.parser_measures_whole_lines()
         self._gateway_server = GatewayServer(
