@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import inspect
 import os
 from collections.abc import Callable, Mapping
@@ -136,19 +137,35 @@ def fast_path_forced_off(env: Mapping[str, str] = os.environ) -> bool:
 
 def check() -> list[str]:
     """What differs from the aiohttp this module was checked against; [] if nothing does."""
-    return [f"{name}: {why}" for name, why in _probes() if why]
+    return [f"{name}: {why}" for name, probe in _probes() if (why := _run(probe))]
 
 
-def _probes() -> list[tuple[str, str | None]]:
+def _run(probe: Callable[[], str | None]) -> str | None:
+    try:
+        return probe()
+    except Exception as e:  # a probe that fails is a difference, never a failed start
+        return f"the check raised {type(e).__name__}"
+
+
+def _probes() -> list[tuple[str, Callable[[], str | None]]]:
     return [
-        ("web_protocol.MAX_MSG_QUEUE_SIZE", _queue_size_problem()),
-        ("web_protocol._ErrInfo", _signature_problem(_ErrInfo, ["status", "exc", "message"])),
-        ("streams.EMPTY_PAYLOAD", _MISSING if _EMPTY is None else None),
-        ("helpers.rfc822_formatted_time", _date_problem()),
-        *((f"RequestHandler.{slot}", _slot_problem(slot)) for slot in HANDLER_SLOTS),
-        ("RequestHandler._process_keepalive", _method_problem("_process_keepalive")),
-        ("LineTooLong args", _line_too_long_problem()),
-        ("parser messages", _parser_problem()),
+        ("web_protocol.MAX_MSG_QUEUE_SIZE", _queue_size_problem),
+        (
+            "web_protocol._ErrInfo",
+            functools.partial(_signature_problem, _ErrInfo, ["status", "exc", "message"]),
+        ),
+        ("streams.EMPTY_PAYLOAD", lambda: _MISSING if _EMPTY is None else None),
+        ("helpers.rfc822_formatted_time", _date_problem),
+        *(
+            (f"RequestHandler.{slot}", functools.partial(_slot_problem, slot))
+            for slot in HANDLER_SLOTS
+        ),
+        (
+            "RequestHandler._process_keepalive",
+            functools.partial(_method_problem, "_process_keepalive"),
+        ),
+        ("LineTooLong args", _line_too_long_problem),
+        ("parser messages", _parser_problem),
     ]
 
 
@@ -173,10 +190,7 @@ def _signature_problem(target: object, expected: list[str]) -> str | None:
 def _date_problem() -> str | None:
     if _http_date is None:
         return _MISSING
-    try:
-        date = _http_date()
-    except Exception as e:  # any failure means the hit path cannot use it
-        return f"raised {type(e).__name__}"
+    date = _http_date()
     shaped = isinstance(date, str) and len(date) == len(_formatted_now()) and date.endswith(" GMT")
     return None if shaped else f"expected an RFC 9110 date, found {date!r}"
 

@@ -40,6 +40,17 @@ def test_a_changed_private_part_is_named() -> None:
     assert [d.partition(":")[0] for d in differences] == ["LineTooLong args", "parser messages"]
 
 
+def test_a_check_that_raises_is_a_difference_not_a_failed_start() -> None:
+    def changed(self: LineTooLong, *args: Any) -> None:
+        raise TypeError("a new signature")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LineTooLong, "__init__", changed)
+        differences = aiohttp_internals.check()
+
+    assert "LineTooLong args: the check raised TypeError" in differences
+
+
 def test_the_switch_turns_the_fast_path_off_without_a_warning() -> None:
     with capture_logs() as logs:
         on = use_fast_path({})
