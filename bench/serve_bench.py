@@ -282,7 +282,7 @@ def setup_gateway(work: Path, name: str, upstream_url: str) -> Gateway:
         f'[server]\nport = {port}\n\n[storage]\ndatabase = "{directory / "gateway.db"}"\n\n'
         f'[upstream]\nbase_url = "{upstream_url}"\n'
     )
-    key = gateway_cli(directory, "keys", "create", "bench").strip()
+    key = gateway_cli(directory, "keys", "create", "bench", "--create").strip()
     return Gateway(directory, port, key)
 
 
