@@ -22,9 +22,14 @@ GatewayConnection):
 - The parsers' text "Too many headers received" (a plain BadHttpMessage): 431, not 400.
 
 `check()` probes each (present, the attribute or slot there, the signature, the args layout, a
-real parser's message) and names what differs. Where anything does, or GATEWAY_FAST_PATH=off,
-server.GatewayRunner serves every request through aiohttp's public stack (connection.
-PublicConnection) and logs one `gateway.fast_path_off` warning naming what differed.
+real parser's message) and names what differs. Where anything does, server.GatewayRunner
+serves every request through aiohttp's public stack (public_connection.PublicConnection) and
+logs one `gateway.fast_path_off` warning naming what differed; GATEWAY_FAST_PATH=off does the
+same, with an info line.
+
+`parser_measures_whole_lines()` probes public API (aiohttp.http.HttpRequestParser): whether the
+parser in use measures whole lines, as the pure-Python one does; request_head.parser_limits
+then has the gateway measure each head itself.
 
 What counts as public there: names in aiohttp's documentation or a module's `__all__`; public
 classes subclassed and their methods without a leading underscore overridden

@@ -3,7 +3,9 @@
 Each rule keeps a request from reaching upstream changed, or with a secret in the wrong place:
 aiohttp would otherwise answer HTTP/0.9 and HTTP/2.0 request lines, decode header bytes past
 ASCII into text that its client then re-encodes differently (or fails on), and an app key in
-the query string would be forwarded upstream and logged with the path.
+the query string would be forwarded upstream and logged with the path. The limits on a head
+(414, 431) are measured here too, as aiohttp's C parser measures them, where its pure-Python
+parser runs (`parser_limits`): a request gets the same answer whichever parser reads it.
 """
 
 from __future__ import annotations
