@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 AIOHTTP_LOWEST := 3.14.4
 LOWEST := .venv-lowest
 
-.PHONY: run test test-lowest check format install clean bench-cache bench
+.PHONY: run test test-lowest test-fallback test-pure-python check format install clean bench-cache bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ $(LOWEST)/.installed: pyproject.toml Makefile
 
 test-lowest: $(LOWEST)/.installed
 	$(LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The suite with the fast path switched off (gateway/http/internals.py): every request goes
+# through aiohttp's public stack, as where a private part differs; the answers are the same.
+test-fallback: $(STAMP)
+	GATEWAY_FAST_PATH=off $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite on aiohttp's pure-Python parsers: a request gets the same answer as on the C ones.
+test-pure-python: $(STAMP)
+	AIOHTTP_NO_EXTENSIONS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check .

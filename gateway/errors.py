@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, Self
 
@@ -205,6 +206,20 @@ def error_body(message: str, ref_id: str, detail: Mapping[str, Any] | None = Non
     return orjson.dumps(
         {"type": "error", "error": {"ref_id": ref_id, "message": message, "detail": detail}}
     )
+
+
+def closing_error_response(status: int, message: str, ref_id: str, request_id: str) -> bytes:
+    """A whole HTTP/1.1 ErrorResponse that closes its connection, for one written straight to a
+    client that never sent a whole request head (the header timeout's 408)."""
+    body = error_body(message, ref_id)
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        f"x-gateway-request-id: {request_id}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def parse_error_body(body: bytes) -> tuple[str | None, str | None]:

@@ -24,6 +24,7 @@ from yarl import URL
 
 from gateway.app import create_app
 from gateway.config import Settings, settings_from_dict
+from gateway.http.internals import fast_path_forced_off
 from gateway.http.server import GatewayRunner
 from gateway.keys.app_keys import create_key
 from tests.cli_support import Result, cli, without_database_line, write_config
@@ -35,6 +36,12 @@ from tests.postgres_server import (  # noqa: F401  (fixtures)
     postgres_url,
 )
 from tests.storage_support import opened_storage
+
+# For tests about the fast path itself; every behaviour test runs in both modes.
+fast_path_only = pytest.mark.skipif(
+    fast_path_forced_off(),
+    reason="about the fast path itself, which GATEWAY_FAST_PATH=off turns off",
+)
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:

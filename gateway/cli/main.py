@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import argcomplete
 import structlog
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="make a new database if there is none where storage.database says",
     )
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = CommandParser(
         prog="parallel-gateway",
         description="A caching, key-isolating gateway for Parallel's Task API.",
     )
@@ -106,19 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=SHELLS, help="eval its output in that shell")
     completion.set_defaults(run=cmd_completion)
-    _own_usage(parser)
     return parser
 
 
-def _own_usage(parser: argparse.ArgumentParser) -> None:
-    """Let each command's parser be found from its parsed arguments (`usage`), so that an
-    argument it does not know is refused with its usage, not the top-level one: argparse
-    hands a subcommand's unknown arguments up to the top-level parser."""
-    parser.set_defaults(usage=parser)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command in action.choices.values():
-                _own_usage(command)
+class CommandParser(argparse.ArgumentParser):
+    """A parser that can be found from the arguments it parsed (`usage`), so that an argument
+    its command does not know is refused with its usage, not the top-level one: argparse hands
+    a subcommand's unknown arguments up to the top-level parser. add_subparsers makes each
+    command's parser of its parent's class, so every command's is one of these."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(usage=self)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -17,17 +17,16 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_protocol import MAX_MSG_QUEUE_SIZE
 
 from ..cache.policy import CACHE_HIT, match_input_path
+from ..config import ServerSettings
 from ..errors import GatewayError
 from ..state import CACHE, DRAINING, KEYRING, LIVE_SETTINGS, METRICS, SETTINGS
 from .catalog import INPUT_ROUTE
 from .input_route import check_input
+from .internals import EMPTY_PAYLOAD, MAX_MSG_QUEUE_SIZE, rfc822_formatted_time
 from .middleware import access_line, next_request_id
 from .request_head import Messages, refuse_bad_heads, refused
 
@@ -119,10 +118,16 @@ class ParserTap:
     full again or out of bytes: aiohttp then sees the queue it expects.
     """
 
-    __slots__ = ("_in_flight", "_parser", "_take", "heads")
+    __slots__ = ("_in_flight", "_measured", "_parser", "_take", "heads")
 
-    def __init__(self, parser: Any, take: Callable[[Messages], Messages]) -> None:
+    def __init__(
+        self,
+        parser: Any,
+        take: Callable[[Messages], Messages],
+        measured: ServerSettings | None = None,
+    ) -> None:
         self.heads = 0
+        self._measured = measured  # limits to measure each head by (request_head.over_limits)
         self._in_flight = 0  # as the parser counts them: parsed, not yet consumed
         self._parser = parser
         self._take = take
@@ -140,7 +145,7 @@ class ParserTap:
             self.heads += len(messages)
             self._in_flight += len(messages)
             full = self._in_flight >= MAX_MSG_QUEUE_SIZE  # the parser stopped here
-            messages = refuse_bad_heads(messages)
+            messages = refuse_bad_heads(messages, self._measured)
             # Once one request is left to aiohttp, all behind it are too, in order.
             rest = rest + messages if rest else self._take_before_refusal(messages)
             if not full or upgraded or self._in_flight >= MAX_MSG_QUEUE_SIZE:

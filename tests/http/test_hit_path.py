@@ -19,7 +19,7 @@ from gateway.keys.app_keys import create_key
 from gateway.keys.ownership import grant
 from gateway.keys.ratelimit import Limit
 from gateway.state import CACHE, DRAINING
-from tests.conftest import GatewayTestServer, capture_logs, eventually
+from tests.conftest import GatewayTestServer, capture_logs, eventually, fast_path_only
 from tests.fake_upstream import TEAM_KEY, FakeUpstream, task_run_input
 from tests.raw_http import RawReply, connect, read_reply, request
 from tests.storage_support import opened_storage
@@ -121,6 +121,7 @@ def head_without_per_answer(reply: RawReply) -> list[tuple[str, str]]:
     return [(k, v) for k, v in reply.headers.items() if k not in PER_ANSWER]
 
 
+@fast_path_only
 async def test_a_hit_is_answered_as_the_full_stack_answers_it(
     start: Start, upstream: FakeUpstream
 ) -> None:
@@ -170,6 +171,7 @@ def assert_hit(reply: RawReply, upstream: FakeUpstream, run_id: str = RUN) -> No
     assert reply.body == upstream.inputs[run_id]
 
 
+@fast_path_only
 async def test_what_follows_a_request_left_to_the_full_stack_waits_its_turn(
     start: Start, upstream: FakeUpstream
 ) -> None:
@@ -196,6 +198,7 @@ async def test_what_follows_a_request_left_to_the_full_stack_waits_its_turn(
     assert upstream.count(OTHER) == 1
 
 
+@fast_path_only
 async def test_more_pipelined_hits_than_aiohttp_queues_are_all_answered(
     start: Start, upstream: FakeUpstream
 ) -> None:
@@ -208,6 +211,7 @@ async def test_more_pipelined_hits_than_aiohttp_queues_are_all_answered(
     assert gateway.full_stack == []
 
 
+@fast_path_only
 async def test_a_miss_among_more_pipelined_hits_than_aiohttp_queues(
     start: Start, upstream: FakeUpstream
 ) -> None:
@@ -226,6 +230,7 @@ async def test_a_miss_among_more_pipelined_hits_than_aiohttp_queues(
     assert gateway.full_stack == [other] + [PATH] * 35
 
 
+@fast_path_only
 async def test_answers_to_a_client_that_does_not_read_are_not_piled_up(
     start: Start, upstream: FakeUpstream
 ) -> None:
@@ -250,6 +255,7 @@ async def test_answers_to_a_client_that_does_not_read_are_not_piled_up(
     assert upstream.count(RUN) == 1
 
 
+@fast_path_only
 async def test_a_connection_answered_on_the_hit_path_is_kept_alive_then_closed(
     start: Start, upstream: FakeUpstream
 ) -> None:
@@ -269,6 +275,7 @@ async def test_a_connection_answered_on_the_hit_path_is_kept_alive_then_closed(
     assert gateway.full_stack == []
 
 
+@fast_path_only
 @pytest.mark.parametrize(
     ("data", "hit_path"),
     [
@@ -302,6 +309,7 @@ async def test_which_hits_the_hit_path_answers(
     assert gateway.full_stack == ([] if hit_path else [PATH])
 
 
+@fast_path_only
 async def test_refusals_of_a_run_in_memory_are_the_full_stacks(
     start: Start, upstream: FakeUpstream
 ) -> None:

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
 
 from gateway.config import ConfigError, ServerSettings, Settings, settings_from_dict
 from gateway.http.connection import Refusal, refusal_for
+from gateway.http.request_head import ParserLimits, over_limits, parser_limits
 from tests.conftest import (
     Gateway,
     ServerFactory,
@@ -28,9 +29,9 @@ from tests.serve_support import launch_serve
 
 UUID_LENGTH = 36
 # Small limits, so a test can stand just at and just past each one; the line and field limits
-# differ, so each status is told apart by either route aiohttp offers. aiohttp's C parser
-# measures a request line by its URL, and a header field by its name and its value apart (its
-# Python parser by the whole line): the cases here are on the same side of a limit either way.
+# differ, so each status is told apart by either route aiohttp offers. The gateway measures a
+# request line by its URL, and a header field by its name and its value apart, as aiohttp's C
+# parser does, with its Python parser too (make test-pure-python).
 SMALL = {"max_line_bytes": 100, "max_header_bytes": 80, "max_headers": 10, "header_timeout": 0.3}
 
 
@@ -161,12 +162,58 @@ async def test_a_long_url_trickled_in_pieces_is_still_414(small: Gateway) -> Non
     assert_error_response(reply, 414, LINE_414)
 
 
-async def test_a_pipelined_long_url_is_told_by_the_limit_it_broke(small: Gateway) -> None:
-    first = request("/healthz")
-    reply = await send_raw(small.url, first + request("/v1/" + "a" * 200))
+async def test_a_long_header_trickled_in_pieces_is_431(small: Gateway) -> None:
+    reader, writer = await connect(small.url)
+    data = request("/v1/x", "x-long: " + "v" * 300)
+    for start in range(0, len(data), 30):
+        writer.write(data[start : start + 30])
+        await writer.drain()
+    reply = await read_reply(reader)
+    writer.close()
+    await writer.wait_closed()
 
-    # aiohttp refuses the whole chunk; the second request's line was the one too long.
-    assert_error_response(reply, 414, LINE_414)
+    assert_error_response(reply, 431, FIELD_431)
+
+
+@pytest.mark.parametrize(
+    ("target", "fields", "expected"),
+    [
+        pytest.param("/" + "a" * 99, [("x", "v")] * 10, None, id="at-each-limit"),
+        pytest.param("/" + "a" * 100, [], 414, id="target"),
+        pytest.param("/", [("n" * 81, "v")], 431, id="name"),
+        pytest.param("/", [("x", "v" * 81)], 431, id="value"),
+        pytest.param("/", [("x", "v")] * 11, 431, id="count"),
+    ],
+)
+def test_over_limits_measures_as_llhttp(
+    target: str, fields: list[tuple[str, str]], expected: int | None
+) -> None:
+    limits = ServerSettings(**SMALL)  # type: ignore[arg-type]
+    raw = [(name.encode(), value.encode()) for name, value in fields]
+    refusal = over_limits(target, raw, limits)
+    assert (refusal.status if refusal else None) == expected
+
+
+def test_the_python_parser_gets_limits_the_gateways_reach_first() -> None:
+    limits = ServerSettings(**SMALL)  # type: ignore[arg-type]
+    assert parser_limits(limits, whole_lines=False) == ParserLimits(100, 80, 10, checked=False)
+    # A whole line holds a method, a version, a name and its value: room for the largest.
+    assert parser_limits(limits, whole_lines=True) == ParserLimits(224, 224, 12, checked=True)
+
+
+async def test_a_pipelined_long_url_is_told_by_the_limit_it_broke(small: Gateway) -> None:
+    reader, writer = await connect(small.url)
+    writer.write(request("/healthz") + request("/v1/" + "a" * 200))
+    replies = [await read_reply(reader)]
+    while not replies[-1].closed:
+        replies.append(await read_reply(reader))
+    writer.close()
+    await writer.wait_closed()
+
+    # aiohttp's C parser refuses the whole chunk, its Python parser the second request only:
+    # either way the refusal is the second request's, whose line was the one too long.
+    assert [r.status for r in replies[:-1]] in ([], [200])
+    assert_error_response(replies[-1], 414, LINE_414)
 
 
 async def test_body_over_max_body_bytes_is_413(

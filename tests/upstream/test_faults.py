@@ -18,6 +18,7 @@ import pytest
 from structlog.typing import EventDict
 
 from gateway.config import Settings
+from gateway.http.internals import parser_measures_whole_lines
 from gateway.storage.types import StoredInput
 from gateway.timestamps import now_rfc3339
 from tests.conftest import Gateway, Reply, StartGateway, capture_logs
@@ -37,6 +38,27 @@ from tests.passthrough_support import error_of
 from tests.storage_support import opened_storage
 
 T = TypeVar("T")
+# aiohttp's pure-Python client parser waits for the end of a head it cannot read, and on the
+# close reports a disconnect (and resends an idempotent request itself): a non-HTTP answer and
+# a hang-up are one to it, so the gateway cannot say "not HTTP" there (SECURITY.md: Upstream
+# faults).
+NOT_HTTP = {"not-http", "tls-alert-not-http", "reset-then-not-http-then-200"}
+C_CLIENT_PARSER_ONLY = pytest.mark.skipif(
+    parser_measures_whole_lines(),
+    reason="aiohttp's pure-Python client parser reports a non-HTTP answer as a disconnect",
+)
+
+
+def cases(table: Mapping[str, Any]) -> list[Any]:
+    """pytest params of `table` by name; those of a non-HTTP answer only on the C parser."""
+    return [
+        pytest.param(*(v if isinstance(v, tuple) else (v,)), id=k, marks=C_CLIENT_PARSER_ONLY)
+        if k in NOT_HTTP
+        else pytest.param(*(v if isinstance(v, tuple) else (v,)), id=k)
+        for k, v in table.items()
+    ]
+
+
 Logs = list[EventDict]
 
 
@@ -400,7 +422,7 @@ async def check_healthy(gateway: Gateway, faulty: FaultServer | None) -> None:
 # The cached input route
 
 
-@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+@pytest.mark.parametrize("fault", cases(FAULTS))
 async def test_a_fault_is_answered_and_nothing_is_stored(
     faulty: FaultServer, start: Start, fault: Fault
 ) -> None:
@@ -439,9 +461,7 @@ RECOVERIES = {
 }
 
 
-@pytest.mark.parametrize(
-    ("answers", "failures", "requests"), RECOVERIES.values(), ids=RECOVERIES.keys()
-)
+@pytest.mark.parametrize(("answers", "failures", "requests"), cases(RECOVERIES))
 async def test_a_burst_of_failures_then_a_good_answer_is_stored(
     faulty: FaultServer,
     start: Start,
@@ -533,7 +553,7 @@ async def test_connection_refused_is_502_until_upstream_is_back(
 # A forwarded route: GET /v1/tasks/runs/{id}
 
 
-@pytest.mark.parametrize("name", PASS_THROUGH)
+@pytest.mark.parametrize("name", cases({name: name for name in PASS_THROUGH}))
 async def test_a_fault_on_a_forwarded_get(faulty: FaultServer, start: Start, name: str) -> None:
     fault = FAULTS[name]
     gateway = await start(faulty.base_url, fault.upstream)
