@@ -202,8 +202,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     targets = None if args.all else list(dict.fromkeys(args.run_ids))
 
     async def run(storage: Storage) -> tuple[int, list[str]]:
-        store = storage.run_inputs
-        missing = [run_id for run_id in targets or () if await store.get(run_id) is None]
+        missing = [run_id for run_id in targets or () if not await _cached(storage, run_id)]
         return await storage.purges.purge(targets), missing
 
     removed, missing = run_with_storage(settings.storage, run)
@@ -212,6 +211,13 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         _fail(f"Not in the cache: {' '.join(missing)}")
         return 1
     return 0
+
+
+async def _cached(storage: Storage, run_id: str) -> bool:
+    """Whether the cache holds anything of the run: its input, or a final answer."""
+    if await storage.run_inputs.get(run_id) is not None:
+        return True
+    return await storage.final_answers.has_run(run_id)
 
 
 def _count(n: int, noun: str) -> str:
