@@ -20,7 +20,7 @@ from typing import Any, AnyStr, Generic
 
 from gateway.config import StorageSettings
 from gateway.storage.open import open_storage
-from gateway.storage.types import StoredInput
+from gateway.storage.types import StoredAnswer, StoredInput
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations" / "sqlite"
@@ -159,6 +159,19 @@ class Workspace:
             storage = await open_storage(StorageSettings(database=str(self.database)))
             try:
                 await storage.run_inputs.put_many(entries)
+            finally:
+                await storage.close()
+
+        asyncio.run(put())
+
+    def seed_answers(self, answers: Sequence[StoredAnswer]) -> None:
+        """Store final answers in-process through the real store, as the gateway would."""
+
+        async def put() -> None:
+            storage = await open_storage(StorageSettings(database=str(self.database)))
+            try:
+                for answer in answers:
+                    await storage.final_answers.put(answer)
             finally:
                 await storage.close()
 
