@@ -43,8 +43,6 @@ from .retry import IDEMPOTENT_METHODS, SDK_RETRY_STATUSES, RetryPolicy
 
 log = structlog.get_logger("gateway.upstream")
 T = TypeVar("T")
-# Given the live response; for an error, its body already read (to log its ref_id); and whether
-# the gateway spent its retries on it (then the SDK must not retry it again).
 # What a miss on a cached route was looking for (a result is kept once its run has completed,
 # a run object once its status is final).
 CACHED_WHAT = {
@@ -52,6 +50,8 @@ CACHED_WHAT = {
     RESULT_ROUTE: "Run {run_id}'s result is not in the gateway's cache",
     RETRIEVE_ROUTE: "Run {run_id} is not in the gateway's cache in a final state",
 }
+# Given the live response; for an error, its body already read (to log its ref_id); and whether
+# the gateway spent its retries on it (then the SDK must not retry it again).
 Relay = Callable[[aiohttp.ClientResponse, bytes | None, bool], Awaitable[T]]
 
 
