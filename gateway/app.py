@@ -12,6 +12,7 @@ import structlog
 from aiohttp import ClientResponse, web
 
 from .cache.cold_runs import ColdRuns, replica_id
+from .cache.final_answers import FinalAnswerCache
 from .cache.run_inputs import MemoryLRU, RunInputCache
 from .config import Settings
 from .http.middleware import create_observer
@@ -28,6 +29,7 @@ from .ops.reload import ConfigSource, reload_on_sighup
 from .state import (
     CACHE,
     DRAINING,
+    FINALS,
     KEYRING,
     LIVE_SETTINGS,
     METRICS,
@@ -145,12 +147,13 @@ async def _ownership(app: web.Application) -> AsyncIterator[None]:
 async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator[None]:
     settings = app[SETTINGS].upstream
     if settings.offline:
-        log.info("upstream.offline", message="Offline: serving cached run inputs only.")
+        message = "Offline: serving cached run inputs and final answers only."
+        log.info("upstream.offline", message=message)
     elif team_key is None:
         log.warning(
             "upstream.no_team_key",
-            message=f"{settings.api_key_env} is not set: serving cached run inputs only; "
-            "misses get 503.",
+            message=f"{settings.api_key_env} is not set: serving cached run inputs and final "
+            "answers only; misses get 503.",
         )
     async with create_session(settings) as session:
         app[UPSTREAM] = UpstreamClient(settings, team_key, session, app[METRICS], Activity())
@@ -173,8 +176,16 @@ async def _on_sighup(
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
-    app[CACHE] = build_cache(
+    cache = app[CACHE] = build_cache(
         app[SETTINGS], app[STORAGE], app[UPSTREAM], app[STORAGE_HEALTH], app[REPLICA]
+    )
+    live = app[LIVE_SETTINGS]
+    # One memory layer, under one bound, for inputs and final answers alike.
+    app[FINALS] = FinalAnswerCache(
+        cache.memory,
+        app[STORAGE].final_answers,
+        app[STORAGE_HEALTH],
+        lambda: live.current.cache.max_body_bytes,
     )
     await app[STORAGE_HEALTH].check(app[STORAGE].status)
     yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from .cache.final_answers import FinalAnswerCache
 from .cache.run_inputs import RunInputCache
 from .config import Settings
 from .keys.keyring import KeyRing
@@ -32,6 +33,7 @@ KEYRING = web.AppKey("keyring", KeyRing)
 STORAGE = web.AppKey("storage", Storage)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
+FINALS = web.AppKey("finals", FinalAnswerCache)
 METRICS = web.AppKey("metrics", Metrics)
 OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
 STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)

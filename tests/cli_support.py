@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, AnyStr, Generic
 
 from gateway.config import StorageSettings
-from gateway.storage.open import open_storage
-from gateway.storage.types import StoredInput
+from gateway.storage.types import StoredAnswer, StoredInput
 from tests.storage_support import opened_storage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,6 +161,16 @@ class Workspace:
 
         asyncio.run(put())
 
+    def seed_answers(self, answers: Sequence[StoredAnswer]) -> None:
+        """Store final answers in-process through the real store, as the gateway would."""
+
+        async def put() -> None:
+            async with opened_storage(StorageSettings(database=str(self.database))) as storage:
+                for answer in answers:
+                    await storage.final_answers.put(answer)
+
+        asyncio.run(put())
+
 
 def write_config(path: Path, database: Path, extra: str = "") -> Path:
     path.write_text(f"[storage]\ndatabase = {json.dumps(str(database))}\n{extra}", "utf-8")
@@ -182,5 +191,5 @@ def make_workspace(directory: Path, extra: str = "", *, create: bool = True) -> 
 
 
 async def _migrated(database: Path) -> None:
-    storage = await open_storage(StorageSettings(database=str(database)))
-    await storage.close()
+    async with opened_storage(StorageSettings(database=str(database))):
+        pass

@@ -27,6 +27,7 @@ from tests.storage_support import opened_storage
 
 BYPASS = "parallel-gateway; fwd=bypass"
 HIT = "parallel-gateway; hit"
+MISS = "parallel-gateway; fwd=uri-miss"
 STORED = "parallel-gateway; fwd=uri-miss; stored"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 Body = bytes | AsyncIterable[bytes] | None

@@ -58,6 +58,7 @@ class Storability(enum.Enum):
     NOT_JSON = "not-json"  # nothing the SDK could read: the app gets 502
     MALFORMED = "malformed"  # JSON, but not a TaskRunInput: relayed, not stored
     TOO_LARGE = "too-large"
+    NOT_FINAL = "not-final"  # a run object that may still change (final answers only)
 
 
 def match_input_path(raw_path: str) -> str | None:

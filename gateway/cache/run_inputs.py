@@ -18,6 +18,7 @@ from ..storage.types import CacheStats, StoredInput, StoreError
 from ..timestamps import now_rfc3339
 from ..upstream.client import UpstreamResponse
 from .cold_runs import ColdRuns
+from .final_policy import run_of
 from .policy import CACHE_HIT, Storability, cache_status, storability
 
 log = structlog.get_logger("gateway.cache")
@@ -28,7 +29,8 @@ Fetch = Callable[[str], Awaitable[UpstreamResponse]]
 
 
 class MemoryLRU:
-    """Run-input bodies by run_id, bounded by entry count and total bytes."""
+    """Bodies by key, bounded by entry count and total bytes: run inputs by run id, and final
+    answers by final_policy.answer_key (the run id, then "/")."""
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
@@ -72,6 +74,12 @@ class MemoryLRU:
         body = self._entries.pop(run_id, None)
         if body is not None:
             self.bytes -= len(body)
+
+    def discard_runs(self, run_ids: set[str]) -> None:
+        """Drop everything of the runs named: inputs and final answers (purges are rare; this
+        reads every key)."""
+        for key in [key for key in self._entries if run_of(key) in run_ids]:
+            self.discard(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +131,13 @@ class RunInputCache:
         self._purge_seq = await self._purges.last_purge()
 
     async def sync_purges(self) -> None:
-        """Drop from memory what the CLI purged from the store (possibly in another process)."""
+        """Drop from memory what the CLI purged from the store (possibly in another process):
+        run inputs and final answers, which share the memory layer."""
         for purge in await self._purges.purges_since(self._purge_seq):
             if purge.run_ids is None:
                 self.memory.clear()
             else:
-                for run_id in purge.run_ids:
-                    self.memory.discard(run_id)
+                self.memory.discard_runs(set(purge.run_ids))
             self._purge_seq = purge.seq
 
     async def store_stats(self) -> CacheStats:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -31,6 +31,7 @@ from ..ops.log import configure_logging
 from ..storage.health import StorageHealth
 from ..storage.open import run_with_storage
 from ..storage.protocols import Storage
+from ..storage.types import AnswerKind
 from ..upstream.client import UpstreamClient, create_session
 from ..upstream.team_key import team_key_from
 
@@ -66,7 +67,9 @@ def add_cache_commands(
     )
     warm_cmd.set_defaults(run=cmd_warm)
 
-    stats = sub.add_parser("stats", parents=[common], help="entries, bytes, oldest and newest")
+    stats = sub.add_parser(
+        "stats", parents=[common], help="entries, bytes, oldest and newest, of each kind"
+    )
     stats.set_defaults(run=cmd_stats)
 
     get = sub.add_parser("get", parents=[common], help="print one run's stored input")
@@ -171,8 +174,16 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    stats = run_with_storage(settings.storage, lambda s: s.run_inputs.stats())
-    print(orjson.dumps(dataclasses.asdict(stats)).decode())
+    async def run(storage: Storage) -> dict[str, Any]:
+        # Run inputs at the top, as before final answers were cached; each kind of those beside.
+        finals = await storage.final_answers.stats()
+        return {
+            **dataclasses.asdict(await storage.run_inputs.stats()),
+            "results": dataclasses.asdict(finals[AnswerKind.RESULT]),
+            "final_runs": dataclasses.asdict(finals[AnswerKind.RUN]),
+        }
+
+    print(orjson.dumps(run_with_storage(settings.storage, run)).decode())
     return 0
 
 
@@ -202,8 +213,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     targets = None if args.all else list(dict.fromkeys(args.run_ids))
 
     async def run(storage: Storage) -> tuple[int, list[str]]:
-        store = storage.run_inputs
-        missing = [run_id for run_id in targets or () if await store.get(run_id) is None]
+        missing = [run_id for run_id in targets or () if not await _cached(storage, run_id)]
         return await storage.purges.purge(targets), missing
 
     removed, missing = run_with_storage(settings.storage, run)
@@ -212,6 +222,13 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         _fail(f"Not in the cache: {' '.join(missing)}")
         return 1
     return 0
+
+
+async def _cached(storage: Storage, run_id: str) -> bool:
+    """Whether the cache holds anything of the run: its input, or a final answer."""
+    if await storage.run_inputs.get(run_id) is not None:
+        return True
+    return await storage.final_answers.has_run(run_id)
 
 
 def _count(n: int, noun: str) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..cache.policy import CACHE_BYPASS
+from ..cache.policy import CACHE_BYPASS, cache_status
 from ..errors import DO_NOT_RETRY, PayloadTooLargeError
 from ..keys.ownership import created_ids
 from ..state import (
@@ -46,12 +47,24 @@ async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[by
         yield chunk
 
 
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """A cacheable route's answer on its way back: a 200 of at most `limit` bytes (as its
+    Content-Length says) is read whole and offered to `store`, which says whether it stored it."""
+
+    limit: int
+    store: Callable[[bytes], Awaitable[bool]]
+
+
 def _too_large(limit: int) -> str:
     return f"Request body is larger than the gateway's limit of {limit} bytes."
 
 
-async def forward(request: web.Request, route: Route) -> web.StreamResponse:
-    """Send the request upstream with the team key, and relay the answer unchanged."""
+async def forward(
+    request: web.Request, route: Route, keep: Keep | None = None
+) -> web.StreamResponse:
+    """Send the request upstream with the team key, and relay the answer unchanged (offering it
+    to `keep`, on a cacheable route)."""
     app = request.app
     limit = app[LIVE_SETTINGS].current.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -73,6 +86,12 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
         if spent:  # the gateway retried already: the SDK must not multiply its attempts
             headers.update(DO_NOT_RETRY)
         headers["Cache-Status"] = CACHE_BYPASS
+        if keep is not None:
+            stored = False
+            if resp.status == 200 and _fits(resp, keep.limit):
+                read = await resp.read()
+                stored = await keep.store(read)
+            headers["Cache-Status"] = cache_status(stored=stored, fwd_status=resp.status)
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()
             # Never fails the answer: upstream has created the run, and the app must learn it.
@@ -113,8 +132,13 @@ async def forward(request: web.Request, route: Route) -> web.StreamResponse:
 def _small(resp: aiohttp.ClientResponse) -> bool:
     """Whether the answer is at most one chunk long, as it says: read, it goes back in one write
     with its head (streamed, the head and the body would take a write each)."""
+    return _fits(resp, CHUNK)
+
+
+def _fits(resp: aiohttp.ClientResponse, limit: int) -> bool:
+    """Whether the answer says it is at most `limit` bytes long."""
     length = resp.content_length
-    return length is not None and length <= CHUNK
+    return length is not None and length <= limit
 
 
 async def _stream(

@@ -37,6 +37,7 @@ from ..state import (
     UPSTREAM_WAIT,
 )
 from .catalog import INPUT_ROUTE, known_route, resolve
+from .final_route import answer_kind, answer_or_forward
 from .forward import forward
 from .input_route import check_input
 
@@ -86,8 +87,13 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         _take_turn(request, app_name)
         if route.owned and app_mode:
             await _check_isolation(request, app_name, route.owned)
+        kind = answer_kind(route)
+        if kind is not None:
+            return await answer_or_forward(request, route, kind)
         return await forward(request, route)
     except GatewayError as e:
+        if "Cache-Status" in e.headers:  # a cacheable route's miss says so itself
+            raise
         # A forwarded route's every answer says the cache was not used (RFC 9211 2.2), and why
         # the gateway answered itself (2.8).
         raise e.with_headers({"Cache-Status": f"{CACHE_BYPASS}; detail={e.reason}"}) from None

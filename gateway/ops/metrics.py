@@ -113,7 +113,7 @@ class Metrics:
         )
         self.memory_entries = Gauge(
             "gateway_memory_entries",
-            "Run inputs in the memory layers of live workers.",
+            "Run inputs and final answers in the memory layers of live workers.",
             registry=r,
             multiprocess_mode="livesum",
         )

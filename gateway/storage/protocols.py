@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from .types import (
     Access,
+    AnswerKind,
     AppKey,
     CacheStats,
     Deleted,
@@ -18,6 +19,7 @@ from .types import (
     KeyState,
     NewKey,
     Purge,
+    StoredAnswer,
     StoredInput,
     Usage,
 )
@@ -42,11 +44,30 @@ class RunInputs(Protocol):
         """Entries, bytes, oldest and newest."""
 
 
+class FinalAnswers(Protocol):
+    """Answers about a run that never change once given (a result, a finished run's object),
+    byte for byte: the first stored copy wins."""
+
+    async def get(self, kind: AnswerKind, run_id: str, beta: str) -> StoredAnswer | None:
+        """The answer, None if there is none."""
+
+    async def put(self, answer: StoredAnswer) -> None:
+        """Store an answer unless one exists; return only once it is durable."""
+
+    async def has_run(self, run_id: str) -> bool:
+        """Whether any answer about `run_id` is stored."""
+
+    async def stats(self) -> dict[AnswerKind, CacheStats]:
+        """Entries, bytes, oldest and newest, for each kind."""
+
+
 class Purges(Protocol):
-    """Removing run inputs, each removal recorded so that other processes drop them too."""
+    """Removing runs (their inputs and final answers), each removal recorded so that other
+    processes drop them too."""
 
     async def purge(self, run_ids: Sequence[str] | None) -> int:
-        """Remove the runs named (None: all) and record the purge; return how many went."""
+        """Remove the runs named (None: all) and record the purge; return how many runs had
+        anything removed."""
 
     async def purges_since(self, seq: int) -> list[Purge]:
         """Purges recorded after `seq`, oldest first."""
@@ -165,6 +186,7 @@ class Storage:
     """An open store: one attribute per protocol, and close."""
 
     run_inputs: RunInputs
+    final_answers: FinalAnswers
     purges: Purges
     app_keys: AppKeys
     run_access: RunAccess

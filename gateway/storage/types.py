@@ -29,6 +29,25 @@ class StoredInput:
     stored_at: str  # RFC 3339, UTC
 
 
+class AnswerKind(enum.Enum):
+    """A final answer's kind: a 200 of GET /v1/tasks/runs/{id}/result, or a run object
+    (GET /v1/tasks/runs/{id}) whose status is final."""
+
+    RESULT = "result"
+    RUN = "run"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """A final answer, byte for byte, under its run and its normalised parallel-beta set."""
+
+    kind: AnswerKind
+    run_id: str
+    beta: str  # the normalised set (cache/policy.py: beta_set); "" for none
+    body: bytes
+    stored_at: str  # RFC 3339, UTC
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStats:
     entries: int

@@ -23,7 +23,7 @@ from ..errors import (
     OfflineError,
     UpstreamBusyError,
 )
-from ..http.catalog import INPUT_ROUTE, Timing
+from ..http.catalog import INPUT_ROUTE, RESULT_ROUTE, RETRIEVE_ROUTE, Timing
 from ..http.headers import request_headers, response_headers
 from ..ops.activity import Activity
 from ..ops.log import SecretScrubber
@@ -43,6 +43,13 @@ from .retry import IDEMPOTENT_METHODS, SDK_RETRY_STATUSES, RetryPolicy
 
 log = structlog.get_logger("gateway.upstream")
 T = TypeVar("T")
+# What a miss on a cached route was looking for (a result is kept once its run has completed,
+# a run object once its status is final).
+CACHED_WHAT = {
+    INPUT_ROUTE: "Run {run_id} is not in the gateway's cache",
+    RESULT_ROUTE: "Run {run_id}'s result is not in the gateway's cache",
+    RETRIEVE_ROUTE: "Run {run_id} is not in the gateway's cache in a final state",
+}
 # Given the live response; for an error, its body already read (to log its ref_id); and whether
 # the gateway spent its retries on it (then the SDK must not retry it again).
 Relay = Callable[[aiohttp.ClientResponse, bytes | None, bool], Awaitable[T]]
@@ -278,14 +285,14 @@ class UpstreamClient:
 
     def _ready(self, run_id: str | None, route: str) -> str:
         """The team key, or the reason the gateway will not call upstream at all: for a miss
-        on the input route, that the run is not cached; for any other call (a retrieve or a
-        result too, whose run's input may well be cached), that it is never served offline."""
-        if route == INPUT_ROUTE:
-            missing = f"Run {run_id} is not in the gateway's cache, and the gateway"
+        on a cached route, that the run's answer is not cached; for any other call, that it is
+        never served offline."""
+        if route in CACHED_WHAT:
+            missing = CACHED_WHAT[route].format(run_id=run_id) + ", and the gateway"
         else:
             missing = (
-                f"Only cached run inputs are served without Parallel ({route} is not), "
-                "and the gateway"
+                "Only cached run inputs, results and finished runs are served without Parallel "
+                f"({route} is not), and the gateway"
             )
         if self._settings.offline:
             raise OfflineError(f"{missing} is offline.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.cache.final_policy import answer_key
 from gateway.cache.run_inputs import MemoryLRU
+from gateway.storage.types import AnswerKind
 
 
 def contents(lru: MemoryLRU, run_ids: str) -> dict[str, bytes | None]:
@@ -170,3 +172,28 @@ def test_resize_evicts_the_least_recently_used_at_once() -> None:
     lru.resize(max_entries=3, max_bytes=100)
     lru.put("e", b"12345")
     assert len(lru) == 3
+
+
+def test_discard_runs_drops_inputs_and_final_answers_of_those_runs_only() -> None:
+    lru = MemoryLRU(max_entries=10, max_bytes=100)
+    keys = {
+        "a": b"1",
+        answer_key(AnswerKind.RESULT, "a", ""): b"22",
+        answer_key(AnswerKind.RUN, "a", "x,y"): b"333",
+        "ab": b"4444",
+        answer_key(AnswerKind.RESULT, "b", ""): b"55555",
+    }
+    for key, body in keys.items():
+        lru.put(key, body)
+    lru.discard_runs({"a", "c"})
+    assert [key for key in keys if lru.get(key) is not None] == ["ab", "b/result/"]
+    assert (len(lru), lru.bytes) == (2, 9)
+
+
+def test_final_answers_count_against_the_same_bounds() -> None:
+    lru = MemoryLRU(max_entries=2, max_bytes=100)
+    lru.put("a", b"input")
+    lru.put(answer_key(AnswerKind.RESULT, "a", ""), b"result")
+    lru.put(answer_key(AnswerKind.RUN, "a", ""), b"run")
+    assert lru.get("a") is None  # the least recently used left, whatever its kind
+    assert len(lru) == 2

@@ -51,7 +51,7 @@ async def test_offline_gateway_serves_hits_and_refuses_misses_without_upstream(
     offline = await start_gateway(make_settings(upstream={"offline": True}), app="ci")
     hit = await offline.get("/v1/tasks/runs/trun_text/input")
     miss = await offline.get("/v1/tasks/runs/trun_unknown/input")
-    retrieve = await offline.get("/v1/tasks/runs/trun_text")  # its input is cached; it is not
+    retrieve = await offline.get("/v1/tasks/runs/trun_text")  # its input is cached; the run not
     health = await offline.get("/healthz", key=None)
 
     assert (hit.status, hit.headers["Cache-Status"]) == (200, "parallel-gateway; hit")
@@ -64,9 +64,9 @@ async def test_offline_gateway_serves_hits_and_refuses_misses_without_upstream(
     )
     assert (retrieve.status, orjson.loads(retrieve.body)["error"]["message"]) == (
         503,
-        "Only cached run inputs are served without Parallel (tasks.runs.retrieve is not), and "
-        "the gateway is offline.",
+        "Run trun_text is not in the gateway's cache in a final state, and the gateway is offline.",
     )
+    assert retrieve.headers["Cache-Status"] == "parallel-gateway; fwd=uri-miss; detail=offline"
     assert orjson.loads(health.body)["mode"] == "offline"
     assert upstream.count() == before
 

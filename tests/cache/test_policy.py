@@ -303,6 +303,7 @@ def test_storability_values() -> None:
         "NOT_JSON": "not-json",
         "MALFORMED": "malformed",
         "TOO_LARGE": "too-large",
+        "NOT_FINAL": "not-final",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.storage.types import StoredInput
+from gateway.storage.types import AnswerKind, CacheStats, StoredAnswer, StoredInput
 from tests.cli_support import MODULE, Result, Workspace, clean_env, cli, make_workspace
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -35,6 +36,9 @@ BRAVO = StoredInput(
     "trun_bravo", b'{"processor":"core","input":"what is 2+2?"}', "2026-01-02T03:04:05.000006Z"
 )
 SEEDED = (CHARLIE, ALPHA, BRAVO)
+EARLIER, LATER = "2026-02-01T00:00:00.000000Z", "2026-02-02T00:00:00.000000Z"
+EMPTY = {"entries": 0, "bytes": 0, "oldest_stored_at": None, "newest_stored_at": None}
+NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY}
 
 
 @pytest.fixture
@@ -70,8 +74,9 @@ IMPORTED_ROWS = [
 
 def test_stats_of_an_empty_cache(ws: Workspace) -> None:
     result = ws.run("cache", "stats")
+    empty = b'{"entries":0,"bytes":0,"oldest_stored_at":null,"newest_stored_at":null'
     assert result == Result(
-        0, b'{"entries":0,"bytes":0,"oldest_stored_at":null,"newest_stored_at":null}\n', ""
+        0, empty + b',"results":' + empty + b'},"final_runs":' + empty + b"}}\n", ""
     )
 
 
@@ -85,8 +90,28 @@ def test_stats_of_a_filled_cache(ws: Workspace) -> None:
         "bytes": len(ALPHA.body) + len(BRAVO.body) + len(CHARLIE.body),
         "oldest_stored_at": "2025-12-31T23:59:59.999999Z",
         "newest_stored_at": "2026-06-01T00:00:00.000000Z",
+        **NO_FINAL_ANSWERS,
     }
     assert json.loads(result.out)["bytes"] == 71 + 32 + 43
+
+
+def test_stats_count_results_and_final_runs_apart_from_inputs(ws: Workspace) -> None:
+    ws.seed([ALPHA])
+    ws.seed_answers(
+        [
+            StoredAnswer(AnswerKind.RESULT, "trun_alpha", "", b'{"output":1}', LATER),
+            StoredAnswer(AnswerKind.RESULT, "trun_alpha", "b-1", b"{}", EARLIER),
+            StoredAnswer(AnswerKind.RUN, "trun_bravo", "", b'{"status":"failed"}', LATER),
+        ]
+    )
+    assert ws.stats() == {
+        **dataclasses.asdict(CacheStats(1, len(ALPHA.body), ALPHA.stored_at, ALPHA.stored_at)),
+        "results": dataclasses.asdict(CacheStats(2, 14, EARLIER, LATER)),
+        "final_runs": dataclasses.asdict(CacheStats(1, 19, LATER, LATER)),
+    }
+    purged = ws.run("cache", "purge", "trun_alpha", "trun_bravo")
+    assert purged == Result(0, b"", "Purged 2 runs.\n")
+    assert ws.stats() == {**dataclasses.asdict(CacheStats(0, 0, None, None)), **NO_FINAL_ANSWERS}
 
 
 def test_get_prints_the_stored_body_as_it_is(ws: Workspace) -> None:
@@ -268,6 +293,7 @@ def test_import_loads_a_file_and_reports_counts(ws: Workspace) -> None:
         "bytes": 39 + 32 + 37,
         "oldest_stored_at": "2026-01-01T23:00:00.000000Z",
         "newest_stored_at": "2026-03-04T05:06:07.500000Z",
+        **NO_FINAL_ANSWERS,
     }
 
 
@@ -410,6 +436,7 @@ def test_purge_removes_the_runs_named_and_records_them(ws: Workspace) -> None:
         "bytes": len(BRAVO.body),
         "oldest_stored_at": BRAVO.stored_at,
         "newest_stored_at": BRAVO.stored_at,
+        **NO_FINAL_ANSWERS,
     }
     assert purges(ws) == [(1, '["trun_charlie","trun_alpha","trun_none"]')]
     assert json.loads(purges(ws)[0][1]) == ["trun_charlie", "trun_alpha", "trun_none"]
@@ -446,6 +473,7 @@ def test_purge_all_yes_empties_the_cache(ws: Workspace) -> None:
         "bytes": 0,
         "oldest_stored_at": None,
         "newest_stored_at": None,
+        **NO_FINAL_ANSWERS,
     }
     assert purges(ws) == [(1, '["trun_alpha"]'), (2, None)]
 

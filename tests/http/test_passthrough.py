@@ -36,6 +36,7 @@ from tests.fake_upstream import Scripted, error_json
 from tests.passthrough_support import (
     BYPASS,
     HIT,
+    MISS,
     STORED,
     UUID,
     Harness,
@@ -94,7 +95,8 @@ async def test_task_run_create_retrieve_result_events(gw: Harness) -> None:
         "core",
         {"team": "data"},
     )
-    assert (raw_run.status_code, raw_run.headers["cache-status"]) == (200, BYPASS)
+    # A finished run and a result are final: stored on their way back.
+    assert (raw_run.status_code, raw_run.headers["cache-status"]) == (200, STORED)
     assert isinstance(run, TaskRun)
     assert (run.run_id, run.status, run.is_active) == (run_id, "completed", False)
     assert result.run.status == "completed"
@@ -134,8 +136,8 @@ async def test_task_run_create_retrieve_result_events(gw: Harness) -> None:
     assert (gw.fake.streams_finished, gw.fake.streams_cancelled) == (1, 0)
     assert access_lines(logs) == [
         ("tasks.runs.create", "POST", 202, "fwd=bypass"),
-        ("tasks.runs.retrieve", "GET", 200, "fwd=bypass"),
-        ("tasks.runs.result", "GET", 200, "fwd=bypass"),
+        ("tasks.runs.retrieve", "GET", 200, "fwd=uri-miss; stored"),
+        ("tasks.runs.result", "GET", 200, "fwd=uri-miss; stored"),
         ("tasks.runs.events", "GET", 200, "fwd=bypass"),
     ]
     assert {line["app"] for line in logs if line["event"] == "access"} == {"app"}
@@ -145,7 +147,7 @@ async def test_upstream_errors_pass_through_with_cache_status(gw: Harness) -> No
     with pytest.raises(NotFoundError) as caught:
         await gw.sdk().task_run.retrieve("trun_missing")
     assert caught.value.body == orjson.loads(gw.fake.last_error)
-    assert caught.value.response.headers["cache-status"] == BYPASS
+    assert caught.value.response.headers["cache-status"] == f"{MISS}; fwd-status=404"
     assert gw.sent() == [("GET", "/v1/tasks/runs/trun_missing")]
 
 
@@ -459,7 +461,7 @@ async def test_a_get_is_retried_before_any_byte_reaches_the_app(gw: Harness) -> 
     run = await client.task_run.create(input="q", processor="lite")
     gw.fake.script.append(Scripted(503, error_json("Service overloaded")))
     got = await client.task_run.with_raw_response.retrieve(run.run_id)
-    assert (got.status_code, got.headers["cache-status"]) == (200, BYPASS)
+    assert (got.status_code, got.headers["cache-status"]) == (200, STORED)
     assert (await got.parse()).status == "completed"
 
     gw.fake.script.append(Scripted(502, error_json("Bad gateway")))

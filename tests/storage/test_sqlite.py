@@ -11,6 +11,7 @@ from gateway.config import StorageSettings
 from gateway.storage.open import open_storage
 from gateway.storage.protocols import Storage
 from tests.storage.app_keys_contract import AppKeysContract
+from tests.storage.final_answers_contract import FinalAnswersContract
 from tests.storage.run_access_contract import RunAccessContract
 from tests.storage.run_inputs_contract import PurgesContract, RunInputsContract
 from tests.storage.status_contract import StorageStatusContract
@@ -36,6 +37,10 @@ async def unwritable_storage(tmp_path: Path) -> AsyncIterator[Storage]:
 
 
 class TestRunInputs(RunInputsContract):
+    pass
+
+
+class TestFinalAnswers(FinalAnswersContract):
     pass
 
 

@@ -25,6 +25,7 @@ from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, qu
 TABLES = [
     "app_keys",
     "cache_purges",
+    "final_answers",
     "retired_keys",
     "run_access",
     "run_inputs",

@@ -68,7 +68,9 @@ def input_path(run_id: str) -> str:
 
 FAULT_RUN = "trun_fault"
 FAULT_PATH = input_path(FAULT_RUN)
-PASS_PATH = f"/v1/tasks/runs/{FAULT_RUN}"  # tasks.runs.retrieve: forwarded, never cached
+# tasks.groups.retrieve: forwarded, never cached (a group is never final; a finished run is
+# cached, tests/http/test_final_answers.py).
+PASS_PATH = "/v1/tasks/groups/tgrp_fault"
 CACHED = {
     "trun_cached_a": orjson.dumps(task_run_input(1)),
     "trun_cached_b": orjson.dumps(task_run_input(2, input="y" * 300)),
@@ -550,7 +552,7 @@ async def test_connection_refused_is_502_until_upstream_is_back(
     await check_healthy(gateway, faulty)
 
 
-# A forwarded route: GET /v1/tasks/runs/{id}
+# A forwarded route: GET /v1/tasks/groups/{id}
 
 
 @pytest.mark.parametrize("name", cases({name: name for name in PASS_THROUGH}))

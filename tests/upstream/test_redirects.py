@@ -11,6 +11,7 @@ from tests.conftest import capture_logs
 from tests.fake_upstream import FakeUpstream, Scripted, task_run_input
 from tests.passthrough_support import (
     BYPASS,
+    MISS,
     STORED,
     Harness,
     ServerFactory,
@@ -40,7 +41,7 @@ def redirect(status: int, location: str) -> Scripted:
 
 
 FORWARDED = {
-    "get": ("GET", f"/v1/tasks/runs/{RUN}", None, {}),
+    "get": ("GET", "/v1/tasks/groups/tgrp_1", None, {}),
     "post": ("POST", "/v1/tasks/runs", b'{"input": "q", "processor": "lite"}', {}),
     "stream": ("GET", f"/v1/tasks/runs/{RUN}/events", None, {"Accept": "text/event-stream"}),
 }
@@ -68,6 +69,21 @@ async def test_a_redirect_on_a_forwarded_route_goes_back_as_it_is(
     assert reply.headers["Content-Type"] == "text/html"
     assert reply.body == MOVED
     assert gw.sent() == [(method, path)]
+    assert other.requests == []
+
+
+@pytest.mark.parametrize("status", [301, 307])
+@pytest.mark.parametrize("path", [f"/v1/tasks/runs/{RUN}", f"/v1/tasks/runs/{RUN}/result"])
+async def test_a_redirect_on_a_final_answer_route_goes_back_and_is_not_stored(
+    gw: Harness, other: FakeUpstream, status: int, path: str
+) -> None:
+    location = f"{other.base_url}{path}?from=upstream"
+    for _ in range(2):
+        gw.fake.script.append(redirect(status, location))
+        reply = await gw.request("GET", path)
+        assert (reply.status, reply.headers["Location"], reply.body) == (status, location, MOVED)
+        assert reply.headers["Cache-Status"] == f"{MISS}; fwd-status={status}"
+    assert gw.sent() == [("GET", path), ("GET", path)]
     assert other.requests == []
 
 

@@ -7,6 +7,7 @@ from ...config import StorageSettings
 from ..protocols import Storage
 from ..sql.app_keys import SqlAppKeys
 from ..sql.fetch_leases import SqlFetchLeases
+from ..sql.final_answers import SqlFinalAnswers
 from ..sql.replica_usage import SqlReplicaUsage
 from ..sql.run_access import SqlRunAccess
 from ..sql.run_inputs import SqlRunInputs
@@ -23,6 +24,7 @@ async def open_postgres(settings: StorageSettings) -> Storage:
     run_inputs = SqlRunInputs(database)
     return Storage(
         run_inputs=run_inputs,
+        final_answers=SqlFinalAnswers(database),
         purges=run_inputs,
         app_keys=SqlAppKeys(database),
         run_access=SqlRunAccess(database),

@@ -1,4 +1,5 @@
-"""Run inputs and their purges: the `run_inputs` and `cache_purges` tables."""
+"""Run inputs and purges of runs: the `run_inputs` and `cache_purges` tables (a purge takes a
+run's `final_answers` too)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import orjson
 
 from ...timestamps import now_rfc3339
 from ..types import CacheStats, Purge, StoredInput
-from .database import SqlDatabase
+from .database import SqlDatabase, Statement
 
 # An input never changes, so the first stored copy wins and a second put is a no-op.
 INSERT = (
@@ -16,6 +17,10 @@ INSERT = (
     " ON CONFLICT (run_id) DO NOTHING"
 )
 SCAN_PAGE = 1000
+STORED_RUN = (
+    "SELECT 1 FROM run_inputs WHERE run_id = ?"
+    " UNION ALL SELECT 1 FROM final_answers WHERE run_id = ? LIMIT 1"
+)
 
 
 class SqlRunInputs:
@@ -69,16 +74,33 @@ class SqlRunInputs:
         return CacheStats(*row)
 
     async def purge(self, run_ids: Sequence[str] | None) -> int:
+        # A run's final answers go with its input: a purge removes all the cache knows of it.
         record = (
             "INSERT INTO cache_purges (run_ids, purged_at) VALUES (?, ?)",
             [(None if run_ids is None else orjson.dumps(list(run_ids)).decode(), now_rfc3339())],
         )
         if run_ids is None:
-            counts = await self.database.transaction([("DELETE FROM run_inputs", [()]), record])
+            row = await self.database.fetchone(
+                "SELECT count(*) FROM (SELECT run_id FROM run_inputs"
+                " UNION SELECT run_id FROM final_answers) AS stored"
+            )
+            removed = int(row[0]) if row else 0
+            deletes: list[Statement] = [
+                ("DELETE FROM run_inputs", [()]),
+                ("DELETE FROM final_answers", [()]),
+            ]
         else:
-            delete = ("DELETE FROM run_inputs WHERE run_id = ?", [(r,) for r in run_ids])
-            counts = await self.database.transaction([delete, record])
-        return counts[0]
+            removed = 0
+            for run_id in run_ids:
+                removed += await self.database.fetchone(STORED_RUN, (run_id, run_id)) is not None
+            rows = [(run_id,) for run_id in run_ids]
+            deletes = [
+                ("DELETE FROM run_inputs WHERE run_id = ?", rows),
+                ("DELETE FROM final_answers WHERE run_id = ?", rows),
+            ]
+        # Counted before, for the count said: a run stored meanwhile may go uncounted.
+        await self.database.transaction([*deletes, record])
+        return removed
 
     async def purges_since(self, seq: int) -> list[Purge]:
         rows = await self.database.fetchall(

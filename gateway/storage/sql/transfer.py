@@ -39,6 +39,11 @@ TABLES = (
     Table("retired_keys", ("key_hash", "app", "prefix", "created_at", "retires_at"), ("key_hash",)),
     Table("run_access", ("id", "app", "how", "at"), ("id", "app")),
     Table("run_inputs", ("run_id", "body", "size", "stored_at"), ("run_id",)),
+    Table(
+        "final_answers",
+        ("run_id", "kind", "beta", "body", "size", "stored_at"),
+        ("run_id", "kind", "beta"),
+    ),
     Table("cache_purges", ("seq", "run_ids", "purged_at"), ("seq",)),
 )
 TABLE_NAMES = tuple(table.name for table in TABLES)

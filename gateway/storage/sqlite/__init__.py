@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...config import StorageSettings
 from ..protocols import Storage
 from ..sql.app_keys import SqlAppKeys
+from ..sql.final_answers import SqlFinalAnswers
 from ..sql.run_access import SqlRunAccess
 from ..sql.run_inputs import SqlRunInputs
 from ..sql.status import SqlStatus
@@ -20,6 +21,7 @@ async def open_sqlite(settings: StorageSettings) -> Storage:
     run_inputs = SqlRunInputs(database)
     return Storage(
         run_inputs=run_inputs,
+        final_answers=SqlFinalAnswers(database),
         purges=run_inputs,
         app_keys=SqlAppKeys(database),
         run_access=SqlRunAccess(database),

@@ -1,0 +1,95 @@
+"""What every backend's FinalAnswers must do, and what a purge does to them; a backend's test
+module subclasses this with a `storage` fixture. Only the protocols are spoken here."""
+
+from __future__ import annotations
+
+from gateway.storage.protocols import Storage
+from gateway.storage.types import AnswerKind, CacheStats, Purge, StoredAnswer, StoredInput
+
+AT = "2026-01-02T03:04:05.000006Z"
+LATER = "2026-01-02T03:04:06.000000Z"
+RESULT, RUN = AnswerKind.RESULT, AnswerKind.RUN
+BETA = "events-sse-2025-07-24,mcp-server-2025-07-17"
+
+
+def answer(
+    run_id: str, kind: AnswerKind = RESULT, beta: str = "", body: bytes = b"{}", at: str = AT
+) -> StoredAnswer:
+    return StoredAnswer(kind, run_id, beta, body, at)
+
+
+class FinalAnswersContract:
+    async def test_an_unknown_answer_is_none(self, storage: Storage) -> None:
+        assert await storage.final_answers.get(RESULT, "trun_none", "") is None
+        assert not await storage.final_answers.has_run("trun_none")
+
+    async def test_a_body_comes_back_byte_for_byte(self, storage: Storage) -> None:
+        body = '{ "output" : "Ünïcode ☃\\u0000",\n "run":{}}'.encode() + b"\0\xff"
+        await storage.final_answers.put(answer("trun_bytes", body=body))
+        assert await storage.final_answers.get(RESULT, "trun_bytes", "") == answer(
+            "trun_bytes", body=body
+        )
+        assert await storage.final_answers.has_run("trun_bytes")
+
+    async def test_the_first_copy_stays_a_second_put_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        await storage.final_answers.put(answer("trun_once", body=b'{"a":1}', at=AT))
+        await storage.final_answers.put(answer("trun_once", body=b'{"a":2}', at=LATER))
+        assert await storage.final_answers.get(RESULT, "trun_once", "") == answer(
+            "trun_once", body=b'{"a":1}', at=AT
+        )
+
+    async def test_kind_and_beta_set_are_part_of_the_key(self, storage: Storage) -> None:
+        await storage.final_answers.put(answer("trun_k", RESULT, "", b"plain"))
+        await storage.final_answers.put(answer("trun_k", RESULT, BETA, b"beta"))
+        await storage.final_answers.put(answer("trun_k", RUN, "", b"run"))
+        assert (await storage.final_answers.get(RESULT, "trun_k", "")) == answer(
+            "trun_k", RESULT, "", b"plain"
+        )
+        assert (await storage.final_answers.get(RESULT, "trun_k", BETA)) == answer(
+            "trun_k", RESULT, BETA, b"beta"
+        )
+        assert (await storage.final_answers.get(RUN, "trun_k", "")) == answer(
+            "trun_k", RUN, "", b"run"
+        )
+        assert await storage.final_answers.get(RUN, "trun_k", BETA) is None
+
+    async def test_stats_count_each_kind(self, storage: Storage) -> None:
+        empty = CacheStats(0, 0, None, None)
+        assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty}
+        await storage.final_answers.put(answer("trun_a", RESULT, "", b"12345", LATER))
+        await storage.final_answers.put(answer("trun_a", RESULT, BETA, b"12", AT))
+        await storage.final_answers.put(answer("trun_b", RUN, "", b"123", AT))
+        assert await storage.final_answers.stats() == {
+            RESULT: CacheStats(2, 7, AT, LATER),
+            RUN: CacheStats(1, 3, AT, AT),
+        }
+
+    async def test_a_purge_of_runs_takes_their_answers_with_their_inputs(
+        self, storage: Storage
+    ) -> None:
+        await storage.run_inputs.put(StoredInput("trun_both", b"{}", AT))
+        for run_id in ("trun_both", "trun_answered", "trun_kept"):
+            await storage.final_answers.put(answer(run_id, RESULT))
+            await storage.final_answers.put(answer(run_id, RUN, BETA))
+
+        assert await storage.purges.purge(["trun_both", "trun_answered", "trun_never"]) == 2
+        assert await storage.run_inputs.get("trun_both") is None
+        for run_id in ("trun_both", "trun_answered"):
+            assert not await storage.final_answers.has_run(run_id)
+        assert await storage.final_answers.get(RUN, "trun_kept", BETA) == answer(
+            "trun_kept", RUN, BETA
+        )
+        seq = await storage.purges.last_purge()
+        assert await storage.purges.purges_since(0) == [
+            Purge(seq, ["trun_both", "trun_answered", "trun_never"])
+        ]
+
+    async def test_a_purge_of_all_takes_every_answer(self, storage: Storage) -> None:
+        await storage.run_inputs.put(StoredInput("trun_a", b"{}", AT))
+        await storage.final_answers.put(answer("trun_a", RESULT))
+        await storage.final_answers.put(answer("trun_b", RUN))
+        assert await storage.purges.purge(None) == 2
+        empty = CacheStats(0, 0, None, None)
+        assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty}
