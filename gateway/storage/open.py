@@ -8,7 +8,6 @@ from typing import TypeVar
 
 from ..config import StorageSettings
 from .location import is_postgres_url
-from .postgres import open_postgres
 from .protocols import Storage
 from .sqlite import open_sqlite
 
@@ -22,6 +21,10 @@ async def open_storage(settings: StorageSettings) -> Storage:
     is the path of a SQLite file.
     """
     if is_postgres_url(settings.database):
+        # Imported only here: psycopg adds a hundred modules and thousands of objects that
+        # every garbage collection of a SQLite gateway would walk for nothing.
+        from .postgres import open_postgres
+
         return await open_postgres(settings)
     return await open_sqlite(settings)
 
