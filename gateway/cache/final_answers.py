@@ -4,6 +4,7 @@ in front of the store. A miss is forwarded by the caller, which offers the answe
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from .policy import Storability
 from .run_inputs import MemoryLRU
 
 log = structlog.get_logger("gateway.cache")
+# How many questions upstream last answered "not final" are remembered (about 100 bytes each).
+UNFINISHED_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,14 @@ class Question:
 
 
 class FinalAnswerCache:
-    """Final answers: memory, then the store; stored as they come back from upstream."""
+    """Final answers: memory, then the store; stored as they come back from upstream.
+
+    A run that upstream last said was unfinished is asked of upstream again without reading
+    the store first: apps poll a working run, and each poll would otherwise cost a database
+    read that finds nothing. Upstream is the first to know it finished; where upstream cannot
+    answer, the caller reads the store after all (`stored`), which another replica may have
+    filled meanwhile.
+    """
 
     def __init__(
         self,
@@ -43,18 +53,28 @@ class FinalAnswerCache:
         self.health = health
         self._store = store
         self._max_body_bytes = max_body_bytes
+        self._unfinished: OrderedDict[str, None] = OrderedDict()  # answer keys, oldest first
 
     @property
     def max_body_bytes(self) -> int:
         return self._max_body_bytes()
 
     async def get(self, question: Question) -> bytes | None:
-        """The stored answer, None if there is none (or the store cannot say: then it is asked
-        of upstream again)."""
+        """The stored answer, None if there is none (or the store cannot say, or the run was
+        unfinished when upstream last answered: then it is asked of upstream)."""
         key = answer_key(question.kind, question.run_id, question.beta)
         body = self.memory.get(key)
-        if body is not None:
+        if body is not None or key in self._unfinished:
             return body
+        return await self.stored(question)
+
+    def seen_unfinished(self, question: Question) -> bool:
+        """Whether `get` skipped the store, upstream having last said the run was unfinished."""
+        return answer_key(question.kind, question.run_id, question.beta) in self._unfinished
+
+    async def stored(self, question: Question) -> bytes | None:
+        """The answer in the store (kept in memory from now on), None if there is none."""
+        key = answer_key(question.kind, question.run_id, question.beta)
         try:
             stored = await self._store.get(question.kind, question.run_id, question.beta)
         except StoreError as e:
@@ -67,7 +87,13 @@ class FinalAnswerCache:
 
     async def keep(self, question: Question, body: bytes) -> bool:
         """Store upstream's 200 `body` if it is final; whether it is now stored."""
+        key = answer_key(question.kind, question.run_id, question.beta)
         decision = answer_storability(question.kind, body, self.max_body_bytes)
+        if decision is Storability.NOT_FINAL:
+            self._unfinished[key] = None
+            self._unfinished.move_to_end(key)
+            if len(self._unfinished) > UNFINISHED_MAX:
+                self._unfinished.popitem(last=False)
         if decision is not Storability.STORE:
             if decision is not Storability.NOT_FINAL:
                 log.warning(
@@ -87,5 +113,6 @@ class FinalAnswerCache:
             self.health.failed(e, "write", run_id=question.run_id)
             return False
         self.health.wrote()
-        self.memory.put(answer_key(question.kind, question.run_id, question.beta), body)
+        self._unfinished.pop(key, None)
+        self.memory.put(key, body)
         return True

@@ -47,11 +47,20 @@ async def answer_or_forward(
     finals = request.app[FINALS]
     body = await finals.get(question)
     if body is not None:
-        return web.Response(body=body, content_type="application/json", headers=HIT_HEADERS)
+        return _hit(body)
     keep = Keep(finals.max_body_bytes, functools.partial(finals.keep, question))
     try:
         return await forward(request, route, keep)
     except GatewayError as e:
+        # Upstream could not answer a run it last saw unfinished: it may have finished since,
+        # and another replica stored it.
+        body = await finals.stored(question) if finals.seen_unfinished(question) else None
+        if body is not None:
+            return _hit(body)
         # A miss the gateway could not get an answer for (offline, upstream down): RFC 9211 2.8.
         status = cache_status(stored=False, detail=e.reason)
         raise e.with_headers({"Cache-Status": status}) from None
+
+
+def _hit(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", headers=HIT_HEADERS)

@@ -266,3 +266,31 @@ async def test_offline_serves_cached_final_answers_and_says_what_a_miss_lacks(
         assert miss.headers["x-should-retry"] == "false"
         assert miss.headers["Cache-Status"] == f"{MISS}; detail=offline"
     assert len(online.fake.exchanges) == before
+
+
+async def test_a_run_seen_unfinished_is_asked_of_upstream_before_the_store(start: Start) -> None:
+    """A client polls a run while it works: each poll goes upstream, which knows first, without
+    a database read before it. Once the store holds the answer (here from a second gateway on
+    the same database, as a replica would), upstream is still asked while it answers, and the
+    store serves the run if it does not."""
+    first = await start()
+    first.fake.runs_complete = False
+    polled, other = await new_run(first), await new_run(first)
+    for run_id in (polled, other):
+        seen = await first.request("GET", f"/v1/tasks/runs/{run_id}")
+        assert (seen.status, seen.headers["Cache-Status"]) == (200, MISS)
+    replica = await start(first.settings, apps=("replica",))
+    for run_id in (polled, other):
+        first.fake.runs[run_id].status = "completed"
+        done = await replica.request("GET", f"/v1/tasks/runs/{run_id}", app="replica")
+        assert (done.status, done.headers["Cache-Status"]) == (200, STORED)
+
+    sent = len(first.fake.exchanges)
+    again = await first.request("GET", f"/v1/tasks/runs/{polled}")
+    assert (again.status, orjson.loads(again.body)["status"]) == (200, "completed")
+    assert gets(first, sent, f"/v1/tasks/runs/{polled}") == 1
+
+    await first.fake.stop()  # upstream goes away: the stored answer still serves
+    down = await first.request("GET", f"/v1/tasks/runs/{other}")
+    assert (down.status, down.headers["Cache-Status"]) == (200, HIT)
+    assert orjson.loads(down.body)["status"] == "completed"
