@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
-from aiohttp import ClientResponse, web
+from aiohttp import web
 
 from .cache.cold_runs import ColdRuns, replica_id
 from .cache.final_answers import FinalAnswerCache
@@ -95,7 +95,7 @@ async def _start_draining(app: web.Application) -> None:
     the requests in flight, then runs the cleanup (the database closes last).
     """
     app[DRAINING][0] = True
-    streams: set[ClientResponse] = app[STREAMS]
+    streams = app[STREAMS]
     log.info("gateway.draining", in_flight_streams=len(streams))
     for stream in list(streams):
         stream.close()
@@ -156,8 +156,11 @@ async def _upstream(app: web.Application, team_key: str | None) -> AsyncIterator
             "answers only; misses get 503.",
         )
     async with create_session(settings) as session:
-        app[UPSTREAM] = UpstreamClient(settings, team_key, session, app[METRICS], Activity())
+        upstream = app[UPSTREAM] = UpstreamClient(
+            settings, team_key, session, app[METRICS], Activity()
+        )
         yield
+        upstream.close()
 
 
 async def _on_sighup(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
 from .cache.final_answers import FinalAnswerCache
@@ -13,6 +12,7 @@ from .keys.ownership import OwnershipRecorder
 from .ops.metrics import Metrics
 from .storage.health import StorageHealth
 from .storage.protocols import Storage
+from .upstream.answers import Answer
 from .upstream.client import UpstreamClient
 
 
@@ -42,7 +42,7 @@ REPLICA = web.AppKey("replica", str)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)
 DRAINING: web.AppKey[list[bool]] = web.AppKey("draining")
 # Upstream responses being relayed to apps: closed when shutdown begins.
-STREAMS: web.AppKey[set[aiohttp.ClientResponse]] = web.AppKey("streams")
+STREAMS: web.AppKey[set[Answer]] = web.AppKey("streams")
 
 APP_NAME = web.RequestKey("app_name", str)
 REQUEST_ID = web.RequestKey("request_id", str)

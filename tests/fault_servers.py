@@ -171,6 +171,7 @@ class FaultServer:
         self.script: defaultdict[str, deque[Answer]] = defaultdict(deque)
         self.routes: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.connections = 0  # accepted, ever
         self.port = 0
         self._server: asyncio.Server | None = None
         self._peers: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
@@ -205,6 +206,7 @@ class FaultServer:
         task = asyncio.current_task()
         assert task is not None
         self._peers[writer] = task
+        self.connections += 1
         peer = Peer(reader, writer)
         try:
             while True:

@@ -153,8 +153,11 @@ def cmd_warm(args: argparse.Namespace, settings: Settings) -> int:
             upstream = UpstreamClient(settings.upstream, team_key, session)
             health = StorageHealth(settings.storage.database)
             cache = build_cache(settings, storage, upstream, health)
-            with progress(len(run_ids), "run", "warm") as bar:
-                return await warm(cache, run_ids, args.concurrency, bar)
+            try:
+                with progress(len(run_ids), "run", "warm") as bar:
+                    return await warm(cache, run_ids, args.concurrency, bar)
+            finally:
+                upstream.close()
 
     results = run_with_storage(settings.storage, run)
     for result in results:

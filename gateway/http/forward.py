@@ -26,6 +26,8 @@ from ..state import (
     UPSTREAM,
     UPSTREAM_WAIT,
 )
+from ..upstream.answers import Answer
+from ..upstream.errors import error_name
 from .catalog import Route
 from .headers import forwarded_response_headers
 
@@ -79,9 +81,7 @@ async def forward(
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
-    async def relay(
-        resp: aiohttp.ClientResponse, read: bytes | None, spent: bool
-    ) -> web.StreamResponse:
+    async def relay(resp: Answer, read: bytes | None, spent: bool) -> web.StreamResponse:
         headers = forwarded_response_headers(resp.headers, app[UPSTREAM].scrubber.scrub_text)
         if spent:  # the gateway retried already: the SDK must not multiply its attempts
             headers.update(DO_NOT_RETRY)
@@ -129,20 +129,20 @@ async def forward(
         structlog.contextvars.reset_contextvars(**tokens)
 
 
-def _small(resp: aiohttp.ClientResponse) -> bool:
+def _small(resp: Answer) -> bool:
     """Whether the answer is at most one chunk long, as it says: read, it goes back in one write
     with its head (streamed, the head and the body would take a write each)."""
     return _fits(resp, CHUNK)
 
 
-def _fits(resp: aiohttp.ClientResponse, limit: int) -> bool:
+def _fits(resp: Answer, limit: int) -> bool:
     """Whether the answer says it is at most `limit` bytes long."""
     length = resp.content_length
     return length is not None and length <= limit
 
 
 async def _stream(
-    request: web.Request, resp: aiohttp.ClientResponse, headers: CIMultiDict[str]
+    request: web.Request, resp: Answer, headers: CIMultiDict[str]
 ) -> web.StreamResponse:
     """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once."""
     response = web.StreamResponse(status=resp.status, headers=headers)
@@ -161,7 +161,7 @@ async def _stream(
         if not request.app[DRAINING][0]:
             # The status line is gone already: all that is left is to cut the connection, so
             # the app sees a broken body rather than a short one.
-            log.warning("upstream.stream_broken", error=type(e).__name__)
+            log.warning("upstream.stream_broken", error=error_name(e))
             if request.transport is not None:
                 request.transport.close()
             return response

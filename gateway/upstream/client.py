@@ -25,13 +25,16 @@ from ..errors import (
 )
 from ..http.catalog import INPUT_ROUTE, RESULT_ROUTE, RETRIEVE_ROUTE, Timing
 from ..http.headers import request_headers, response_headers
+from ..http.internals import fast_path_forced_off
 from ..ops.activity import Activity
 from ..ops.log import SecretScrubber
 from ..ops.metrics import Metrics
 from ..timestamps import rfc3339
+from .answers import Answer
 from .errors import (
     TEAM_KEY_STATUSES,
     before_sending,
+    error_name,
     failure_error,
     host_of,
     log_error_response,
@@ -40,6 +43,7 @@ from .errors import (
     unreadable_error,
 )
 from .retry import IDEMPOTENT_METHODS, SDK_RETRY_STATUSES, RetryPolicy
+from .wire import WirePool, available
 
 log = structlog.get_logger("gateway.upstream")
 T = TypeVar("T")
@@ -52,7 +56,7 @@ CACHED_WHAT = {
 }
 # Given the live response; for an error, its body already read (to log its ref_id); and whether
 # the gateway spent its retries on it (then the SDK must not retry it again).
-Relay = Callable[[aiohttp.ClientResponse, bytes | None, bool], Awaitable[T]]
+Relay = Callable[[Answer, bytes | None, bool], Awaitable[T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +85,15 @@ class UpstreamResponse:
     headers: Mapping[str, str]  # the ones worth passing back to the app
 
 
+def lean_short_calls() -> bool:
+    """Whether short calls go over upstream/wire.py (else aiohttp's client takes them too)."""
+    return available() and not fast_path_forced_off()
+
+
 class UpstreamClient:
-    """One long-lived ClientSession to Parallel, with the team key injected."""
+    """Parallel, with the team key injected: short calls over upstream/wire.py's pool, long
+    polls and streams over one long-lived aiohttp ClientSession (all of them over the session
+    where httptools is missing, or GATEWAY_FAST_PATH=off). Close it when done."""
 
     def __init__(
         self,
@@ -99,6 +110,9 @@ class UpstreamClient:
         # Upstream text that reaches an app (headers, error bodies) passes through it first.
         self.scrubber = SecretScrubber([team_key] if team_key else [])
         self._session = session
+        self._wire = (
+            WirePool(settings.base_url, settings.connect_timeout) if lean_short_calls() else None
+        )
         self._base = settings.base_url.rstrip("/")
         self._host = host_of(settings.base_url)  # as errors name it
         self._short_call = ShortCallSlot(settings)
@@ -121,6 +135,11 @@ class UpstreamClient:
         self.scrubber.add(team_key)
         self._team_key = team_key
 
+    def close(self) -> None:
+        """Close the short calls' connections (the session is closed by its owner)."""
+        if self._wire is not None:
+            self._wire.close()
+
     @property
     def configured(self) -> bool:
         return self._team_key is not None
@@ -134,9 +153,7 @@ class UpstreamClient:
     ) -> UpstreamResponse:
         """GET an idempotent resource, buffered, retrying transient failures."""
 
-        async def keep(
-            resp: aiohttp.ClientResponse, body: bytes | None, spent: bool
-        ) -> UpstreamResponse:
+        async def keep(resp: Answer, body: bytes | None, spent: bool) -> UpstreamResponse:
             assert body is not None  # buffered
             if 300 <= resp.status < 400:
                 raise redirect_error(resp, run_id, self.scrubber.scrub_text)
@@ -177,28 +194,24 @@ class UpstreamClient:
         resend_safe = body is None or isinstance(body, bytes)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.deadline
-        url = URL(self._base + raw_path, encoded=True)
         headers = request_headers(incoming, team_key)
-        async with self._short_call if timing is Timing.ORDINARY else NO_SLOT:
+        short = timing is Timing.ORDINARY
+        wire = self._wire if short and (body is None or isinstance(body, bytes)) else None
+        async with self._short_call if short else NO_SLOT:
             attempt = 0
             while True:
                 attempt += 1
                 sent = loop.time()
                 try:
-                    resp = await self._session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=body,
-                        timeout=self._timeout(timing, deadline - loop.time()),
-                        # A redirect would carry the team key to wherever Location points:
-                        # it goes back to the app instead (or, on the input route, is a 502).
-                        allow_redirects=False,
-                        # No Accept-Encoding at all: upstream answers uncompressed, and the
-                        # bytes pass through exactly as they came.
-                        auto_decompress=False,
-                        skip_auto_headers=("Accept-Encoding",),
-                    )
+                    resp: Answer
+                    if wire is not None:
+                        assert body is None or isinstance(body, bytes)
+                        total = self._total(deadline - loop.time())
+                        resp = await wire.request(method, raw_path, headers, body, total)
+                    else:
+                        resp = await self._via_session(
+                            method, raw_path, headers, body, timing, deadline
+                        )
                     try:
                         read = await self._read(resp, buffered)
                     except BaseException:
@@ -206,7 +219,7 @@ class UpstreamClient:
                         raise
                 except (TimeoutError, aiohttp.ClientError) as e:
                     self._metrics.observe_upstream(route, 0, loop.time() - sent)
-                    self.last_contact = Contact(False, time.time(), type(e).__name__)
+                    self.last_contact = Contact(False, time.time(), error_name(e))
                     if isinstance(e.__cause__, GatewayError):
                         # The request body's own refusal (too large), raised while sending it.
                         raise e.__cause__ from None
@@ -216,7 +229,7 @@ class UpstreamClient:
                     log.warning(
                         "upstream.attempt_failed",
                         attempt=attempt,
-                        error=type(e).__name__,
+                        error=error_name(e),
                         run_id=run_id,
                         retry_in=delay,
                     )
@@ -265,6 +278,31 @@ class UpstreamClient:
                 self._metrics.retries.labels(route).inc()
                 await asyncio.sleep(delay)
 
+    async def _via_session(
+        self,
+        method: str,
+        raw_path: str,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterable[bytes] | None,
+        timing: Timing,
+        deadline: float,
+    ) -> aiohttp.ClientResponse:
+        remaining = deadline - asyncio.get_running_loop().time()
+        return await self._session.request(
+            method,
+            URL(self._base + raw_path, encoded=True),
+            headers=headers,
+            data=body,
+            timeout=self._timeout(timing, remaining),
+            # A redirect would carry the team key to wherever Location points: it goes back to
+            # the app instead (or, on the input route, is a 502).
+            allow_redirects=False,
+            # No Accept-Encoding at all: upstream answers uncompressed, and the bytes pass
+            # through exactly as they came.
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+
     def _failure(
         self, e: BaseException, resendable: bool, route: str, run_id: str | None
     ) -> GatewayError:
@@ -273,7 +311,7 @@ class UpstreamClient:
         self.activity.upstream_error(error.status, error.ref_id, route, run_id, error.message)
         return error
 
-    async def _read(self, resp: aiohttp.ClientResponse, buffered: bool) -> bytes | None:
+    async def _read(self, resp: Answer, buffered: bool) -> bytes | None:
         """The body, read whole if `buffered` or not a success; scrubbed if not a success.
 
         A 2xx body is Parallel's answer, kept byte for byte (stored, streamed); a 3xx, 4xx or
@@ -315,8 +353,11 @@ class UpstreamClient:
             return aiohttp.ClientTimeout(
                 sock_connect=connect, sock_read=self._settings.long_poll_timeout
             )
-        total = min(self._settings.timeout, max(remaining, 0.001))
-        return aiohttp.ClientTimeout(total=total, connect=connect)
+        return aiohttp.ClientTimeout(total=self._total(remaining), connect=connect)
+
+    def _total(self, remaining: float) -> float:
+        """A short call's time: upstream.timeout, within what is left of upstream.deadline."""
+        return min(self._settings.timeout, max(remaining, 0.001))
 
 
 class ShortCallSlot:

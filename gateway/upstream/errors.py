@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import uuid
 
@@ -19,6 +20,8 @@ from ..errors import (
     parse_error_body,
 )
 from ..http.headers import Scrub, response_headers
+from . import wire
+from .answers import Answer
 
 log = structlog.get_logger("gateway.upstream")
 # How much of an unreadable upstream error body is passed on in the ErrorResponse's detail.
@@ -36,33 +39,49 @@ def host_of(base_url: str) -> str:
 
 def before_sending(e: BaseException) -> bool:
     """Whether a failure came before any byte of the request could reach upstream."""
-    return isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return isinstance(
+        e,
+        aiohttp.ClientConnectorError
+        | aiohttp.ConnectionTimeoutError
+        | wire.ConnectFailed
+        | wire.ConnectTimedOut,
+    )
+
+
+def error_name(e: BaseException) -> str:
+    """A failure's name in logs and /readyz, the same whichever client met it (aiohttp's)."""
+    return e.name if isinstance(e, wire.WireError) else type(e).__name__
 
 
 def cause_of(e: BaseException) -> str:
     """What went wrong, as an operator would say it. Pure."""
     # aiohttp's ServerTimeoutError is both a ClientError and a TimeoutError: a timeout wins.
-    if isinstance(e, aiohttp.ConnectionTimeoutError):
+    if isinstance(e, aiohttp.ConnectionTimeoutError | wire.ConnectTimedOut):
         return "did not accept a connection in time"
     if isinstance(e, TimeoutError):
         return "did not answer in time"
-    if isinstance(e, aiohttp.ClientConnectorDNSError):
+    os_error = (
+        e.os_error if isinstance(e, aiohttp.ClientConnectorError | wire.ConnectFailed) else None
+    )
+    if isinstance(e, aiohttp.ClientConnectorDNSError) or isinstance(os_error, socket.gaierror):
         return "could not be reached: its host name could not be resolved"
-    if isinstance(e, aiohttp.ClientSSLError) or isinstance(e.__cause__, ssl.SSLError):
+    if isinstance(e, aiohttp.ClientSSLError) or isinstance(e.__cause__ or os_error, ssl.SSLError):
         return "could not be reached: the TLS handshake failed"
-    if isinstance(e, aiohttp.ClientConnectorError):
-        if isinstance(e.os_error, ConnectionRefusedError):
+    if os_error is not None:
+        if isinstance(os_error, ConnectionRefusedError):
             return "could not be reached: the connection was refused"
-        return f"could not be reached: {e.os_error.strerror or type(e.os_error).__name__}"
-    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return f"could not be reached: {os_error.strerror or type(os_error).__name__}"
+    if isinstance(e, aiohttp.ServerDisconnectedError | wire.Disconnected):
         return "closed the connection before answering"
-    if isinstance(e, aiohttp.ClientPayloadError):
+    if isinstance(e, aiohttp.ClientPayloadError | wire.BrokenAnswer):
         return "broke off its answer midway"
-    if isinstance(e, aiohttp.ClientResponseError):
+    if isinstance(e, aiohttp.ClientResponseError | wire.NotHttp):
         return "answered something that is not HTTP"
     if isinstance(e, aiohttp.ClientOSError) and e.strerror:
         return f"could not be reached: {e.strerror}"
-    return f"failed ({type(e).__name__})"
+    if isinstance(e, wire.ConnectionBroke) and e.os_error.strerror:
+        return f"could not be reached: {e.os_error.strerror}"
+    return f"failed ({error_name(e)})"
 
 
 def failure_error(
@@ -129,9 +148,7 @@ def team_key_rejected(status: int, ref_id: str, body: bytes, host: str) -> TeamK
     )
 
 
-def redirect_error(
-    resp: aiohttp.ClientResponse, run_id: str | None, scrub: Scrub
-) -> UpstreamRedirectError:
+def redirect_error(resp: Answer, run_id: str | None, scrub: Scrub) -> UpstreamRedirectError:
     """A redirect where an answer was needed, logged under a ref_id of the gateway's own."""
     error = UpstreamRedirectError(
         f"Parallel API answered {resp.status} (a redirect, not followed) for run {run_id}; "
@@ -149,7 +166,7 @@ def redirect_error(
 
 
 def unreadable_error(
-    resp: aiohttp.ClientResponse, body: bytes, ref_id: str, scrub: Scrub
+    resp: Answer, body: bytes, ref_id: str, scrub: Scrub
 ) -> UnreadableUpstreamError:
     detail = {
         "upstream_status": resp.status,

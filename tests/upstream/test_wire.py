@@ -1,0 +1,195 @@
+"""The short calls' client (gateway/upstream/wire.py) against a raw TCP upstream: what it sends,
+how it keeps connections, and how it fails. The gateway's answers to each failure are in
+test_faults.py, which runs over this client (and over aiohttp's in `make test-fallback`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.upstream import wire
+from gateway.upstream.errors import before_sending, cause_of, error_name
+from tests.conftest import eventually
+from tests.fault_servers import FaultServer, hang_up, raw, respond, slow, trickle
+
+PATH = "/v1/tasks/runs/trun_wire"
+GOOD = b'{"run_id":"trun_wire","status":"completed"}'
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[FaultServer]:
+    server = FaultServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def pool(faulty: FaultServer) -> AsyncIterator[wire.WirePool]:
+    pool = wire.WirePool(faulty.base_url, connect_timeout=5)
+    yield pool
+    pool.close()
+
+
+async def get(pool: wire.WirePool, method: str = "GET", seconds: float = 5) -> bytes:
+    answer = await pool.request(method, PATH, {"x-api-key": "team"}, None, seconds)
+    try:
+        assert answer.status == 200
+        return await answer.read()
+    finally:
+        answer.release()
+
+
+def test_the_request_head_is_the_one_aiohttp_would_write() -> None:
+    headers = {"x-api-key": "team", "Content-Type": "application/json"}
+    assert wire.request_head("POST", "/v1/tasks/runs", "api.parallel.ai", headers, b"{}") == (
+        b"POST /v1/tasks/runs HTTP/1.1\r\nHost: api.parallel.ai\r\nx-api-key: team\r\n"
+        b"Content-Type: application/json\r\nAccept: */*\r\nContent-Length: 2\r\n\r\n"
+    )
+    assert wire.request_head("GET", PATH + "?a=1", "h:8080", {"Accept": "text/plain"}, None) == (
+        b"GET /v1/tasks/runs/trun_wire?a=1 HTTP/1.1\r\nHost: h:8080\r\nAccept: text/plain\r\n\r\n"
+    )
+    assert wire.request_head("POST", "/v1/x", "h", {}, None).endswith(b"Content-Length: 0\r\n\r\n")
+
+
+async def test_calls_one_after_another_share_one_connection(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.routes[PATH] = GOOD
+    assert [await get(pool) for _ in range(3)] == [GOOD] * 3
+    assert (faulty.count(PATH), faulty.connections) == (3, 1)
+
+
+async def test_an_answer_that_says_close_closes_its_connection(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.add(PATH, [respond(200, GOOD, {"Connection": "close"})])
+    faulty.routes[PATH] = GOOD
+    assert [await get(pool), await get(pool)] == [GOOD, GOOD]
+    assert faulty.connections == 2
+
+
+async def test_a_kept_connection_upstream_drops_sends_a_get_again_once(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.add(PATH, [respond(200, GOOD), hang_up(reset=False)])
+    faulty.routes[PATH] = GOOD
+    assert [await get(pool), await get(pool)] == [GOOD, GOOD]
+    assert (faulty.count(PATH), faulty.connections) == (3, 2)
+
+
+async def test_a_post_is_never_sent_again(faulty: FaultServer, pool: wire.WirePool) -> None:
+    faulty.add(PATH, [respond(200, GOOD), hang_up(reset=False)])
+    assert await get(pool, "POST") == GOOD
+    with pytest.raises(wire.Disconnected) as caught:
+        await get(pool, "POST")
+    assert faulty.count(PATH) == 2
+    assert (error_name(caught.value), before_sending(caught.value)) == (
+        "ServerDisconnectedError",
+        False,
+    )
+    assert cause_of(caught.value) == "closed the connection before answering"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + GOOD,  # until the connection closes
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"
+        + GOOD[:5]
+        + f"\r\n{len(GOOD) - 5:x}\r\n".encode()
+        + GOOD[5:]
+        + b"\r\n0\r\n\r\n",
+    ],
+    ids=["until-close", "chunked"],
+)
+async def test_a_body_without_content_length_is_read_whole(
+    faulty: FaultServer, pool: wire.WirePool, answer: bytes
+) -> None:
+    faulty.add(PATH, [raw(answer)])
+    assert await get(pool) == GOOD
+
+
+async def test_a_large_body_comes_in_pieces_and_whole(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    body = bytes(range(256)) * 8192  # 2 MiB, past the high-water mark
+    faulty.add(PATH, [respond(200, body)])
+    answer = await pool.request("GET", PATH, {}, None, 10)
+    assert answer.content_length == len(body)
+    pieces = [piece async for piece in answer.content.iter_any()]
+    answer.release()
+    assert b"".join(pieces) == body
+    assert len(pieces) > 1
+    faulty.routes[PATH] = GOOD
+    assert await get(pool) == GOOD
+    assert faulty.connections == 1  # read whole: kept
+
+
+async def test_a_call_past_its_time_fails_and_its_connection_goes(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.add(PATH, [slow(5.0, respond(200, GOOD))])
+    with pytest.raises(TimeoutError) as caught:
+        await get(pool, seconds=0.2)
+    assert cause_of(caught.value) == "did not answer in time"
+    faulty.routes[PATH] = GOOD
+    assert await get(pool) == GOOD
+    assert faulty.connections == 2
+
+
+async def test_an_answer_that_is_not_http_fails_as_such(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.add(PATH, [raw(b"SSH-2.0-OpenSSH_9.6\r\n")])
+    with pytest.raises(wire.NotHttp) as caught:
+        await get(pool)
+    assert (error_name(caught.value), cause_of(caught.value)) == (
+        "ClientResponseError",
+        "answered something that is not HTTP",
+    )
+
+
+async def test_a_refused_connection_sent_nothing(faulty: FaultServer) -> None:
+    await faulty.stop()
+    pool = wire.WirePool(faulty.base_url, connect_timeout=5)
+    with pytest.raises(wire.ConnectFailed) as caught:
+        await get(pool)
+    assert (error_name(caught.value), before_sending(caught.value)) == (
+        "ClientConnectorError",
+        True,
+    )
+    assert cause_of(caught.value) == "could not be reached: the connection was refused"
+
+
+async def test_an_app_that_leaves_closes_the_connection(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.add(PATH, [slow(5.0, respond(200, GOOD))])
+    call = asyncio.create_task(get(pool))
+    await eventually(lambda: faulty.count(PATH) == 1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    faulty.routes[PATH] = GOOD
+    assert await get(pool) == GOOD
+    assert faulty.connections == 2  # the abandoned one was not reused
+
+
+async def test_an_answer_closed_midway_ends_its_reader(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    """The gateway shutting down closes a relayed answer: its reader stops, the connection goes."""
+    faulty.add(PATH, [trickle(GOOD * 100, 50, 0.05)])
+    answer = await pool.request("GET", PATH, {}, None, 10)
+    pieces = answer.content.iter_any()
+    first = await anext(pieces)
+    answer.close()
+    with pytest.raises(wire.BrokenAnswer):
+        await anext(pieces)
+    assert 0 < len(first) < len(GOOD) * 100
+    faulty.routes[PATH] = GOOD
+    assert await get(pool) == GOOD
+    assert faulty.connections == 2
