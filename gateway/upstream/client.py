@@ -86,14 +86,15 @@ class UpstreamResponse:
 
 
 def lean_short_calls() -> bool:
-    """Whether short calls go over upstream/wire.py (else aiohttp's client takes them too)."""
+    """Whether calls go over upstream/wire.py (else aiohttp's client takes them all)."""
     return available() and not fast_path_forced_off()
 
 
 class UpstreamClient:
-    """Parallel, with the team key injected: short calls over upstream/wire.py's pool, long
-    polls and streams over one long-lived aiohttp ClientSession (all of them over the session
-    where httptools is missing, or GATEWAY_FAST_PATH=off). Close it when done."""
+    """Parallel, with the team key injected: every call over upstream/wire.py's pool, but a
+    request body that streams (over 64 KiB or unsized), which goes over one long-lived aiohttp
+    ClientSession, as every call does where httptools is missing or GATEWAY_FAST_PATH=off.
+    Close it when done."""
 
     def __init__(
         self,
@@ -196,7 +197,7 @@ class UpstreamClient:
         deadline = loop.time() + self._settings.deadline
         headers = request_headers(incoming, team_key)
         short = timing is Timing.ORDINARY
-        wire = self._wire if short and (body is None or isinstance(body, bytes)) else None
+        wire = self._wire if body is None or isinstance(body, bytes) else None
         async with self._short_call if short else NO_SLOT:
             attempt = 0
             while True:
@@ -206,8 +207,10 @@ class UpstreamClient:
                     resp: Answer
                     if wire is not None:
                         assert body is None or isinstance(body, bytes)
-                        total = self._total(deadline - loop.time())
-                        resp = await wire.request(method, raw_path, headers, body, total)
+                        seconds, silence = self._bound(timing, deadline - loop.time())
+                        resp = await wire.request(
+                            method, raw_path, headers, body, seconds, silence=silence
+                        )
                     else:
                         resp = await self._via_session(
                             method, raw_path, headers, body, timing, deadline
@@ -354,6 +357,14 @@ class UpstreamClient:
                 sock_connect=connect, sock_read=self._settings.long_poll_timeout
             )
         return aiohttp.ClientTimeout(total=self._total(remaining), connect=connect)
+
+    def _bound(self, timing: Timing, remaining: float) -> tuple[float, bool]:
+        """A call's time over the wire client: the whole call's, or (True) each silence's."""
+        if timing is Timing.STREAM:
+            return self._settings.stream_idle_timeout, True
+        if timing is Timing.LONG_POLL:
+            return self._settings.long_poll_timeout, True
+        return self._total(remaining), False
 
     def _total(self, remaining: float) -> float:
         """A short call's time: upstream.timeout, within what is left of upstream.deadline."""

@@ -1,17 +1,17 @@
-"""Short calls to Parallel over a lean HTTP/1.1 client: one origin, pooled keep-alive
-connections, and httptools' parser (llhttp, as aiohttp's server uses).
+"""Calls to Parallel over a lean HTTP/1.1 client: one origin, pooled keep-alive connections,
+and httptools' parser (llhttp, as aiohttp's server uses).
 
-Why not aiohttp's client for these: it is most of what a forwarded call costs. Measured in one
-run on this project's bench machine, an aiohttp server relaying with aiohttp's client spent
-205-239 us of CPU per call, and the same server relaying with this client 72-89 us. Long polls
-and event streams still go through aiohttp's client (UpstreamClient picks), where a call waits
-minutes and its CPU does not matter; so does everything when httptools cannot be imported, or
-GATEWAY_FAST_PATH=off.
+Why not aiohttp's client: it was most of what a forwarded call costs. Measured in one run on
+this project's bench machine, an aiohttp server relaying with aiohttp's client spent 205-239 us
+of CPU per call, and the same server relaying with this client 72-89 us; and an open long poll
+held about 25 kB of Python objects with aiohttp's client, 19 kB with this one. A request body
+that streams (over 64 KiB, or unsized) still goes over aiohttp's client (UpstreamClient picks),
+and so does everything when httptools cannot be imported, or GATEWAY_FAST_PATH=off.
 
 What it does not do, because the gateway never needs it: follow redirects, decompress, send a
 streamed (chunked) request body, use a proxy, or speak HTTP/2. Its failures are
-aiohttp.ClientError subclasses, so the gateway's error handling (upstream/errors.py) names them
-as it names aiohttp's.
+aiohttp.ClientError subclasses named as aiohttp names the same failure, so the gateway's error
+handling (upstream/errors.py) and its logs treat both clients alike.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ class ConnectTimedOut(WireError, TimeoutError):
     """The connection was not accepted in time: nothing was sent."""
 
     name = "ConnectionTimeoutError"
+
+
+class WentSilent(WireError, TimeoutError):
+    """A long call's upstream sent nothing for longer than its silence allows."""
+
+    name = "SocketTimeoutError"
 
 
 class Disconnected(WireError):
@@ -209,8 +215,26 @@ class WireResponse:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, its answer parsed as it comes."""
 
+    __slots__ = (
+        "_head",
+        "_headers",
+        "_heard",
+        "_keep_alive",
+        "_loop",
+        "_parser",
+        "_paused",
+        "_pool",
+        "_response",
+        "_silence",
+        "_timer",
+        "_until_close",
+        "idle_since",
+        "transport",
+    )
+
     def __init__(self, pool: WirePool) -> None:
         self._pool = pool
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._parser: Any = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[WireResponse] | None = None
@@ -221,6 +245,8 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._silence = 0.0  # for a long call: the longest upstream may stay silent (else 0)
+        self._heard = 0.0  # loop time upstream last sent bytes, while _silence is set
 
     # asyncio.Protocol
 
@@ -232,6 +258,8 @@ class _Connection(asyncio.Protocol):
         if self._head is None and self._response is None:  # idle, yet upstream speaks
             self.release(False)
             return
+        if self._silence:
+            self._heard = self._loop.time()
         try:
             self._parser.feed_data(data)
         except Exception as e:  # httptools.HttpParserError, or an upgrade it will not follow
@@ -295,14 +323,16 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         return transport is not None and not transport.is_closing()
 
-    def send(self, data: bytes, deadline: float) -> asyncio.Future[WireResponse]:
-        """Write a request; the future is its answer's head. Past `deadline` (loop time) the
-        call fails with TimeoutError, whether or not the head has come."""
+    def send(self, data: bytes, deadline: float, silence: float) -> asyncio.Future[WireResponse]:
+        """Write a request; the future is its answer's head. Past `deadline` (loop time), or
+        with `silence`, once upstream has sent nothing for that long, the call fails with
+        TimeoutError, whether or not the head has come."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        self._head = loop.create_future()
+        self._head = self._loop.create_future()
         self._response = None
-        self._timer = loop.call_at(deadline, self._timed_out)
+        self._silence = silence
+        self._heard = self._loop.time()
+        self._timer = self._loop.call_at(deadline, self._timed_out)
         self.transport.write(data)
         return self._head
 
@@ -330,8 +360,13 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _timed_out(self) -> None:
+        # A long call re-arms its timer from the last bytes heard: one timer, not one per read.
+        quiet_until = self._heard + self._silence
+        if self._silence and quiet_until > self._loop.time():
+            self._timer = self._loop.call_at(quiet_until, self._timed_out)
+            return
         self._timer = None
-        self._fail(TimeoutError())
+        self._fail(WentSilent() if self._silence else TimeoutError())
         if self.transport is not None:
             self.transport.close()
 
@@ -370,15 +405,19 @@ class WirePool:
         headers: Mapping[str, str],
         body: bytes | None,
         seconds: float,
+        *,
+        silence: bool = False,
     ) -> WireResponse:
         """Send one request and return its answer once its head has come. Its body must then be
-        read or the answer released; `seconds` bound the whole call, the body included.
+        read or the answer released. `seconds` bound the whole call, the body included; with
+        `silence` (a long poll, a stream), each wait for upstream's next bytes instead.
 
         A kept connection that upstream closed meanwhile fails before any answer: a GET is then
         sent once more on a new connection (RFC 9112 section 9.3.1), as aiohttp's client does.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        quiet = seconds if silence else 0.0
         message = request_head(method, self._prefix + target, self._host_header, headers, body)
         if body:
             message += body
@@ -388,7 +427,7 @@ class WirePool:
             if connection is None:
                 connection = await self._connect(min(self._connect_timeout, seconds))
             try:
-                return await connection.send(message, deadline)
+                return await connection.send(message, deadline, quiet)
             except (Disconnected, ConnectionBroke):
                 connection.release(False)
                 if not reused or method != "GET" or body:

@@ -1,4 +1,4 @@
-"""The short calls' client (gateway/upstream/wire.py) against a raw TCP upstream: what it sends,
+"""The gateway's own client (gateway/upstream/wire.py) against a raw TCP upstream: what it sends,
 how it keeps connections, and how it fails. The gateway's answers to each failure are in
 test_faults.py, which runs over this client (and over aiohttp's in `make test-fallback`)."""
 
@@ -193,3 +193,28 @@ async def test_an_answer_closed_midway_ends_its_reader(
     faulty.routes[PATH] = GOOD
     assert await get(pool) == GOOD
     assert faulty.connections == 2
+
+
+async def test_a_long_call_is_bounded_by_silence_not_by_its_length(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    """A stream that keeps talking lasts as long as it talks; one that goes quiet is cut."""
+    body = GOOD * 10
+    faulty.add(PATH, [trickle(body, 10, 0.05), slow(5.0, respond(200, GOOD))])
+    answer = await pool.request("GET", PATH, {}, None, 0.3, silence=True)
+    assert await answer.read() == body  # 0.5 s in all, never 0.3 s quiet
+    answer.release()
+    with pytest.raises(wire.WentSilent) as caught:
+        await get_silent(pool, 0.2)
+    assert (error_name(caught.value), cause_of(caught.value)) == (
+        "SocketTimeoutError",
+        "did not answer in time",
+    )
+
+
+async def get_silent(pool: wire.WirePool, seconds: float) -> bytes:
+    answer = await pool.request("GET", PATH, {}, None, seconds, silence=True)
+    try:
+        return await answer.read()
+    finally:
+        answer.release()
