@@ -34,6 +34,7 @@ class MatchKey:
     hash: str
     fields: Mapping[str, str]
     processor: str | None  # as sent, when it is a plain name (a miss names it)
+    beta: str  # the normalised parallel-beta set, which a replayed run's answers are under
 
 
 def match_key(body: bytes, beta_headers: Iterable[str]) -> MatchKey | None:
@@ -52,7 +53,7 @@ def match_key(body: bytes, beta_headers: Iterable[str]) -> MatchKey | None:
     if beta:
         fields[BETA_FIELD] = _field_hash(beta)
     processor = data.get("processor")
-    return MatchKey(whole.hexdigest(), fields, processor if _plain(processor) else None)
+    return MatchKey(whole.hexdigest(), fields, processor if _plain(processor) else None, beta)
 
 
 def canonical(value: object) -> bytes:
