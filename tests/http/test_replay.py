@@ -3,6 +3,7 @@ online through record and replay keys, then a real `serve --offline` with the fa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -292,3 +293,28 @@ async def test_a_replay_only_key_never_sends_a_create_upstream(
         "app 'strict' is replay-only.",
     )
     assert posts(gw) == 0
+
+
+async def test_keys_update_replay_applies_while_serving(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    gw = await start(make_settings())
+    off = await gw.request("POST", "/v1/tasks/runs", data=create_body())
+    assert (off.status, off.headers["Cache-Status"]) == (202, "parallel-gateway; fwd=bypass")
+    updated = await run_cli(gw.gateway.config, "keys", "update", "app", "--replay", "replay-only")
+    assert (updated.code, updated.err) == (0, "Updated the key of app 'app'.\n")
+    posted = posts(gw)
+
+    async def replay_only() -> bool:
+        reply = await gw.request("POST", "/v1/tasks/runs", data=create_body("Unrecorded"))
+        return reply.status == 503
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3.0  # keys.refresh_interval is 1 s
+    while not await replay_only():
+        assert loop.time() < deadline, "keys update --replay never applied"
+        await asyncio.sleep(0.05)
+    again = posts(gw)
+    assert await replay_only()
+    assert posts(gw) == again  # nothing more upstream once replay-only
+    assert again >= posted
