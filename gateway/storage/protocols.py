@@ -80,6 +80,9 @@ class Recordings(Protocol):
         """Every recording (only `app`'s when given; at most `limit`), newest first: what an
         export of recordings reads, and the pool a replay miss finds the nearest in."""
 
+    async def has_run(self, run_id: str) -> bool:
+        """Whether any recording names `run_id`."""
+
 
 class Purges(Protocol):
     """Removing runs (their inputs and final answers), each removal recorded so that other

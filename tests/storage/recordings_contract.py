@@ -70,8 +70,11 @@ class RecordingsContract:
         for run_id in ("trun_input", "trun_recorded", "trun_kept"):
             await storage.recordings.put(recording(run_id))
         # A run of which only a recording is stored counts as purged.
+        assert await storage.recordings.has_run("trun_recorded")
         assert await storage.purges.purge(["trun_input", "trun_recorded", "trun_never"]) == 2
         assert await storage.recordings.list_recordings() == [recording("trun_kept")]
+        assert not await storage.recordings.has_run("trun_recorded")
+        assert await storage.recordings.has_run("trun_kept")
 
     async def test_a_purge_of_all_takes_every_recording(self, storage: Storage) -> None:
         await storage.recordings.put(recording("trun_a", app="ci"))

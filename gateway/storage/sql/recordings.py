@@ -50,6 +50,12 @@ class SqlRecordings:
         )
         return [_recording(row) for row in rows]
 
+    async def has_run(self, run_id: str) -> bool:
+        row = await self.database.fetchone(
+            "SELECT 1 FROM create_recordings WHERE run_id = ? LIMIT 1", (run_id,)
+        )
+        return row is not None
+
 
 def _recording(row: tuple[Any, ...]) -> Recording:
     return Recording(row[0], row[1], dict(orjson.loads(row[2])), row[3], row[4])
