@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .cache.cold_runs import ColdRuns, replica_id
 from .cache.final_answers import FinalAnswerCache
+from .cache.recordings import CreateRecordings
 from .cache.run_inputs import MemoryLRU, RunInputCache
 from .config import Settings
 from .http.middleware import create_observer
@@ -34,6 +35,7 @@ from .state import (
     LIVE_SETTINGS,
     METRICS,
     OWNERSHIP,
+    RECORDINGS,
     REPLICA,
     SETTINGS,
     STORAGE,
@@ -190,6 +192,7 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
         app[STORAGE_HEALTH],
         lambda: live.current.cache.max_body_bytes,
     )
+    app[RECORDINGS] = CreateRecordings(app[STORAGE].recordings, app[FINALS], app[STORAGE_HEALTH])
     await app[STORAGE_HEALTH].check(app[STORAGE].status)
     yield
 

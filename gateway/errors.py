@@ -201,6 +201,17 @@ class OfflineError(CannotFetchError):
     reason = "offline"
 
 
+class ReplayMissError(CannotFetchError):
+    """A create with no finished recording to replay where a miss may not go upstream
+    (replay-only, offline); `detail` names fields and run ids, never a field's value."""
+
+    reason = "replay-miss"
+
+    def __init__(self, message: str, detail: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 def error_body(message: str, ref_id: str, detail: Mapping[str, Any] | None = None) -> bytes:
     """Serialise Parallel's ErrorResponse: {"type": "error", "error": {ref_id, message, detail}}."""
     return orjson.dumps(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .cache.final_answers import FinalAnswerCache
+from .cache.recordings import CreateRecordings
 from .cache.run_inputs import RunInputCache
 from .config import Settings
 from .keys.keyring import KeyRing
@@ -34,6 +35,7 @@ STORAGE = web.AppKey("storage", Storage)
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 CACHE = web.AppKey("cache", RunInputCache)
 FINALS = web.AppKey("finals", FinalAnswerCache)
+RECORDINGS = web.AppKey("recordings", CreateRecordings)
 METRICS = web.AppKey("metrics", Metrics)
 OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
 STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)

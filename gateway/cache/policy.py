@@ -21,6 +21,8 @@ CACHE_NAME = "parallel-gateway"
 # Cache-Status values (RFC 9211 section 2), naming this cache.
 CACHE_HIT = f"{CACHE_NAME}; hit"
 CACHE_MISS = f"{CACHE_NAME}; fwd=uri-miss"
+# A create answered from a recording of the same create (README: Run your app's tests offline).
+CACHE_REPLAY = f"{CACHE_HIT}; detail=replay"
 # Every forwarded route: the cache was not used for it (RFC 9211 2.2).
 CACHE_BYPASS = f"{CACHE_NAME}; fwd=bypass"
 

@@ -228,10 +228,10 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cached(storage: Storage, run_id: str) -> bool:
-    """Whether the cache holds anything of the run: its input, or a final answer."""
+    """Whether the cache holds anything of the run: its input, a final answer, a recording."""
     if await storage.run_inputs.get(run_id) is not None:
         return True
-    return await storage.final_answers.has_run(run_id)
+    return await storage.final_answers.has_run(run_id) or await storage.recordings.has_run(run_id)
 
 
 def _count(n: int, noun: str) -> str:

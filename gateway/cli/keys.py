@@ -24,11 +24,17 @@ from ..keys.app_keys import (
 )
 from ..keys.ratelimit import Limit
 from ..storage.open import run_with_storage
-from ..storage.types import KEEP
+from ..storage.types import KEEP, ReplayMode
 from ..timestamps import now_rfc3339, rfc3339
 from .tables import print_table
 
 ALLOW_HELP = "limit the key to this route (repeatable; * is one path segment, a final ** the rest)"
+REPLAY_MODES = [mode.value for mode in ReplayMode]
+REPLAY_HELP = (
+    "what the app's creates do with recordings: off (upstream), record (upstream, recorded), "
+    "replay (a finished recording answers, a miss goes upstream and is recorded), replay-only "
+    "(a miss is a 503)"
+)
 
 
 def add_key_commands(
@@ -48,11 +54,14 @@ def add_key_commands(
         help=ALLOW_HELP + "; without --allow the key may use every route",
     )
     _add_limit_options(create)
+    create.add_argument(
+        "--replay", choices=REPLAY_MODES, default="off", help=REPLAY_HELP + " (default: off)"
+    )
     create.set_defaults(run=cmd_keys_create)
     update = key_commands.add_parser(
         "update",
         parents=[common],
-        help="change an app's allowlist, rate limit, expiry or open-call cap",
+        help="change an app's allowlist, rate limit, expiry, open-call cap or replay mode",
     )
     update.add_argument("name", help="the app whose key to change")
     update.add_argument(
@@ -66,6 +75,7 @@ def add_key_commands(
     update.add_argument("--no-rate", action="store_true", help="remove the rate limit")
     update.add_argument("--no-expiry", action="store_true", help="make the key never expire")
     update.add_argument("--no-max-open", action="store_true", help="remove the open-call cap")
+    update.add_argument("--replay", choices=REPLAY_MODES, help=REPLAY_HELP)
     update.set_defaults(run=cmd_keys_update)
     listing = key_commands.add_parser("list", parents=[common], help="list app keys")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -131,7 +141,13 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
         run_with_storage(
             settings.storage,
             lambda s: create_key(
-                s.app_keys, args.name, args.allow, limit, expires_at, args.max_open
+                s.app_keys,
+                args.name,
+                args.allow,
+                limit,
+                expires_at,
+                args.max_open,
+                ReplayMode(args.replay),
             ),
         )
     )
@@ -154,11 +170,12 @@ def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
         limit=None if args.no_rate else limit or KEEP,
         expires_at=None if args.no_expiry else expires_at or KEEP,
         max_open=None if args.no_max_open else KEEP if args.max_open is None else args.max_open,
+        replay=KEEP if args.replay is None else ReplayMode(args.replay),
     )
     if update == KeyUpdate():
         raise AppKeyError(
             "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
-            "--no-expiry, --max-open or --no-max-open."
+            "--no-expiry, --max-open, --no-max-open or --replay."
         )
     run_with_storage(settings.storage, lambda s: update_key(s.app_keys, args.name, update))
     print(f"Updated the key of app {args.name!r}.", file=sys.stderr)
@@ -204,7 +221,18 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             print(orjson.dumps({**dataclasses.asdict(key), "status": key.status(now)}).decode())
         return 0
     rows = [
-        ("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
+        (
+            "NAME",
+            "PREFIX",
+            "CREATED",
+            "LAST USED",
+            "STATUS",
+            "EXPIRES",
+            "RATE",
+            "MAX OPEN",
+            "REPLAY",
+            "ALLOW",
+        )
     ]
     rows += [
         (
@@ -216,6 +244,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             k.expires_at or "never",
             "none" if k.rate is None else f"{k.rate:g}/s burst {k.burst}",
             "none" if k.max_open is None else str(k.max_open),
+            k.replay.value,
             "all routes" if k.allow is None else ", ".join(k.allow),
         )
         for k in keys

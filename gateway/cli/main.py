@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--offline",
         action="store_true",
-        help="never call upstream: serve cached runs, answer misses 503 (upstream.offline)",
+        help="never call upstream: serve cached runs, replay recorded creates (every key "
+        "replay-only), answer misses 503 (upstream.offline)",
     )
     serve.add_argument(
         "--workers",

@@ -43,13 +43,15 @@ class Route:
 # The only methods Parallel's API uses (parallel-web 1.3.7): no other is forwarded.
 FORWARDED_METHODS = ("GET", "POST")
 INPUT_ROUTE = "tasks.runs.input"  # the cached route
+# Answered from a recording under a replay mode (gateway/http/replay_route.py).
+CREATE_ROUTE = "tasks.runs.create"
 # Cached once final (gateway/http/final_route.py).
 RETRIEVE_ROUTE = "tasks.runs.retrieve"
 RESULT_ROUTE = "tasks.runs.result"
 # Every route of the API, from the official SDK. `{name}` is one non-empty path segment.
 _ORD, _POLL, _STREAM = Timing.ORDINARY, Timing.LONG_POLL, Timing.STREAM
 _ROWS: list[tuple[str, str, str, Timing, Creates | None]] = [
-    ("POST", "/v1/tasks/runs", "tasks.runs.create", _ORD, Creates.RUN),
+    ("POST", "/v1/tasks/runs", CREATE_ROUTE, _ORD, Creates.RUN),
     ("GET", "/v1/tasks/runs/{run}", RETRIEVE_ROUTE, _ORD, None),
     ("GET", "/v1/tasks/runs/{run}/input", INPUT_ROUTE, _ORD, None),
     ("GET", "/v1/tasks/runs/{run}/result", RESULT_ROUTE, _POLL, None),

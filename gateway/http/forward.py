@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
 
 import aiohttp
@@ -49,13 +49,30 @@ async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[by
         yield chunk
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, refused (413) past server.max_body_bytes as `forward` refuses
+    it, for a caller that must see it before it is forwarded (a create matched for replay)."""
+    limit = _body_limit(request)
+    return b"".join([chunk async for chunk in limited(request.content, limit)])
+
+
+def _body_limit(request: web.Request) -> int:
+    """server.max_body_bytes as now in force; 413 at once for a body that says it is longer."""
+    limit = request.app[LIVE_SETTINGS].current.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(_too_large(limit))
+    return limit
+
+
 @dataclass(frozen=True, slots=True)
 class Keep:
-    """A cacheable route's answer on its way back: a 200 of at most `limit` bytes (as its
-    Content-Length says) is read whole and offered to `store`, which says whether it stored it."""
+    """A cacheable route's answer on its way back: one of `statuses` (a 200; a create's 202)
+    of at most `limit` bytes (as its Content-Length says) is read whole and offered to `store`,
+    which says whether it stored it."""
 
     limit: int
     store: Callable[[bytes], Awaitable[bool]]
+    statuses: Container[int] = (200,)
 
 
 def _too_large(limit: int) -> str:
@@ -63,20 +80,18 @@ def _too_large(limit: int) -> str:
 
 
 async def forward(
-    request: web.Request, route: Route, keep: Keep | None = None
+    request: web.Request, route: Route, keep: Keep | None = None, sent: bytes | None = None
 ) -> web.StreamResponse:
     """Send the request upstream with the team key, and relay the answer unchanged (offering it
-    to `keep`, on a cacheable route)."""
+    to `keep`, on a cacheable route). `sent`: its body, where the caller has read it already."""
     app = request.app
-    limit = app[LIVE_SETTINGS].current.server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(_too_large(limit))
-    body: bytes | AsyncIterator[bytes] | None = None
-    if request.content_length is not None and 0 < request.content_length <= CHUNK:
+    limit = _body_limit(request)
+    body: bytes | AsyncIterator[bytes] | None = sent
+    if sent is None and request.content_length is not None and 0 < request.content_length <= CHUNK:
         # Read first, it goes upstream in one write with its head (streamed, it would be sent
         # chunked: a write for the head, each chunk and the end).
         body = await request.read()
-    elif request.body_exists:
+    elif sent is None and request.body_exists:
         body = limited(request.content, limit)
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
@@ -88,7 +103,7 @@ async def forward(
         headers["Cache-Status"] = CACHE_BYPASS
         if keep is not None:
             stored = False
-            if resp.status == 200 and _fits(resp, keep.limit):
+            if resp.status in keep.statuses and _fits(resp, keep.limit):
                 read = await resp.read()
                 stored = await keep.store(read)
             headers["Cache-Status"] = cache_status(stored=stored, fwd_status=resp.status)

@@ -36,10 +36,11 @@ from ..state import (
     SETTINGS,
     UPSTREAM_WAIT,
 )
-from .catalog import INPUT_ROUTE, known_route, resolve
+from .catalog import CREATE_ROUTE, INPUT_ROUTE, known_route, resolve
 from .final_route import answer_kind, answer_or_forward
 from .forward import forward
 from .input_route import check_input
+from .replay_route import create_run
 
 JSON = "application/json"
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
@@ -87,6 +88,8 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         _take_turn(request, app_name)
         if route.owned and app_mode:
             await _check_isolation(request, app_name, route.owned)
+        if route.name == CREATE_ROUTE:
+            return await create_run(request, route, app_name)
         kind = answer_kind(route)
         if kind is not None:
             return await answer_or_forward(request, route, kind)

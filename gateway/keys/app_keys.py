@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..storage.protocols import AppKeys
-from ..storage.types import KEEP, AppKey, Deleted, Keep, KeyChanges, NewKey
+from ..storage.types import KEEP, AppKey, Deleted, Keep, KeyChanges, NewKey, ReplayMode
 from ..timestamps import now_rfc3339, rfc3339
 from .allowlist import AllowError, Rule, parse_rule
 from .ratelimit import Limit
@@ -34,6 +34,7 @@ class KeyUpdate:
     limit: Limit | Keep | None = KEEP
     expires_at: datetime | Keep | None = KEEP
     max_open: int | Keep | None = KEEP
+    replay: ReplayMode | Keep = KEEP
 
 
 def _duration(text: str, what: str) -> timedelta:
@@ -99,12 +100,14 @@ async def create_key(
     limit: Limit | None = None,
     expires_at: datetime | None = None,
     max_open: int | None = None,
+    replay: ReplayMode = ReplayMode.OFF,
 ) -> str:
     """Create a key for app `name` and return it; only its hash is stored.
 
     `allow` limits the key to those route rules ("GET /v1/tasks/runs/*"); None allows all.
     `limit` is its rate limit, `expires_at` when it stops working, and `max_open` how many of
-    its calls may be open at once; None for none of them.
+    its calls may be open at once; None for none of them. `replay` is what its creates do
+    with recordings (README: Run your app's tests offline).
     """
     if not name or len(name) > 64 or not name.isprintable():
         raise AppKeyError(f"App name {name!r} is not valid: use 1 to 64 printable characters.")
@@ -122,6 +125,7 @@ async def create_key(
             None if limit is None else limit.burst,
             None if expires_at is None else rfc3339(expires_at),
             max_open,
+            replay,
         )
     )
     if not created:
@@ -168,6 +172,7 @@ def key_changes(update: KeyUpdate) -> KeyChanges:
             else rfc3339(update.expires_at)
         ),
         max_open=update.max_open,
+        replay=update.replay,
     )
 
 
@@ -242,6 +247,7 @@ class KeyPolicies:
     rules: dict[str, tuple[Rule, ...]]  # the apps whose keys have an allowlist
     limits: dict[str, Limit]  # the rate-limited apps
     max_open: dict[str, int]  # the apps whose open calls are capped
+    replay: dict[str, ReplayMode]  # the apps whose replay mode is not off
 
 
 def key_policies(apps: Sequence[AppKey]) -> KeyPolicies:
@@ -256,4 +262,5 @@ def key_policies(apps: Sequence[AppKey]) -> KeyPolicies:
             if a.rate is not None and a.burst is not None
         },
         max_open={a.name: a.max_open for a in apps if a.max_open is not None},
+        replay={a.name: a.replay for a in apps if a.replay is not ReplayMode.OFF},
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from ..errors import AuthenticationError, ForbiddenError, RateLimitedError, TooManyOpenError
 from ..storage.protocols import AppKeys
-from ..storage.types import KeyState, Usage
+from ..storage.types import KeyState, ReplayMode, Usage
 from ..timestamps import now_rfc3339, rfc3339
 from .allowlist import Rule, is_allowed
 from .app_keys import hash_key, key_policies
@@ -53,6 +53,7 @@ class KeyRing:
         self._rules = rules or {}
         self._buckets: dict[str, TokenBucket] = {}
         self._max_open: dict[str, int] = {}  # the apps whose keys cap their open calls
+        self._replay: dict[str, ReplayMode] = {}  # the apps whose replay mode is not off
         self._open: dict[str, int] = {}  # calls open now, per app
         # With replicas: calls this one admitted under a rate limit since it started, and the
         # calls the other replicas hold open, per app (see shared_limits.py).
@@ -119,6 +120,10 @@ class KeyRing:
                 bucket.debit(tokens, now)
         self._peer_open = totals.open
 
+    def replay_mode(self, app: str) -> ReplayMode:
+        """What the app's creates do with recordings (keys --replay)."""
+        return self._replay.get(app, ReplayMode.OFF)
+
     def restricted(self, app: str) -> bool:
         """Whether the app's key has an allowlist."""
         return app in self._rules
@@ -166,6 +171,7 @@ class KeyRing:
         policies = key_policies(await keys.list_apps())
         # All at once: a key must never be served between getting its owner and its limits.
         self._owners, self._rules, self._max_open = owners, policies.rules, policies.max_open
+        self._replay = policies.replay
         self.set_limits(policies.limits)
 
     def set_limits(self, limits: Mapping[str, Limit]) -> None:

@@ -68,6 +68,13 @@ class Metrics:
             "Cache misses that waited on another request's fetch of the same run.",
             registry=r,
         )
+        self.replays = Counter(
+            "gateway_replays",
+            "Creates of apps in a replay mode (and every create offline), by app and outcome: "
+            "hit (answered from a recording) or miss (none finished).",
+            ["app", "outcome"],
+            registry=r,
+        )
         self.errors = Counter(
             "gateway_errors", "Errors the gateway answered, by kind.", ["kind"], registry=r
         )

@@ -19,6 +19,7 @@ from .types import (
     KeyState,
     NewKey,
     Purge,
+    Recording,
     StoredAnswer,
     StoredInput,
     Usage,
@@ -59,6 +60,28 @@ class FinalAnswers(Protocol):
 
     async def stats(self) -> dict[AnswerKind, CacheStats]:
         """Entries, bytes, oldest and newest, for each kind."""
+
+
+class Recordings(Protocol):
+    """Recorded creates (record and replay): a match hash, field hashes and the run a create
+    made, never its body; several runs may be recorded for one match. A purge of a run takes
+    its recordings."""
+
+    async def put(self, recording: Recording) -> None:
+        """Store one recording unless it is there (same app, match and run): what a recorded
+        create writes, and what an import of recordings calls for each one."""
+
+    async def matching(self, match_hash: str, app: str | None = None) -> list[Recording]:
+        """The recordings of one match (only `app`'s when given), newest first."""
+
+    async def list_recordings(
+        self, app: str | None = None, limit: int | None = None
+    ) -> list[Recording]:
+        """Every recording (only `app`'s when given; at most `limit`), newest first: what an
+        export of recordings reads, and the pool a replay miss finds the nearest in."""
+
+    async def has_run(self, run_id: str) -> bool:
+        """Whether any recording names `run_id`."""
 
 
 class Purges(Protocol):
@@ -188,6 +211,7 @@ class Storage:
     run_inputs: RunInputs
     final_answers: FinalAnswers
     purges: Purges
+    recordings: Recordings
     app_keys: AppKeys
     run_access: RunAccess
     status: StorageStatus

@@ -64,6 +64,29 @@ class Purge:
     run_ids: list[str] | None
 
 
+class ReplayMode(enum.Enum):
+    """What an app's creates do with recordings (keys --replay): off (every create goes
+    upstream), record (upstream, recorded), replay (a finished recording answers, a miss goes
+    upstream and is recorded), replay-only (as replay, but a miss never goes upstream)."""
+
+    OFF = "off"
+    RECORD = "record"
+    REPLAY = "replay"
+    REPLAY_ONLY = "replay-only"
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A recorded create: its match hash and field hashes (cache/match_key.py), the run it
+    made, never its body."""
+
+    app: str
+    match_hash: str
+    fields: dict[str, str]  # field path -> hash of its canonical value
+    run_id: str
+    recorded_at: str  # RFC 3339, UTC
+
+
 @dataclass(frozen=True, slots=True)
 class AppKey:
     """An app and its key, as stored (the key itself never is: only its hash and prefix)."""
@@ -78,6 +101,7 @@ class AppKey:
     burst: int | None = None
     expires_at: str | None = None  # None: never
     max_open: int | None = None  # calls open at once; None: no cap
+    replay: ReplayMode = ReplayMode.OFF
 
     def status(self, now: str) -> str:
         if self.revoked_at:
@@ -98,6 +122,7 @@ class NewKey:
     burst: int | None = None
     expires_at: str | None = None
     max_open: int | None = None
+    replay: ReplayMode = ReplayMode.OFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +151,7 @@ class KeyChanges:
     burst: int | Keep | None = KEEP
     expires_at: str | Keep | None = KEEP
     max_open: int | Keep | None = KEEP
+    replay: ReplayMode | Keep = KEEP
 
 
 @dataclass(frozen=True, slots=True)

@@ -450,6 +450,16 @@ def test_purge_of_one_run(ws: Workspace) -> None:
     assert purges(ws) == [(1, '["trun_bravo"]')]
 
 
+def test_purge_of_a_run_only_recorded_removes_its_recording(ws: Workspace) -> None:
+    ws.execute(
+        "INSERT INTO create_recordings (app, match_hash, fields, run_id, recorded_at)"
+        " VALUES ('ci', ?, '{}', 'trun_recorded', '2026-11-28T00:00:00.000000Z')",
+        ("a" * 64,),
+    )
+    assert ws.run("cache", "purge", "trun_recorded") == Result(0, b"", "Purged 1 run.\n")
+    assert ws.rows("SELECT run_id FROM create_recordings") == []
+
+
 def test_purge_all_without_yes_removes_nothing(ws: Workspace) -> None:
     ws.seed(SEEDED)
     result = ws.run("cache", "purge", "--all")

@@ -25,7 +25,8 @@ from tests.cli_support import (
 
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
 TABLE_HEADER = [
-    *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
+    *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN"),
+    *("REPLAY", "ALLOW"),
 ]
 
 
@@ -99,6 +100,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
             "never",
             "none",
             "none",
+            "off",
             "all routes",
         ],
         [
@@ -110,6 +112,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
             "never",
             "none",
             "none",
+            "off",
             "all routes",
         ],
     ]
@@ -120,7 +123,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
 
 def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
     assert ws.run_text("keys", "list") == Result(
-        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  ALLOW\n", ""
+        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  REPLAY  ALLOW\n", ""
     )
     assert ws.run_text("keys", "list", "--json") == Result(0, "", "")
 
@@ -149,6 +152,7 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "burst": None,
             "expires_at": None,
             "max_open": None,
+            "replay": "off",
             "status": "active",
         },
         {
@@ -162,6 +166,7 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "burst": None,
             "expires_at": None,
             "max_open": None,
+            "replay": "off",
             "status": "revoked",
         },
     ]

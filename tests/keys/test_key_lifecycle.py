@@ -207,13 +207,29 @@ async def test_keys_list_shows_the_limits_and_expiry(gateway: Gateway) -> None:
     await cli(gateway, "keys", "create", "temp", "--expires", "12h", "--max-open", "50")
     out = await cli(gateway, "keys", "list")
     rows = {row[0]: row[4:] for row in (re.split(r"\s{2,}", line) for line in out.splitlines())}
-    assert rows["NAME"] == ["STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW"]
-    assert rows["limited"] == ["active", "never", "2.5/s burst 10", "none", "all routes"]
+    assert rows["NAME"] == ["STATUS", "EXPIRES", "RATE", "MAX OPEN", "REPLAY", "ALLOW"]
+    assert rows["limited"] == ["active", "never", "2.5/s burst 10", "none", "off", "all routes"]
     temp = listed(await cli(gateway, "keys", "list", "--json"), "temp")
-    assert rows["temp"] == ["active", temp["expires_at"], "none", "50", "all routes"]
+    assert rows["temp"] == ["active", temp["expires_at"], "none", "50", "off", "all routes"]
     assert temp["max_open"] == 50
     await cli(gateway, "keys", "update", "temp", "--no-max-open")
     assert listed(await cli(gateway, "keys", "list", "--json"), "temp")["max_open"] is None
+
+
+async def test_keys_create_and_update_set_the_replay_mode_and_list_shows_it(
+    gateway: Gateway,
+) -> None:
+    await cli(gateway, "keys", "create", "recorder", "--replay", "record")
+    await cli(gateway, "keys", "create", "plain")
+    assert listed(await cli(gateway, "keys", "list", "--json"), "recorder")["replay"] == "record"
+    assert listed(await cli(gateway, "keys", "list", "--json"), "plain")["replay"] == "off"
+    await cli(gateway, "keys", "update", "recorder", "--replay", "replay-only")
+    out = await cli(gateway, "keys", "list")
+    rows = {row[0]: row[8] for row in (re.split(r"\s{2,}", line) for line in out.splitlines())}
+    assert rows == {"NAME": "REPLAY", "app": "off", "plain": "off", "recorder": "replay-only"}
+    refused = await run_cli(gateway.config, "keys", "update", "plain", "--replay", "always")
+    assert refused.code == 2
+    assert "argument --replay: invalid choice: 'always'" in refused.err
 
 
 @pytest.mark.parametrize(
@@ -235,7 +251,7 @@ async def test_keys_list_shows_the_limits_and_expiry(gateway: Gateway) -> None:
         (
             ["keys", "update", "app"],
             "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
-            "--no-expiry, --max-open or --no-max-open.",
+            "--no-expiry, --max-open, --no-max-open or --replay.",
         ),
         (
             ["keys", "update", "app", "--max-open", "5", "--no-max-open"],

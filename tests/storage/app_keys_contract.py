@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from gateway.storage.protocols import Storage
-from gateway.storage.types import AppKey, Deleted, KeyChanges, KeyState, NewKey
+from gateway.storage.types import AppKey, Deleted, KeyChanges, KeyState, NewKey, ReplayMode
 
 T0 = "2026-01-02T03:00:00.000000Z"
 T1 = "2026-01-02T04:00:00.000000Z"
@@ -84,6 +85,22 @@ class AppKeysContract:
         assert await keys.get("app") == AppKey(
             "app", "pgw_app", T0, None, None, None, None, None, T1
         )
+
+    async def test_the_replay_mode_is_off_unless_set_and_kept_by_other_changes(
+        self, storage: Storage
+    ) -> None:
+        keys = storage.app_keys
+        await keys.create(new_key("plain"))
+        await keys.create(dataclasses.replace(new_key("ci"), replay=ReplayMode.REPLAY_ONLY))
+        assert [(a.name, a.replay) for a in await keys.list_apps()] == [
+            ("ci", ReplayMode.REPLAY_ONLY),
+            ("plain", ReplayMode.OFF),
+        ]
+        await keys.update("plain", KeyChanges(replay=ReplayMode.RECORD))
+        await keys.update("plain", KeyChanges(max_open=2))
+        app = await keys.get("plain")
+        assert app is not None
+        assert (app.replay, app.max_open) == (ReplayMode.RECORD, 2)
 
     async def test_rotation_keeps_the_old_key_until_its_grace_ends(self, storage: Storage) -> None:
         keys = storage.app_keys

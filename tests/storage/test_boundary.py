@@ -120,6 +120,7 @@ def test_the_backends_hold_the_sql() -> None:
         "sql/app_keys.py",
         "sql/fetch_leases.py",
         "sql/final_answers.py",
+        "sql/recordings.py",
         "sql/replica_usage.py",
         "sql/run_access.py",
         "sql/run_inputs.py",

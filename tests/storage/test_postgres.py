@@ -13,6 +13,7 @@ from gateway.storage.postgres import open_postgres
 from gateway.storage.protocols import Storage
 from tests.storage.app_keys_contract import AppKeysContract
 from tests.storage.final_answers_contract import FinalAnswersContract
+from tests.storage.recordings_contract import RecordingsContract
 from tests.storage.run_access_contract import RunAccessContract
 from tests.storage.run_inputs_contract import PurgesContract, RunInputsContract
 from tests.storage.status_contract import StorageStatusContract
@@ -48,6 +49,10 @@ class TestFinalAnswers(FinalAnswersContract):
 
 
 class TestPurges(PurgesContract):
+    pass
+
+
+class TestRecordings(RecordingsContract):
     pass
 
 

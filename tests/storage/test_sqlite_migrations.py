@@ -25,6 +25,7 @@ from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, qu
 TABLES = [
     "app_keys",
     "cache_purges",
+    "create_recordings",
     "final_answers",
     "retired_keys",
     "run_access",
@@ -84,6 +85,7 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         ("burst", "INTEGER", 0, 0),
         ("expires_at", "TEXT", 0, 0),
         ("max_open", "INTEGER", 0, 0),
+        ("replay", "TEXT", 1, 0),
     ]
     rows = query(path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
     assert MIGRATION_FILES[0] == "0001_initial.sql"

@@ -13,7 +13,14 @@ from gateway.config import StorageSettings
 from gateway.storage.copy import Copied, copy_storage
 from gateway.storage.open import open_storage
 from gateway.storage.protocols import Storage
-from gateway.storage.types import AnswerKind, NewKey, StoredAnswer, StoredInput
+from gateway.storage.types import (
+    AnswerKind,
+    NewKey,
+    Recording,
+    ReplayMode,
+    StoredAnswer,
+    StoredInput,
+)
 
 AT = "2026-01-02T03:04:05.000000Z"
 LATER = "2026-01-03T00:00:00.000000Z"
@@ -27,7 +34,9 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Storage]:
     opened = await open_storage(StorageSettings(database=str(tmp_path / "gw.db")))
     keys = opened.app_keys
     await keys.create(NewKey("billing", "h-billing", "pgw_bil", AT, ["GET /v1/tasks/runs/*"], 2.5))
-    await keys.create(NewKey("search", "h-search", "pgw_sea", AT, max_open=7))
+    await keys.create(
+        NewKey("search", "h-search", "pgw_sea", AT, max_open=7, replay=ReplayMode.REPLAY_ONLY)
+    )
     await keys.rotate("billing", "h-billing-2", "pgw_bi2", LATER, "2026-02-01T00:00:00.000000Z")
     await keys.revoke("search", LATER)
     await keys.record_last_used({"billing"}, LATER)
@@ -39,6 +48,8 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Storage]:
     await opened.run_inputs.put_many(StoredInput(r, b, AT) for r, b in BODIES.items())
     for kind, beta in ((AnswerKind.RESULT, ""), (AnswerKind.RESULT, BETA), (AnswerKind.RUN, "")):
         await opened.final_answers.put(StoredAnswer(kind, "trun_0001", beta, ANSWER, AT))
+    for app, run_id in (("billing", "trun_0001"), ("search", "trun_0002")):
+        await opened.recordings.put(Recording(app, "m" * 64, {"input": "f" * 16}, run_id, AT))
     yield opened
     await opened.close()
 
@@ -62,6 +73,7 @@ async def snapshot(storage: Storage) -> dict[str, Any]:
         "stats": await storage.run_inputs.stats(),
         "answer_stats": await storage.final_answers.stats(),
         "answer": await storage.final_answers.get(AnswerKind.RESULT, "trun_0001", BETA),
+        "recordings": await storage.recordings.list_recordings(),
     }
 
 
@@ -73,6 +85,7 @@ async def test_everything_is_copied_as_it_is(sqlite: Storage, postgres: Storage)
         Copied("run_access", 3, 3),
         Copied("run_inputs", 1203, 1203),
         Copied("final_answers", 3, 3),
+        Copied("create_recordings", 2, 2),
         Copied("cache_purges", 2, 2),
     ]
     assert await snapshot(postgres) == await snapshot(sqlite)
@@ -84,6 +97,6 @@ async def test_copying_again_adds_nothing_and_keeps_what_the_target_has(
     await postgres.run_inputs.put(StoredInput("trun_0005", b'{"target":"kept"}', LATER))
     await copy_storage(sqlite, postgres, quiet)
     again = await copy_storage(sqlite, postgres, quiet)
-    assert [c.added for c in again] == [0, 0, 0, 0, 0, 0]
+    assert [c.added for c in again] == [0, 0, 0, 0, 0, 0, 0]
     kept = await postgres.run_inputs.get("trun_0005")
     assert kept == StoredInput("trun_0005", b'{"target":"kept"}', LATER)

@@ -11,6 +11,7 @@ from ..protocols import FetchLeases, ReplicaUsage, Storage
 from .app_keys import SqlAppKeys
 from .database import SqlDatabase
 from .final_answers import SqlFinalAnswers
+from .recordings import SqlRecordings
 from .run_access import SqlRunAccess
 from .run_inputs import SqlRunInputs
 from .status import SqlStatus
@@ -33,6 +34,7 @@ def sql_storage(
         run_inputs=run_inputs,
         final_answers=SqlFinalAnswers(database),
         purges=run_inputs,
+        recordings=SqlRecordings(database),
         app_keys=SqlAppKeys(database),
         run_access=SqlRunAccess(database),
         status=SqlStatus(database, migrations),

@@ -7,11 +7,12 @@ from typing import Any
 
 import orjson
 
-from ..types import KEEP, AppKey, Deleted, KeyChanges, KeyState, NewKey
+from ..types import KEEP, AppKey, Deleted, KeyChanges, KeyState, NewKey, ReplayMode
 from .database import SqlDatabase, Statement
 
 COLUMNS = (
-    "name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst, expires_at, max_open"
+    "name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst, expires_at, max_open,"
+    " replay"
 )
 # The columns KeyChanges may set besides `allow`, by its fields' names: never a caller's text.
 PLAIN_COLUMNS = ("rate", "burst", "expires_at", "max_open")
@@ -26,7 +27,7 @@ class SqlAppKeys:
     async def create(self, key: NewKey) -> bool:
         created = await self.database.write(
             "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow, rate, burst,"
-            " expires_at, max_open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " expires_at, max_open, replay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (name) DO NOTHING",
             (
                 key.name,
@@ -38,6 +39,7 @@ class SqlAppKeys:
                 key.burst,
                 key.expires_at,
                 key.max_open,
+                key.replay.value,
             ),
         )
         return created == 1
@@ -62,6 +64,8 @@ class SqlAppKeys:
         for column in PLAIN_COLUMNS:
             if (value := getattr(changes, column)) is not KEEP:
                 values[column] = value
+        if changes.replay is not KEEP:
+            values["replay"] = changes.replay.value
         if not values:
             return
         assignments = ", ".join(f"{column} = ?" for column in values)
@@ -137,7 +141,11 @@ class SqlAppKeys:
 
 def _app_key(row: tuple[Any, ...]) -> AppKey:
     allow = None if row[5] is None else list(orjson.loads(row[5]))
-    return AppKey(row[0], row[1], row[2], row[3], row[4], allow, *row[6:])
+    rate, burst, expires_at, max_open, replay = row[6:]
+    return AppKey(
+        row[0], row[1], row[2], row[3], row[4], allow, rate, burst, expires_at, max_open,
+        ReplayMode(replay),
+    )  # fmt: skip
 
 
 def _allow_column(allow: list[str] | None) -> str | None:

@@ -1,5 +1,5 @@
 """Run inputs and purges of runs: the `run_inputs` and `cache_purges` tables (a purge takes a
-run's `final_answers` too)."""
+run's `final_answers` and `create_recordings` too)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ INSERT = (
 SCAN_PAGE = 1000
 STORED_RUN = (
     "SELECT 1 FROM run_inputs WHERE run_id = ?"
-    " UNION ALL SELECT 1 FROM final_answers WHERE run_id = ? LIMIT 1"
+    " UNION ALL SELECT 1 FROM final_answers WHERE run_id = ?"
+    " UNION ALL SELECT 1 FROM create_recordings WHERE run_id = ? LIMIT 1"
 )
 
 
@@ -74,7 +75,8 @@ class SqlRunInputs:
         return CacheStats(*row)
 
     async def purge(self, run_ids: Sequence[str] | None) -> int:
-        # A run's final answers go with its input: a purge removes all the cache knows of it.
+        # A run's final answers and recordings go with its input: a purge removes all the cache
+        # knows of it.
         record = (
             "INSERT INTO cache_purges (run_ids, purged_at) VALUES (?, ?)",
             [(None if run_ids is None else orjson.dumps(list(run_ids)).decode(), now_rfc3339())],
@@ -82,21 +84,25 @@ class SqlRunInputs:
         if run_ids is None:
             row = await self.database.fetchone(
                 "SELECT count(*) FROM (SELECT run_id FROM run_inputs"
-                " UNION SELECT run_id FROM final_answers) AS stored"
+                " UNION SELECT run_id FROM final_answers"
+                " UNION SELECT run_id FROM create_recordings) AS stored"
             )
             removed = int(row[0]) if row else 0
             deletes: list[Statement] = [
                 ("DELETE FROM run_inputs", [()]),
                 ("DELETE FROM final_answers", [()]),
+                ("DELETE FROM create_recordings", [()]),
             ]
         else:
             removed = 0
             for run_id in run_ids:
-                removed += await self.database.fetchone(STORED_RUN, (run_id, run_id)) is not None
+                stored = await self.database.fetchone(STORED_RUN, (run_id, run_id, run_id))
+                removed += stored is not None
             rows = [(run_id,) for run_id in run_ids]
             deletes = [
                 ("DELETE FROM run_inputs WHERE run_id = ?", rows),
                 ("DELETE FROM final_answers WHERE run_id = ?", rows),
+                ("DELETE FROM create_recordings WHERE run_id = ?", rows),
             ]
         # Counted before, for the count said: a run stored meanwhile may go uncounted.
         await self.database.transaction([*deletes, record])

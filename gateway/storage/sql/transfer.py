@@ -31,6 +31,7 @@ APP_KEY_COLUMNS = (
     "burst",
     "expires_at",
     "max_open",
+    "replay",
 )
 # In the order they are copied: keys before the records that name their apps. Key hashes are
 # copied, never keys (there are none to copy). A purge's number is the target's own.
@@ -43,6 +44,11 @@ TABLES = (
         "final_answers",
         ("run_id", "kind", "beta", "body", "size", "stored_at"),
         ("run_id", "kind", "beta"),
+    ),
+    Table(
+        "create_recordings",
+        ("app", "match_hash", "fields", "run_id", "recorded_at"),
+        ("app", "match_hash", "run_id"),
     ),
     Table("cache_purges", ("seq", "run_ids", "purged_at"), ("seq",)),
 )
