@@ -129,6 +129,7 @@ class WireResponse:
     """An answer as it arrives: its head at once, its body read whole or chunk by chunk."""
 
     __slots__ = (
+        "_body",
         "_chunks",
         "_connection",
         "_done",
@@ -146,6 +147,7 @@ class WireResponse:
         length = headers.get("Content-Length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
         self._connection = connection
+        self._body: bytes | None = None
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._done = False
@@ -158,12 +160,14 @@ class WireResponse:
         return self
 
     async def read(self) -> bytes:
-        """The whole body."""
-        if self._done and self._error is None:  # it came with the head: the usual short answer
-            body = b"".join(self._chunks)
-            self._chunks.clear()
-            return body
-        return b"".join([chunk async for chunk in self.iter_any()])
+        """The whole body; again the same bytes on every later call, as aiohttp's."""
+        if self._body is None:
+            if self._done and self._error is None:  # it came with the head: a short answer
+                self._body = b"".join(self._chunks)
+                self._chunks.clear()
+            else:
+                self._body = b"".join([chunk async for chunk in self.iter_any()])
+        return self._body
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, whatever has come at each step."""

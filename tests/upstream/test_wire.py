@@ -218,3 +218,15 @@ async def get_silent(pool: wire.WirePool, seconds: float) -> bytes:
         return await answer.read()
     finally:
         answer.release()
+
+
+@pytest.mark.parametrize("size", [len(GOOD), 2 * wire.HIGH_WATER], ids=["small", "large"])
+async def test_an_answer_read_twice_gives_its_body_twice(
+    faulty: FaultServer, pool: wire.WirePool, size: int
+) -> None:
+    """As aiohttp's: the relay reads a create's answer to store it, then again to record it."""
+    body = (GOOD * (size // len(GOOD) + 1))[:size]
+    faulty.add(PATH, [respond(200, body)])
+    answer = await pool.request("GET", PATH, {}, None, 10)
+    assert [await answer.read(), await answer.read()] == [body, body]
+    answer.release()
