@@ -154,3 +154,16 @@ class Usage:
     taken: int
     open: int
     started: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallCount:
+    """Billable calls one app made upstream, and calls the gateway saved it, on one UTC day, of
+    one kind ("task_run", "search", ...) and processor (None where a kind has none)."""
+
+    app: str
+    day: str  # YYYY-MM-DD, UTC
+    kind: str
+    processor: str | None
+    calls: int
+    saved_calls: int

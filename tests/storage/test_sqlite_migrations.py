@@ -24,6 +24,7 @@ from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, qu
 
 TABLES = [
     "app_keys",
+    "billing_calls",
     "cache_purges",
     "final_answers",
     "retired_keys",

@@ -13,12 +13,13 @@ from gateway.config import StorageSettings
 from gateway.storage.copy import Copied, copy_storage
 from gateway.storage.open import open_storage
 from gateway.storage.protocols import Storage
-from gateway.storage.types import AnswerKind, NewKey, StoredAnswer, StoredInput
+from gateway.storage.types import AnswerKind, CallCount, NewKey, StoredAnswer, StoredInput
 
 AT = "2026-01-02T03:04:05.000000Z"
 LATER = "2026-01-03T00:00:00.000000Z"
 BETA = "mcp-server-2025-07-17"
 ANSWER = b'{"run": {"status": "completed"},  "output": 1.10}\xff'
+COUNTED_SEARCH = CallCount("search", "2026-01-03", "search", None, 1, 0)
 BODIES = {f"trun_{i:04d}": f'{{"input": "r\\u00e9n {i}",  "n":1.10}}'.encode() for i in range(1203)}
 
 
@@ -39,6 +40,9 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Storage]:
     await opened.run_inputs.put_many(StoredInput(r, b, AT) for r, b in BODIES.items())
     for kind, beta in ((AnswerKind.RESULT, ""), (AnswerKind.RESULT, BETA), (AnswerKind.RUN, "")):
         await opened.final_answers.put(StoredAnswer(kind, "trun_0001", beta, ANSWER, AT))
+    await opened.billing_calls.add(
+        [CallCount("billing", "2026-01-02", "task_run", "core", 3, 2), COUNTED_SEARCH]
+    )
     yield opened
     await opened.close()
 
@@ -62,6 +66,7 @@ async def snapshot(storage: Storage) -> dict[str, Any]:
         "stats": await storage.run_inputs.stats(),
         "answer_stats": await storage.final_answers.stats(),
         "answer": await storage.final_answers.get(AnswerKind.RESULT, "trun_0001", BETA),
+        "calls": await storage.billing_calls.counts("2026-01-01", "2026-12-31"),
     }
 
 
@@ -74,6 +79,7 @@ async def test_everything_is_copied_as_it_is(sqlite: Storage, postgres: Storage)
         Copied("run_inputs", 1203, 1203),
         Copied("final_answers", 3, 3),
         Copied("cache_purges", 2, 2),
+        Copied("billing_calls", 2, 2),
     ]
     assert await snapshot(postgres) == await snapshot(sqlite)
 
@@ -84,6 +90,6 @@ async def test_copying_again_adds_nothing_and_keeps_what_the_target_has(
     await postgres.run_inputs.put(StoredInput("trun_0005", b'{"target":"kept"}', LATER))
     await copy_storage(sqlite, postgres, quiet)
     again = await copy_storage(sqlite, postgres, quiet)
-    assert [c.added for c in again] == [0, 0, 0, 0, 0, 0]
+    assert [c.added for c in again] == [0, 0, 0, 0, 0, 0, 0]
     kept = await postgres.run_inputs.get("trun_0005")
     assert kept == StoredInput("trun_0005", b'{"target":"kept"}', LATER)

@@ -45,6 +45,11 @@ TABLES = (
         ("run_id", "kind", "beta"),
     ),
     Table("cache_purges", ("seq", "run_ids", "purged_at"), ("seq",)),
+    Table(
+        "billing_calls",
+        ("app", "day", "kind", "processor", "calls", "saved_calls"),
+        ("app", "day", "kind", "processor"),
+    ),
 )
 TABLE_NAMES = tuple(table.name for table in TABLES)
 
