@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import structlog
 from aiohttp import ClientResponse, web
 
+from .billing.flush import BillingFlush
+from .billing.tally import Tally
 from .cache.cold_runs import ColdRuns, replica_id
 from .cache.final_answers import FinalAnswerCache
 from .cache.run_inputs import MemoryLRU, RunInputCache
@@ -39,6 +41,7 @@ from .state import (
     STORAGE,
     STORAGE_HEALTH,
     STREAMS,
+    TALLY,
     UPSTREAM,
     LiveSettings,
 )
@@ -72,10 +75,12 @@ def create_app(
     app[DRAINING] = [False]
     app[STREAMS] = set()
     app[REPLICA] = replica_id()
+    app[TALLY] = Tally()
     team_key = team_key_from(settings, env)
     if (password := password_of(settings.storage.database)) is not None:
         scrub_also(password)  # a last defence: no line is meant to hold it
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_billing)
     app.cleanup_ctx.append(_ownership)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(_cache)
@@ -131,6 +136,17 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE] = await open_storage(app[SETTINGS].storage)
     yield
     await app[STORAGE].close()
+
+
+async def _billing(app: web.Application) -> AsyncIterator[None]:
+    """Billing counts go to the store every flush_interval seconds, and once more at the end,
+    after the last request (before the database closes)."""
+    flush = BillingFlush(app[TALLY], app[STORAGE].billing_calls, app[METRICS])
+    chore = Periodic("billing.flush", app[SETTINGS].billing.flush_interval, flush.flush)
+    chore.start()
+    yield
+    await chore.stop()
+    await flush.last_flush()
 
 
 async def _ownership(app: web.Application) -> AsyncIterator[None]:

@@ -110,6 +110,11 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BillingSettings:
+    flush_interval: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
@@ -119,6 +124,7 @@ class Settings:
     isolation: IsolationSettings = field(default_factory=IsolationSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -290,6 +296,7 @@ def _check(s: Settings) -> None:
         "cache.sync_interval": s.cache.sync_interval,
         "keys.refresh_interval": s.keys.refresh_interval,
         "keys.share_interval": s.keys.share_interval,
+        "billing.flush_interval": s.billing.flush_interval,
     }
     for name, value in positive.items():
         if not (value > 0 and _finite(value)):  # written so that NaN fails too

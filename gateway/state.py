@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from .billing.tally import Tally
 from .cache.final_answers import FinalAnswerCache
 from .cache.run_inputs import RunInputCache
 from .config import Settings
@@ -37,6 +38,8 @@ FINALS = web.AppKey("finals", FinalAnswerCache)
 METRICS = web.AppKey("metrics", Metrics)
 OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
 STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)
+# Billable and saved calls counted since the last flush (gateway/billing/).
+TALLY = web.AppKey("tally", Tally)
 # This process, as the other replicas know it (fetch leases, shared usage).
 REPLICA = web.AppKey("replica", str)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)

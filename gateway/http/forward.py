@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..billing.calls import BILLABLE, calls_made
 from ..cache.policy import CACHE_BYPASS, cache_status
 from ..errors import DO_NOT_RETRY, PayloadTooLargeError
 from ..keys.ownership import created_ids
@@ -23,6 +24,7 @@ from ..state import (
     REQUEST_ID,
     SETTINGS,
     STREAMS,
+    TALLY,
     UPSTREAM,
     UPSTREAM_WAIT,
 )
@@ -70,10 +72,13 @@ async def forward(
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(_too_large(limit))
     body: bytes | AsyncIterator[bytes] | None = None
+    billed = BILLABLE.get(route.name)
     if request.content_length is not None and 0 < request.content_length <= CHUNK:
         # Read first, it goes upstream in one write with its head (streamed, it would be sent
         # chunked: a write for the head, each chunk and the end).
         body = await request.read()
+    elif billed is not None and request.content_length is not None and request.content_length:
+        body = await request.read()  # within the limit: billing reads its processors
     elif request.body_exists:
         body = limited(request.content, limit)
     # Only isolation mode "app" reads who created what (README: Run isolation).
@@ -92,6 +97,10 @@ async def forward(
                 read = await resp.read()
                 stored = await keep.store(read)
             headers["Cache-Status"] = cache_status(stored=stored, fwd_status=resp.status)
+        if billed is not None and 200 <= resp.status < 300:
+            read = await resp.read() if read is None else read
+            asked = body if isinstance(body, bytes) else None
+            app[TALLY].count_calls(request[APP_NAME], billed, calls_made(billed, asked, read))
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()
             # Never fails the answer: upstream has created the run, and the app must learn it.

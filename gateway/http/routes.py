@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..billing.calls import RUN_INPUT
 from ..cache.policy import (
     CACHE_BYPASS,
     CACHE_HIT,
@@ -34,6 +35,7 @@ from ..state import (
     REQUEST_ID,
     ROUTE,
     SETTINGS,
+    TALLY,
     UPSTREAM_WAIT,
 )
 from .catalog import INPUT_ROUTE, known_route, resolve
@@ -143,6 +145,7 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     # The hot path: a memory hit touches neither SQLite nor upstream.
     body = cache.memory.get(run_id)
     if body is not None:
+        app[TALLY].count_saved(app_name, RUN_INPUT)
         return web.Response(body=body, content_type=JSON, headers=HIT_HEADERS)
     collapsed = cache.in_flight(run_id)
     if collapsed:
@@ -158,6 +161,8 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
         raise e.with_headers({"Cache-Status": status}) from None
     finally:
         request[UPSTREAM_WAIT] = time.perf_counter() - waiting
+    if not lookup.fetched:
+        app[TALLY].count_saved(app_name, RUN_INPUT)
     # Upstream's own Content-Type where it sent one (errors, unstorable bodies), else JSON.
     headers = CIMultiDict(lookup.headers)
     headers.setdefault("Content-Type", JSON)
