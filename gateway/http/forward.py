@@ -35,8 +35,11 @@ log = structlog.get_logger("gateway.forward")
 CHUNK = 64 * 1024
 
 
-async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused once it passes `limit` bytes.
+async def limited(
+    content: aiohttp.StreamReader, limit: int, kept: list[bytes] | None = None
+) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once it passes `limit` bytes (and appended to
+    `kept`, when given: a billable call's body, which billing reads once it is answered).
 
     A body without Content-Length is streamed, never held whole, so upstream sees the start of
     a request that is then cut off; it never arrives complete, so nothing is created.
@@ -46,6 +49,8 @@ async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[by
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(_too_large(limit))
+        if kept is not None:
+            kept.append(chunk)
         yield chunk
 
 
@@ -73,14 +78,13 @@ async def forward(
         raise PayloadTooLargeError(_too_large(limit))
     body: bytes | AsyncIterator[bytes] | None = None
     billed = BILLABLE.get(route.name)
+    sent: list[bytes] = []  # a billable call's streamed body, as sent: billing reads it
     if request.content_length is not None and 0 < request.content_length <= CHUNK:
         # Read first, it goes upstream in one write with its head (streamed, it would be sent
         # chunked: a write for the head, each chunk and the end).
         body = await request.read()
-    elif billed is not None and request.content_length is not None and request.content_length:
-        body = await request.read()  # within the limit: billing reads its processors
     elif request.body_exists:
-        body = limited(request.content, limit)
+        body = limited(request.content, limit, sent if billed is not None else None)
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
@@ -99,7 +103,7 @@ async def forward(
             headers["Cache-Status"] = cache_status(stored=stored, fwd_status=resp.status)
         if billed is not None and 200 <= resp.status < 300:
             read = await resp.read() if read is None else read
-            asked = body if isinstance(body, bytes) else None
+            asked = body if isinstance(body, bytes) else b"".join(sent)
             app[TALLY].count_calls(request[APP_NAME], billed, calls_made(billed, asked, read))
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from parallel import APIStatusError
+from parallel.types.run_input_param import RunInputParam
 
 from gateway.billing.flush import utc_day
 from tests.fake_upstream import Scripted, error_json
@@ -119,3 +120,24 @@ async def test_failed_calls_are_not_counted(start: Start) -> None:
 
     assert len(gw.sent()) == 8
     assert await stored_counts(gw) == [("app", "task_run", "ultra", 1, 0)]
+
+
+async def test_a_large_streamed_body_is_counted_by_its_processors(start: Start) -> None:
+    """A body over one chunk goes upstream streamed, and over aiohttp's 1 MiB read limit too:
+    billing reads the body as it was sent."""
+    gw = await start()
+    gw.fake.app._client_max_size = 8 * 1024 * 1024  # the fake reads every body whole
+    group = await gw.sdk().task_group.create()
+    big = "x" * (1024 * 1024)
+    inputs: list[RunInputParam] = [
+        {"input": big, "processor": "core"},
+        {"input": big, "processor": "core"},
+        {"input": "small", "processor": "lite"},
+    ]
+    await gw.sdk().task_group.add_runs(group.task_group_id, inputs=inputs)
+
+    assert len(gw.fake.exchanges[-1].body) > 2 * 1024 * 1024
+    assert await stored_counts(gw) == [
+        ("app", "group_run", "core", 2, 0),
+        ("app", "group_run", "lite", 1, 0),
+    ]
