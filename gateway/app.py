@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import structlog
 from aiohttp import ClientResponse, web
 
+from .billing.budgets import Budgets
 from .billing.flush import BillingFlush
+from .billing.prices import price_table
 from .billing.tally import Tally
 from .cache.cold_runs import ColdRuns, replica_id
 from .cache.final_answers import FinalAnswerCache
@@ -29,6 +31,7 @@ from .ops.metrics import Metrics
 from .ops.periodic import Periodic
 from .ops.reload import ConfigSource, reload_on_sighup
 from .state import (
+    BUDGETS,
     CACHE,
     DRAINING,
     FINALS,
@@ -140,9 +143,18 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 async def _billing(app: web.Application) -> AsyncIterator[None]:
     """Billing counts go to the store every flush_interval seconds, and once more at the end,
-    after the last request (before the database closes)."""
-    flush = BillingFlush(app[TALLY], app[STORAGE].billing_calls, app[METRICS])
-    chore = Periodic("billing.flush", app[SETTINGS].billing.flush_interval, flush.flush)
+    after the last request (before the database closes); then budgets and spend are re-read."""
+    storage, tally = app[STORAGE], app[TALLY]
+    flush = BillingFlush(tally, storage.billing_calls, app[METRICS])
+    prices = price_table(app[SETTINGS].prices)
+    budgets = app[BUDGETS] = Budgets(tally, storage.billing_calls, storage.app_keys, prices)
+    await budgets.refresh()
+
+    async def flush_then_refresh() -> None:
+        await flush.flush()
+        await budgets.refresh()
+
+    chore = Periodic("billing.flush", app[SETTINGS].billing.flush_interval, flush_then_refresh)
     chore.start()
     yield
     await chore.stop()

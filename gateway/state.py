@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from .billing.budgets import Budgets
 from .billing.tally import Tally
 from .cache.final_answers import FinalAnswerCache
 from .cache.run_inputs import RunInputCache
@@ -40,6 +41,7 @@ OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
 STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)
 # Billable and saved calls counted since the last flush (gateway/billing/).
 TALLY = web.AppKey("tally", Tally)
+BUDGETS = web.AppKey("budgets", Budgets)
 # This process, as the other replicas know it (fetch leases, shared usage).
 REPLICA = web.AppKey("replica", str)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)

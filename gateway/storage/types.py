@@ -78,6 +78,8 @@ class AppKey:
     burst: int | None = None
     expires_at: str | None = None  # None: never
     max_open: int | None = None  # calls open at once; None: no cap
+    budget_usd: float | None = None  # estimated spend per budget_per; None: no cap
+    budget_per: str | None = None  # "day", "week" or "month" (UTC)
 
     def status(self, now: str) -> str:
         if self.revoked_at:
@@ -98,6 +100,8 @@ class NewKey:
     burst: int | None = None
     expires_at: str | None = None
     max_open: int | None = None
+    budget_usd: float | None = None
+    budget_per: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,8 @@ class KeyChanges:
     burst: int | Keep | None = KEEP
     expires_at: str | Keep | None = KEEP
     max_open: int | Keep | None = KEEP
+    budget_usd: float | Keep | None = KEEP
+    budget_per: str | Keep | None = KEEP
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,3 +11,10 @@ CREATE TABLE billing_calls (
     saved_calls bigint NOT NULL,
     PRIMARY KEY (app, day, kind, processor)
 );
+
+-- Per-app budget (`keys create/update --budget USD --per day|week|month`): a cap on the app's
+-- estimated spend per UTC period; NULL for none. Replicas read it with the spend, every
+-- billing.flush_interval.
+ALTER TABLE app_keys ADD COLUMN budget_usd double precision;
+ALTER TABLE app_keys ADD COLUMN budget_per text COLLATE "C"
+    CHECK (budget_per IN ('day', 'week', 'month'));

@@ -10,3 +10,8 @@ CREATE TABLE billing_calls (
     saved_calls INTEGER NOT NULL,
     PRIMARY KEY (app, day, kind, processor)
 ) WITHOUT ROWID;
+
+-- Per-app budget (`keys create/update --budget USD --per day|week|month`): a cap on the app's
+-- estimated spend per UTC period; NULL for none.
+ALTER TABLE app_keys ADD COLUMN budget_usd REAL;
+ALTER TABLE app_keys ADD COLUMN budget_per TEXT CHECK (budget_per IN ('day', 'week', 'month'));

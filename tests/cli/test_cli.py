@@ -25,7 +25,8 @@ from tests.cli_support import (
 
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
 TABLE_HEADER = [
-    *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN", "ALLOW")
+    *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN"),
+    *("BUDGET (EST. USD)", "ALLOW"),
 ]
 
 
@@ -99,6 +100,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
             "never",
             "none",
             "none",
+            "none",
             "all routes",
         ],
         [
@@ -108,6 +110,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
             "never",
             "active",
             "never",
+            "none",
             "none",
             "none",
             "all routes",
@@ -120,7 +123,10 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
 
 def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
     assert ws.run_text("keys", "list") == Result(
-        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  ALLOW\n", ""
+        0,
+        "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  BUDGET (EST. USD)  "
+        "ALLOW\n",
+        "",
     )
     assert ws.run_text("keys", "list", "--json") == Result(0, "", "")
 
@@ -149,7 +155,10 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "burst": None,
             "expires_at": None,
             "max_open": None,
+            "budget_usd": None,
+            "budget_per": None,
             "status": "active",
+            "spent_usd": None,
         },
         {
             "name": "beta",
@@ -162,7 +171,10 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "burst": None,
             "expires_at": None,
             "max_open": None,
+            "budget_usd": None,
+            "budget_per": None,
             "status": "revoked",
+            "spent_usd": None,
         },
     ]
     assert alpha not in result.out

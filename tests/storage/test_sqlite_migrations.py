@@ -85,6 +85,8 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         ("burst", "INTEGER", 0, 0),
         ("expires_at", "TEXT", 0, 0),
         ("max_open", "INTEGER", 0, 0),
+        ("budget_usd", "REAL", 0, 0),
+        ("budget_per", "TEXT", 0, 0),
     ]
     rows = query(path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
     assert MIGRATION_FILES[0] == "0001_initial.sql"

@@ -11,10 +11,11 @@ from ..types import KEEP, AppKey, Deleted, KeyChanges, KeyState, NewKey
 from .database import SqlDatabase, Statement
 
 COLUMNS = (
-    "name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst, expires_at, max_open"
+    "name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst, expires_at, max_open,"
+    " budget_usd, budget_per"
 )
 # The columns KeyChanges may set besides `allow`, by its fields' names: never a caller's text.
-PLAIN_COLUMNS = ("rate", "burst", "expires_at", "max_open")
+PLAIN_COLUMNS = ("rate", "burst", "expires_at", "max_open", "budget_usd", "budget_per")
 
 
 class SqlAppKeys:
@@ -26,7 +27,8 @@ class SqlAppKeys:
     async def create(self, key: NewKey) -> bool:
         created = await self.database.write(
             "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow, rate, burst,"
-            " expires_at, max_open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " expires_at, max_open, budget_usd, budget_per)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (name) DO NOTHING",
             (
                 key.name,
@@ -38,6 +40,8 @@ class SqlAppKeys:
                 key.burst,
                 key.expires_at,
                 key.max_open,
+                key.budget_usd,
+                key.budget_per,
             ),
         )
         return created == 1

@@ -31,6 +31,8 @@ APP_KEY_COLUMNS = (
     "burst",
     "expires_at",
     "max_open",
+    "budget_usd",
+    "budget_per",
 )
 # In the order they are copied: keys before the records that name their apps. Key hashes are
 # copied, never keys (there are none to copy). A purge's number is the target's own.
