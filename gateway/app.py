@@ -11,6 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import structlog
 from aiohttp import web
 
+from .billing.budgets import Budgets
+from .billing.flush import BillingFlush
+from .billing.prices import price_table
+from .billing.tally import Tally
 from .cache.cold_runs import ColdRuns, replica_id
 from .cache.final_answers import FinalAnswerCache
 from .cache.recordings import CreateRecordings
@@ -28,6 +32,7 @@ from .ops.metrics import Metrics
 from .ops.periodic import Periodic
 from .ops.reload import ConfigSource, reload_on_sighup
 from .state import (
+    BUDGETS,
     CACHE,
     DRAINING,
     FINALS,
@@ -41,6 +46,7 @@ from .state import (
     STORAGE,
     STORAGE_HEALTH,
     STREAMS,
+    TALLY,
     UPSTREAM,
     LiveSettings,
 )
@@ -74,10 +80,12 @@ def create_app(
     app[DRAINING] = [False]
     app[STREAMS] = set()
     app[REPLICA] = replica_id()
+    app[TALLY] = Tally()
     team_key = team_key_from(settings, env)
     if (password := password_of(settings.storage.database)) is not None:
         scrub_also(password)  # a last defence: no line is meant to hold it
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_billing)
     app.cleanup_ctx.append(_ownership)
     app.cleanup_ctx.append(lambda app: _upstream(app, team_key))
     app.cleanup_ctx.append(_cache)
@@ -133,6 +141,26 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE] = await open_storage(app[SETTINGS].storage)
     yield
     await app[STORAGE].close()
+
+
+async def _billing(app: web.Application) -> AsyncIterator[None]:
+    """Billing counts go to the store every flush_interval seconds, and once more at the end,
+    after the last request (before the database closes); then budgets and spend are re-read."""
+    storage, tally = app[STORAGE], app[TALLY]
+    flush = BillingFlush(tally, storage.billing_calls, app[METRICS])
+    prices = price_table(app[SETTINGS].prices)
+    budgets = app[BUDGETS] = Budgets(tally, storage.billing_calls, storage.app_keys, prices)
+    await budgets.refresh()
+
+    async def flush_then_refresh() -> None:
+        await flush.flush()
+        await budgets.refresh()
+
+    chore = Periodic("billing.flush", app[SETTINGS].billing.flush_interval, flush_then_refresh)
+    chore.start()
+    yield
+    await chore.stop()
+    await flush.last_flush()
 
 
 async def _ownership(app: web.Application) -> AsyncIterator[None]:

@@ -110,6 +110,33 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BillingSettings:
+    flush_interval: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PricesSettings:
+    """USD per call: Parallel's published prices (config.example.toml says when they were
+    taken); a team with its own contract overrides them."""
+
+    task_lite: float = 0.005
+    task_base: float = 0.01
+    task_core: float = 0.025
+    task_core2x: float = 0.05
+    task_pro: float = 0.1
+    task_ultra: float = 0.3
+    task_ultra2x: float = 0.6
+    task_ultra4x: float = 1.2
+    task_ultra8x: float = 2.4
+    search: float = 0.005
+    extract: float = 0.001
+    findall_preview: float = 0.1
+    findall_base: float = 0.25
+    findall_core: float = 2.0
+    findall_pro: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
@@ -119,6 +146,8 @@ class Settings:
     isolation: IsolationSettings = field(default_factory=IsolationSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    prices: PricesSettings = field(default_factory=PricesSettings)
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -290,6 +319,7 @@ def _check(s: Settings) -> None:
         "cache.sync_interval": s.cache.sync_interval,
         "keys.refresh_interval": s.keys.refresh_interval,
         "keys.share_interval": s.keys.share_interval,
+        "billing.flush_interval": s.billing.flush_interval,
     }
     for name, value in positive.items():
         if not (value > 0 and _finite(value)):  # written so that NaN fails too
@@ -314,6 +344,10 @@ def _check(s: Settings) -> None:
             s.storage.pool_size,
             f"Must be a whole number from 1 to {MAX_POOL_SIZE}",
         )
+    for price in dataclasses.fields(s.prices):
+        value = getattr(s.prices, price.name)
+        if not (value >= 0 and _finite(value)):
+            _bad(f"prices.{price.name}", value, "Must be a finite number of USD, 0 or more")
     if s.storage.synchronous not in SYNCHRONOUS_MODES:
         _bad("storage.synchronous", s.storage.synchronous, f"Must be one of {SYNCHRONOUS_MODES}")
     if s.isolation.mode not in ISOLATION_MODES:

@@ -178,6 +178,17 @@ class TooManyOpenError(RateLimitedError):
     reason = "too-many-open"
 
 
+class BudgetExceededError(GatewayError):
+    """A billable call that would take an app past its budget (keys --budget): 402, the status
+    Parallel uses for credit, and not to be retried before the budget resets."""
+
+    status = 402
+    reason = "budget-exceeded"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers=DO_NOT_RETRY)
+
+
 class UpstreamTimeoutError(GatewayError):
     status = 504
     reason = "upstream-timeout"

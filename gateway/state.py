@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .billing.budgets import Budgets
+from .billing.tally import Tally
 from .cache.final_answers import FinalAnswerCache
 from .cache.recordings import CreateRecordings
 from .cache.run_inputs import RunInputCache
@@ -39,6 +41,9 @@ RECORDINGS = web.AppKey("recordings", CreateRecordings)
 METRICS = web.AppKey("metrics", Metrics)
 OWNERSHIP = web.AppKey("ownership", OwnershipRecorder)
 STORAGE_HEALTH = web.AppKey("storage_health", StorageHealth)
+# Billable and saved calls counted since the last flush (gateway/billing/).
+TALLY = web.AppKey("tally", Tally)
+BUDGETS = web.AppKey("budgets", Budgets)
 # This process, as the other replicas know it (fetch leases, shared usage).
 REPLICA = web.AppKey("replica", str)
 # [True] once shutdown begins (a list, so the flag can change on a frozen application)

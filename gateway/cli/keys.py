@@ -9,12 +9,16 @@ from datetime import UTC, datetime
 
 import orjson
 
+from ..billing.budgets import spend_of
+from ..billing.periods import PERIODS, period_start
+from ..billing.prices import price_table
 from ..config import Settings
 from ..keys.app_keys import (
     AppKeyError,
     KeyUpdate,
     create_key,
     delete_app,
+    parse_budget,
     parse_expiry,
     parse_grace,
     parse_limit,
@@ -24,7 +28,8 @@ from ..keys.app_keys import (
 )
 from ..keys.ratelimit import Limit
 from ..storage.open import run_with_storage
-from ..storage.types import KEEP, ReplayMode
+from ..storage.protocols import Storage
+from ..storage.types import KEEP, AppKey, ReplayMode
 from ..timestamps import now_rfc3339, rfc3339
 from .tables import print_table
 
@@ -61,7 +66,7 @@ def add_key_commands(
     update = key_commands.add_parser(
         "update",
         parents=[common],
-        help="change an app's allowlist, rate limit, expiry, open-call cap or replay mode",
+        help="change an app's allowlist, rate limit, expiry, open-call cap, replay mode or budget",
     )
     update.add_argument("name", help="the app whose key to change")
     update.add_argument(
@@ -76,6 +81,7 @@ def add_key_commands(
     update.add_argument("--no-expiry", action="store_true", help="make the key never expire")
     update.add_argument("--no-max-open", action="store_true", help="remove the open-call cap")
     update.add_argument("--replay", choices=REPLAY_MODES, help=REPLAY_HELP)
+    update.add_argument("--no-budget", action="store_true", help="remove the budget")
     update.set_defaults(run=cmd_keys_update)
     listing = key_commands.add_parser("list", parents=[common], help="list app keys")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -127,6 +133,13 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
         help="at most N of the app's calls open at once (long polls and streams included); "
         "past it, 429",
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="USD",
+        help="cap the app's estimated spend per --per period; a billable call past it gets 402",
+    )
+    parser.add_argument("--per", choices=PERIODS, help="the budget's UTC period")
 
 
 def _limit_and_expiry(args: argparse.Namespace) -> tuple[Limit | None, datetime | None]:
@@ -137,6 +150,7 @@ def _limit_and_expiry(args: argparse.Namespace) -> tuple[Limit | None, datetime 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     limit, expires_at = _limit_and_expiry(args)
+    budget = parse_budget(args.budget, args.per)
     print(
         run_with_storage(
             settings.storage,
@@ -148,6 +162,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
                 expires_at,
                 args.max_open,
                 ReplayMode(args.replay),
+                budget,
             ),
         )
     )
@@ -160,22 +175,25 @@ def cmd_keys_update(args: argparse.Namespace, settings: Settings) -> int:
         (args.rate, args.no_rate, "--rate", "--no-rate"),
         (args.expires, args.no_expiry, "--expires", "--no-expiry"),
         (args.max_open, args.no_max_open, "--max-open", "--no-max-open"),
+        (args.budget, args.no_budget, "--budget", "--no-budget"),
     )
     for value, removed, give, remove in pairs:
         if removed and value is not None:
             raise AppKeyError(f"Give {give} or {remove}, not both.")
     limit, expires_at = _limit_and_expiry(args)
+    budget = parse_budget(args.budget, args.per)
     update = KeyUpdate(
         allow=None if args.no_allow else args.allow or KEEP,
         limit=None if args.no_rate else limit or KEEP,
         expires_at=None if args.no_expiry else expires_at or KEEP,
         max_open=None if args.no_max_open else KEEP if args.max_open is None else args.max_open,
         replay=KEEP if args.replay is None else ReplayMode(args.replay),
+        budget=None if args.no_budget else budget or KEEP,
     )
     if update == KeyUpdate():
         raise AppKeyError(
             "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
-            "--no-expiry, --max-open, --no-max-open or --replay."
+            "--no-expiry, --max-open, --no-max-open, --replay, --budget or --no-budget."
         )
     run_with_storage(settings.storage, lambda s: update_key(s.app_keys, args.name, update))
     print(f"Updated the key of app {args.name!r}.", file=sys.stderr)
@@ -214,11 +232,27 @@ def _count(n: int, thing: str) -> str:
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    keys = run_with_storage(settings.storage, lambda s: s.app_keys.list_apps())
+    prices = price_table(settings.prices)
+    today = datetime.now(UTC).date()
+
+    async def keys_and_spend(s: Storage) -> list[tuple[AppKey, float | None]]:
+        """Each app, and its estimated spend in its budget's current period (None: no budget)."""
+        listed = []
+        for key in await s.app_keys.list_apps():
+            spent = None
+            if key.budget_usd is not None and key.budget_per is not None:
+                first = period_start(key.budget_per, today).isoformat()
+                counts = await s.billing_calls.counts(first, today.isoformat(), key.name)
+                spent = round(spend_of(counts, prices), 6)
+            listed.append((key, spent))
+        return listed
+
+    keys = run_with_storage(settings.storage, keys_and_spend)
     now = now_rfc3339()
     if args.json:
-        for key in keys:
-            print(orjson.dumps({**dataclasses.asdict(key), "status": key.status(now)}).decode())
+        for key, spent in keys:
+            row = {**dataclasses.asdict(key), "status": key.status(now), "spent_usd": spent}
+            print(orjson.dumps(row).decode())
         return 0
     rows = [
         (
@@ -231,6 +265,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             "RATE",
             "MAX OPEN",
             "REPLAY",
+            "BUDGET (EST. USD)",
             "ALLOW",
         )
     ]
@@ -245,9 +280,10 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             "none" if k.rate is None else f"{k.rate:g}/s burst {k.burst}",
             "none" if k.max_open is None else str(k.max_open),
             k.replay.value,
+            "none" if spent is None else f"{spent:.4f} of {k.budget_usd:g}/{k.budget_per}",
             "all routes" if k.allow is None else ", ".join(k.allow),
         )
-        for k in keys
+        for k, spent in keys
     ]
     print_table(rows)
     return 0

@@ -34,6 +34,7 @@ from .keys import add_key_commands
 from .runs import add_run_commands
 from .status import add_status_command
 from .storage import add_storage_commands
+from .usage import add_usage_command
 
 SHELLS = ("bash", "zsh", "fish")
 # These make the database where storage.database says, as a gateway's start does.
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_command(commands, common)
     add_run_commands(commands, opens)
     add_storage_commands(commands, common)
+    add_usage_command(commands, opens)
 
     completion = commands.add_parser(
         "completion", help="print a shell's tab-completion script for this command"

@@ -11,16 +11,18 @@ import functools
 
 from aiohttp import web
 
+from ..billing.calls import RUN_OBJECT, RUN_RESULT
 from ..cache.final_answers import Question
 from ..cache.final_policy import beta_set, cacheable_query
 from ..cache.policy import CACHE_HIT, cache_status, is_valid_run_id
 from ..errors import GatewayError
-from ..state import FINALS
+from ..state import APP_NAME, FINALS, TALLY
 from ..storage.types import AnswerKind
 from .catalog import RESULT_ROUTE, RETRIEVE_ROUTE, Route
 from .forward import Keep, forward
 
 ANSWER_KINDS = {RESULT_ROUTE: AnswerKind.RESULT, RETRIEVE_ROUTE: AnswerKind.RUN}
+SAVED_KINDS = {AnswerKind.RESULT: RUN_RESULT, AnswerKind.RUN: RUN_OBJECT}
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
 
 
@@ -47,6 +49,7 @@ async def answer_or_forward(
     finals = request.app[FINALS]
     body = await finals.get(question)
     if body is not None:
+        request.app[TALLY].count_saved(request[APP_NAME], SAVED_KINDS[kind])
         return _hit(body)
     keep = Keep(finals.max_body_bytes, functools.partial(finals.keep, question))
     try:

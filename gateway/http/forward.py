@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..billing.calls import BILLABLE, calls_made
 from ..cache.policy import CACHE_BYPASS, cache_status
 from ..errors import DO_NOT_RETRY, PayloadTooLargeError
 from ..keys.ownership import created_ids
@@ -23,6 +24,7 @@ from ..state import (
     REQUEST_ID,
     SETTINGS,
     STREAMS,
+    TALLY,
     UPSTREAM,
     UPSTREAM_WAIT,
 )
@@ -35,8 +37,11 @@ log = structlog.get_logger("gateway.forward")
 CHUNK = 64 * 1024
 
 
-async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused once it passes `limit` bytes.
+async def limited(
+    content: aiohttp.StreamReader, limit: int, kept: list[bytes] | None = None
+) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once it passes `limit` bytes (and appended to
+    `kept`, when given: a billable call's body, which billing reads once it is answered).
 
     A body without Content-Length is streamed, never held whole, so upstream sees the start of
     a request that is then cut off; it never arrives complete, so nothing is created.
@@ -46,6 +51,8 @@ async def limited(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[by
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(_too_large(limit))
+        if kept is not None:
+            kept.append(chunk)
         yield chunk
 
 
@@ -87,12 +94,14 @@ async def forward(
     app = request.app
     limit = _body_limit(request)
     body: bytes | AsyncIterator[bytes] | None = sent
+    billed = BILLABLE.get(route.name)
+    streamed: list[bytes] = []  # a billable call's streamed body, as sent: billing reads it
     if sent is None and request.content_length is not None and 0 < request.content_length <= CHUNK:
         # Read first, it goes upstream in one write with its head (streamed, it would be sent
         # chunked: a write for the head, each chunk and the end).
         body = await request.read()
     elif sent is None and request.body_exists:
-        body = limited(request.content, limit)
+        body = limited(request.content, limit, streamed if billed is not None else None)
     # Only isolation mode "app" reads who created what (README: Run isolation).
     creates = route.creates if app[SETTINGS].isolation.mode == "app" else None
 
@@ -107,6 +116,10 @@ async def forward(
                 read = await resp.read()
                 stored = await keep.store(read)
             headers["Cache-Status"] = cache_status(stored=stored, fwd_status=resp.status)
+        if billed is not None and 200 <= resp.status < 300:
+            read = await resp.read() if read is None else read
+            asked = body if isinstance(body, bytes) else b"".join(streamed)
+            app[TALLY].count_calls(request[APP_NAME], billed, calls_made(billed, asked, read))
         if creates is not None and 200 <= resp.status < 300:
             read = await resp.read()
             # Never fails the answer: upstream has created the run, and the app must learn it.

@@ -20,10 +20,11 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..billing.calls import RUN_INPUT
 from ..cache.policy import CACHE_HIT, match_input_path
 from ..config import ServerSettings
 from ..errors import GatewayError
-from ..state import CACHE, DRAINING, KEYRING, LIVE_SETTINGS, METRICS, SETTINGS
+from ..state import CACHE, DRAINING, KEYRING, LIVE_SETTINGS, METRICS, SETTINGS, TALLY
 from .catalog import INPUT_ROUTE
 from .input_route import check_input
 from .internals import EMPTY_PAYLOAD, MAX_MSG_QUEUE_SIZE, rfc822_formatted_time
@@ -48,6 +49,7 @@ class HitPath:
         self._keyring = app[KEYRING]
         self._memory = app[CACHE].memory
         self._metrics = app[METRICS]
+        self._saved = app[TALLY].saved  # Tally.count_saved, inlined
         self._draining = app[DRAINING]
         self._live = app[LIVE_SETTINGS]
         # Under isolation mode "app", a hit needs the database (who owns the run).
@@ -80,6 +82,7 @@ class HitPath:
             keyring.take_turn(app, hold=False)
         except GatewayError:
             return None  # the full stack makes the same refusal, in the same order
+        self._saved[(app, RUN_INPUT, None)] += 1
         request_id = next_request_id()
         response = hit_response(body, request_id, rfc822_formatted_time())
         duration = time.perf_counter() - started

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..billing.calls import BILLABLE, RUN_INPUT
 from ..cache.policy import (
     CACHE_BYPASS,
     CACHE_HIT,
@@ -25,6 +26,7 @@ from ..errors import (
 from ..ops.endpoints import add_ops_routes
 from ..state import (
     APP_NAME,
+    BUDGETS,
     CACHE,
     DRAINING,
     KEYRING,
@@ -34,11 +36,12 @@ from ..state import (
     REQUEST_ID,
     ROUTE,
     SETTINGS,
+    TALLY,
     UPSTREAM_WAIT,
 )
 from .catalog import CREATE_ROUTE, INPUT_ROUTE, known_route, resolve
 from .final_route import answer_kind, answer_or_forward
-from .forward import forward
+from .forward import CHUNK, forward
 from .input_route import check_input
 from .replay_route import create_run
 
@@ -93,6 +96,14 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         kind = answer_kind(route)
         if kind is not None:
             return await answer_or_forward(request, route, kind)
+        billed = BILLABLE.get(route.name)
+        budgets = request.app[BUDGETS]
+        if billed is not None and budgets.capped(app_name):
+            # A body of one chunk is read here (forward would read it too); a longer one's cost
+            # is not known before it is sent.
+            small = request.content_length is not None and request.content_length <= CHUNK
+            with budgets.hold(app_name, billed, await request.read() if small else None):
+                return await forward(request, route)
         return await forward(request, route)
     except GatewayError as e:
         if "Cache-Status" in e.headers:  # a cacheable route's miss says so itself
@@ -146,6 +157,7 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
     # The hot path: a memory hit touches neither SQLite nor upstream.
     body = cache.memory.get(run_id)
     if body is not None:
+        app[TALLY].count_saved(app_name, RUN_INPUT)
         return web.Response(body=body, content_type=JSON, headers=HIT_HEADERS)
     collapsed = cache.in_flight(run_id)
     if collapsed:
@@ -161,6 +173,8 @@ async def run_input(request: web.Request, run_id: str, raw_path: str) -> web.Res
         raise e.with_headers({"Cache-Status": status}) from None
     finally:
         request[UPSTREAM_WAIT] = time.perf_counter() - waiting
+    if not lookup.fetched:
+        app[TALLY].count_saved(app_name, RUN_INPUT)
     # Upstream's own Content-Type where it sent one (errors, unstorable bodies), else JSON.
     headers = CIMultiDict(lookup.headers)
     headers.setdefault("Content-Type", JSON)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..billing.periods import Budget
 from ..storage.protocols import AppKeys
 from ..storage.types import KEEP, AppKey, Deleted, Keep, KeyChanges, NewKey, ReplayMode
 from ..timestamps import now_rfc3339, rfc3339
@@ -35,6 +36,7 @@ class KeyUpdate:
     expires_at: datetime | Keep | None = KEEP
     max_open: int | Keep | None = KEEP
     replay: ReplayMode | Keep = KEEP
+    budget: Budget | Keep | None = KEEP
 
 
 def _duration(text: str, what: str) -> timedelta:
@@ -79,6 +81,17 @@ def parse_limit(rate: float | None, burst: int | None) -> Limit | None:
     return Limit(rate, burst)
 
 
+def parse_budget(usd: float | None, per: str | None) -> Budget | None:
+    """`--budget USD --per day|week|month`: both or neither."""
+    if usd is None and per is None:
+        return None
+    if usd is None or per is None:
+        raise AppKeyError("--budget and --per go together: a budget is USD per day, week or month.")
+    if not (0 <= usd <= 1e12):  # also refuses NaN
+        raise AppKeyError(f"Budget {usd!r} is not valid: use USD, 0 or more.")
+    return Budget(usd, per)
+
+
 def generate_key() -> str:
     """`pgw_` and 43 URL-safe characters: 256 bits from `secrets`."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
@@ -101,13 +114,15 @@ async def create_key(
     expires_at: datetime | None = None,
     max_open: int | None = None,
     replay: ReplayMode = ReplayMode.OFF,
+    budget: Budget | None = None,
 ) -> str:
     """Create a key for app `name` and return it; only its hash is stored.
 
     `allow` limits the key to those route rules ("GET /v1/tasks/runs/*"); None allows all.
     `limit` is its rate limit, `expires_at` when it stops working, and `max_open` how many of
-    its calls may be open at once; None for none of them. `replay` is what its creates do
-    with recordings (README: Run your app's tests offline).
+    its calls may be open at once, `budget` its estimated spend per period; None for none of
+    them. `replay` is what its creates do with recordings (README: Run your app's tests
+    offline).
     """
     if not name or len(name) > 64 or not name.isprintable():
         raise AppKeyError(f"App name {name!r} is not valid: use 1 to 64 printable characters.")
@@ -126,6 +141,8 @@ async def create_key(
             None if expires_at is None else rfc3339(expires_at),
             max_open,
             replay,
+            None if budget is None else budget.usd,
+            None if budget is None else budget.per,
         )
     )
     if not created:
@@ -157,7 +174,7 @@ def _checked_rules(allow: Sequence[str] | None) -> list[str] | None:
 
 def key_changes(update: KeyUpdate) -> KeyChanges:
     """What `update` asks for, checked, as stored. Pure."""
-    limit = update.limit
+    limit, budget = update.limit, update.budget
     if update.max_open is not KEEP:
         check_max_open(update.max_open)
     return KeyChanges(
@@ -173,6 +190,8 @@ def key_changes(update: KeyUpdate) -> KeyChanges:
         ),
         max_open=update.max_open,
         replay=update.replay,
+        budget_usd=KEEP if budget is KEEP else None if budget is None else budget.usd,
+        budget_per=KEEP if budget is KEEP else None if budget is None else budget.per,
     )
 
 

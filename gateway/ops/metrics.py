@@ -14,6 +14,8 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ..storage.types import CallCount
+
 # Set (by `serve --workers`) before prometheus-client is imported, it makes every worker write
 # its samples to files there, which /metrics merges.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -130,6 +132,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.billable_calls = Counter(
+            "gateway_billable_calls",
+            "Calls Parallel bills that succeeded upstream, by app, kind and processor ('' for "
+            "none); counted as they are flushed to the store (billing.flush_interval).",
+            ["app", "kind", "processor"],
+            registry=r,
+        )
+        self.saved_calls = Counter(
+            "gateway_saved_calls",
+            "Calls the gateway answered in upstream's place (cache hits), by app, kind and "
+            "processor; counted as they are flushed to the store.",
+            ["app", "kind", "processor"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, int, str, str], Counter] = {}
         self._overhead_children: dict[str, Histogram] = {}
         self._upstream_children: dict[tuple[str, int], Counter] = {}
@@ -162,6 +178,15 @@ class Metrics:
         if histogram is None:
             histogram = self._upstream_latency_children[route] = self.upstream_latency.labels(route)
         histogram.observe(seconds)
+
+    def count_billing(self, counts: list[CallCount]) -> None:
+        """Add a flushed batch of billing counts (gateway/billing/flush.py)."""
+        for c in counts:
+            labels = (c.app, c.kind, c.processor or "")
+            if c.calls:
+                self.billable_calls.labels(*labels).inc(c.calls)
+            if c.saved_calls:
+                self.saved_calls.labels(*labels).inc(c.saved_calls)
 
     def request_samples(self) -> list[tuple[dict[str, str], float]]:
         """The gateway_requests_total samples, every worker's where there are several."""

@@ -14,6 +14,7 @@ from .types import (
     AnswerKind,
     AppKey,
     CacheStats,
+    CallCount,
     Deleted,
     KeyChanges,
     KeyState,
@@ -179,6 +180,18 @@ class ReplicaUsage(Protocol):
         """Remove `replica`'s figures (it is stopping)."""
 
 
+class BillingCalls(Protocol):
+    """Billable calls and saved calls per app, UTC day, kind and processor: aggregates, added to
+    (never a row per call), by every process sharing the store."""
+
+    async def add(self, counts: Sequence[CallCount]) -> None:
+        """Add each count to its row (made at zero if there is none), all in one transaction."""
+
+    async def counts(self, since: str, until: str, app: str | None = None) -> list[CallCount]:
+        """The rows of days `since` to `until` (YYYY-MM-DD, both included), only `app`'s when
+        given; by day, app, kind, then processor."""
+
+
 class Transfer(Protocol):
     """Every row of the store, table by table, for copying it to another backend."""
 
@@ -216,6 +229,7 @@ class Storage:
     run_access: RunAccess
     status: StorageStatus
     transfer: Transfer
+    billing_calls: BillingCalls
     # Replicas sharing the store take turns fetching a cold run, share their usage for limits,
     # and hear of each other's changes as they commit (`watch_changes(on_change)` runs until
     # cancelled, calling on_change with a table's name, or "*" for all of them). None where

@@ -102,6 +102,8 @@ class AppKey:
     expires_at: str | None = None  # None: never
     max_open: int | None = None  # calls open at once; None: no cap
     replay: ReplayMode = ReplayMode.OFF
+    budget_usd: float | None = None  # estimated spend per budget_per; None: no cap
+    budget_per: str | None = None  # "day", "week" or "month" (UTC)
 
     def status(self, now: str) -> str:
         if self.revoked_at:
@@ -123,6 +125,8 @@ class NewKey:
     expires_at: str | None = None
     max_open: int | None = None
     replay: ReplayMode = ReplayMode.OFF
+    budget_usd: float | None = None
+    budget_per: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,8 @@ class KeyChanges:
     expires_at: str | Keep | None = KEEP
     max_open: int | Keep | None = KEEP
     replay: ReplayMode | Keep = KEEP
+    budget_usd: float | Keep | None = KEEP
+    budget_per: str | Keep | None = KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +186,16 @@ class Usage:
     taken: int
     open: int
     started: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallCount:
+    """Billable calls one app made upstream, and calls the gateway saved it, on one UTC day, of
+    one kind ("task_run", "search", ...) and processor (None where a kind has none)."""
+
+    app: str
+    day: str  # YYYY-MM-DD, UTC
+    kind: str
+    processor: str | None
+    calls: int
+    saved_calls: int

@@ -26,7 +26,7 @@ from tests.cli_support import (
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("parallel-gateway")),)
 TABLE_HEADER = [
     *("NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", "EXPIRES", "RATE", "MAX OPEN"),
-    *("REPLAY", "ALLOW"),
+    *("REPLAY", "BUDGET (EST. USD)", "ALLOW"),
 ]
 
 
@@ -101,6 +101,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
             "none",
             "none",
             "off",
+            "none",
             "all routes",
         ],
         [
@@ -113,6 +114,7 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
             "none",
             "none",
             "off",
+            "none",
             "all routes",
         ],
     ]
@@ -123,7 +125,10 @@ def test_keys_list_shows_each_app_without_its_key(ws: Workspace) -> None:
 
 def test_keys_list_of_no_apps_is_the_header(ws: Workspace) -> None:
     assert ws.run_text("keys", "list") == Result(
-        0, "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  REPLAY  ALLOW\n", ""
+        0,
+        "NAME  PREFIX  CREATED  LAST USED  STATUS  EXPIRES  RATE  MAX OPEN  REPLAY  "
+        "BUDGET (EST. USD)  ALLOW\n",
+        "",
     )
     assert ws.run_text("keys", "list", "--json") == Result(0, "", "")
 
@@ -153,7 +158,10 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "expires_at": None,
             "max_open": None,
             "replay": "off",
+            "budget_usd": None,
+            "budget_per": None,
             "status": "active",
+            "spent_usd": None,
         },
         {
             "name": "beta",
@@ -167,7 +175,10 @@ def test_keys_list_json_gives_one_object_per_line(ws: Workspace) -> None:
             "expires_at": None,
             "max_open": None,
             "replay": "off",
+            "budget_usd": None,
+            "budget_per": None,
             "status": "revoked",
+            "spent_usd": None,
         },
     ]
     assert alpha not in result.out

@@ -207,10 +207,20 @@ async def test_keys_list_shows_the_limits_and_expiry(gateway: Gateway) -> None:
     await cli(gateway, "keys", "create", "temp", "--expires", "12h", "--max-open", "50")
     out = await cli(gateway, "keys", "list")
     rows = {row[0]: row[4:] for row in (re.split(r"\s{2,}", line) for line in out.splitlines())}
-    assert rows["NAME"] == ["STATUS", "EXPIRES", "RATE", "MAX OPEN", "REPLAY", "ALLOW"]
-    assert rows["limited"] == ["active", "never", "2.5/s burst 10", "none", "off", "all routes"]
+    assert rows["NAME"] == [
+        "STATUS",
+        "EXPIRES",
+        "RATE",
+        "MAX OPEN",
+        "REPLAY",
+        "BUDGET (EST. USD)",
+        "ALLOW",
+    ]
+    assert rows["limited"] == [
+        "active", "never", "2.5/s burst 10", "none", "off", "none", "all routes"
+    ]  # fmt: skip
     temp = listed(await cli(gateway, "keys", "list", "--json"), "temp")
-    assert rows["temp"] == ["active", temp["expires_at"], "none", "50", "off", "all routes"]
+    assert rows["temp"] == ["active", temp["expires_at"], "none", "50", "off", "none", "all routes"]
     assert temp["max_open"] == 50
     await cli(gateway, "keys", "update", "temp", "--no-max-open")
     assert listed(await cli(gateway, "keys", "list", "--json"), "temp")["max_open"] is None
@@ -251,7 +261,19 @@ async def test_keys_create_and_update_set_the_replay_mode_and_list_shows_it(
         (
             ["keys", "update", "app"],
             "Nothing to change: give --allow, --no-allow, --rate, --no-rate, --expires, "
-            "--no-expiry, --max-open, --no-max-open or --replay.",
+            "--no-expiry, --max-open, --no-max-open, --replay, --budget or --no-budget.",
+        ),
+        (
+            ["keys", "create", "x", "--budget", "5"],
+            "--budget and --per go together: a budget is USD per day, week or month.",
+        ),
+        (
+            ["keys", "create", "x", "--budget", "-1", "--per", "day"],
+            "Budget -1.0 is not valid: use USD, 0 or more.",
+        ),
+        (
+            ["keys", "update", "app", "--budget", "5", "--per", "day", "--no-budget"],
+            "Give --budget or --no-budget, not both.",
         ),
         (
             ["keys", "update", "app", "--max-open", "5", "--no-max-open"],

@@ -61,6 +61,20 @@ class AppKeysContract:
             "billing", "pgw_billing", T0, None, None, ["GET /v1/tasks/runs/*"], 2.5, 5, T2, 3
         )
 
+    async def test_a_budget_is_stored_changed_and_removed(self, storage: Storage) -> None:
+        keys = storage.app_keys
+        budgeted = NewKey("capped", "h-capped", "pgw_capped", T0, budget_usd=1.5, budget_per="week")
+        await keys.create(budgeted)
+        found = await keys.get("capped")
+        assert found is not None
+        assert (found.budget_usd, found.budget_per) == (1.5, "week")
+        await keys.update("capped", KeyChanges(budget_usd=0.0, budget_per="day"))
+        found = await keys.get("capped")
+        assert found is not None
+        assert (found.budget_usd, found.budget_per, found.max_open) == (0.0, "day", None)
+        await keys.update("capped", KeyChanges(budget_usd=None, budget_per=None))
+        assert await keys.get("capped") == AppKey("capped", "pgw_capped", T0, None, None)
+
     async def test_a_taken_name_is_refused_and_the_first_key_kept(self, storage: Storage) -> None:
         keys = storage.app_keys
         assert await keys.create(new_key("app", "first-hash")) is True

@@ -118,6 +118,7 @@ def test_the_backends_hold_the_sql() -> None:
     assert holding == [
         "postgres/migrate.py",
         "sql/app_keys.py",
+        "sql/billing_calls.py",
         "sql/fetch_leases.py",
         "sql/final_answers.py",
         "sql/recordings.py",

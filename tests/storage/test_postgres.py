@@ -12,6 +12,7 @@ from gateway.config import StorageSettings
 from gateway.storage.postgres import open_postgres
 from gateway.storage.protocols import Storage
 from tests.storage.app_keys_contract import AppKeysContract
+from tests.storage.billing_calls_contract import BillingCallsContract
 from tests.storage.final_answers_contract import FinalAnswersContract
 from tests.storage.recordings_contract import RecordingsContract
 from tests.storage.run_access_contract import RunAccessContract
@@ -65,4 +66,8 @@ class TestRunAccess(RunAccessContract):
 
 
 class TestStorageStatus(StorageStatusContract):
+    pass
+
+
+class TestBillingCalls(BillingCallsContract):
     pass

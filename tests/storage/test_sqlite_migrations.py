@@ -24,6 +24,7 @@ from tests.cli_support import APPLIED_ALL, MIGRATION_FILES, MIGRATIONS, REPO, qu
 
 TABLES = [
     "app_keys",
+    "billing_calls",
     "cache_purges",
     "create_recordings",
     "final_answers",
@@ -86,6 +87,8 @@ async def test_open_on_an_empty_file_creates_the_schema(tmp_path: Path) -> None:
         ("expires_at", "TEXT", 0, 0),
         ("max_open", "INTEGER", 0, 0),
         ("replay", "TEXT", 1, 0),
+        ("budget_usd", "REAL", 0, 0),
+        ("budget_per", "TEXT", 0, 0),
     ]
     rows = query(path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
     assert MIGRATION_FILES[0] == "0001_initial.sql"

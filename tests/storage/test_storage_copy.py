@@ -15,6 +15,7 @@ from gateway.storage.open import open_storage
 from gateway.storage.protocols import Storage
 from gateway.storage.types import (
     AnswerKind,
+    CallCount,
     NewKey,
     Recording,
     ReplayMode,
@@ -26,6 +27,7 @@ AT = "2026-01-02T03:04:05.000000Z"
 LATER = "2026-01-03T00:00:00.000000Z"
 BETA = "mcp-server-2025-07-17"
 ANSWER = b'{"run": {"status": "completed"},  "output": 1.10}\xff'
+COUNTED_SEARCH = CallCount("search", "2026-01-03", "search", None, 1, 0)
 BODIES = {f"trun_{i:04d}": f'{{"input": "r\\u00e9n {i}",  "n":1.10}}'.encode() for i in range(1203)}
 
 
@@ -50,6 +52,9 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Storage]:
         await opened.final_answers.put(StoredAnswer(kind, "trun_0001", beta, ANSWER, AT))
     for app, run_id in (("billing", "trun_0001"), ("search", "trun_0002")):
         await opened.recordings.put(Recording(app, "m" * 64, {"input": "f" * 16}, run_id, AT))
+    await opened.billing_calls.add(
+        [CallCount("billing", "2026-01-02", "task_run", "core", 3, 2), COUNTED_SEARCH]
+    )
     yield opened
     await opened.close()
 
@@ -74,6 +79,7 @@ async def snapshot(storage: Storage) -> dict[str, Any]:
         "answer_stats": await storage.final_answers.stats(),
         "answer": await storage.final_answers.get(AnswerKind.RESULT, "trun_0001", BETA),
         "recordings": await storage.recordings.list_recordings(),
+        "calls": await storage.billing_calls.counts("2026-01-01", "2026-12-31"),
     }
 
 
@@ -87,6 +93,7 @@ async def test_everything_is_copied_as_it_is(sqlite: Storage, postgres: Storage)
         Copied("final_answers", 3, 3),
         Copied("create_recordings", 2, 2),
         Copied("cache_purges", 2, 2),
+        Copied("billing_calls", 2, 2),
     ]
     assert await snapshot(postgres) == await snapshot(sqlite)
 

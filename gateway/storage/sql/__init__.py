@@ -9,6 +9,7 @@ from typing import Any
 
 from ..protocols import FetchLeases, ReplicaUsage, Storage
 from .app_keys import SqlAppKeys
+from .billing_calls import SqlBillingCalls
 from .database import SqlDatabase
 from .final_answers import SqlFinalAnswers
 from .recordings import SqlRecordings
@@ -39,6 +40,7 @@ def sql_storage(
         run_access=SqlRunAccess(database),
         status=SqlStatus(database, migrations),
         transfer=SqlTransfer(database),
+        billing_calls=SqlBillingCalls(database),
         shared=fetch_leases is not None,
         fetch_leases=fetch_leases,
         replica_usage=replica_usage,

@@ -12,10 +12,10 @@ from .database import SqlDatabase, Statement
 
 COLUMNS = (
     "name, prefix, created_at, last_used_at, revoked_at, allow, rate, burst, expires_at, max_open,"
-    " replay"
+    " replay, budget_usd, budget_per"
 )
 # The columns KeyChanges may set besides `allow`, by its fields' names: never a caller's text.
-PLAIN_COLUMNS = ("rate", "burst", "expires_at", "max_open")
+PLAIN_COLUMNS = ("rate", "burst", "expires_at", "max_open", "budget_usd", "budget_per")
 
 
 class SqlAppKeys:
@@ -27,7 +27,8 @@ class SqlAppKeys:
     async def create(self, key: NewKey) -> bool:
         created = await self.database.write(
             "INSERT INTO app_keys (name, key_hash, prefix, created_at, allow, rate, burst,"
-            " expires_at, max_open, replay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " expires_at, max_open, replay, budget_usd, budget_per)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (name) DO NOTHING",
             (
                 key.name,
@@ -40,6 +41,8 @@ class SqlAppKeys:
                 key.expires_at,
                 key.max_open,
                 key.replay.value,
+                key.budget_usd,
+                key.budget_per,
             ),
         )
         return created == 1
@@ -141,10 +144,10 @@ class SqlAppKeys:
 
 def _app_key(row: tuple[Any, ...]) -> AppKey:
     allow = None if row[5] is None else list(orjson.loads(row[5]))
-    rate, burst, expires_at, max_open, replay = row[6:]
+    rate, burst, expires_at, max_open, replay, budget_usd, budget_per = row[6:]
     return AppKey(
         row[0], row[1], row[2], row[3], row[4], allow, rate, burst, expires_at, max_open,
-        ReplayMode(replay),
+        ReplayMode(replay), budget_usd, budget_per,
     )  # fmt: skip
 
 

@@ -32,6 +32,8 @@ APP_KEY_COLUMNS = (
     "expires_at",
     "max_open",
     "replay",
+    "budget_usd",
+    "budget_per",
 )
 # In the order they are copied: keys before the records that name their apps. Key hashes are
 # copied, never keys (there are none to copy). A purge's number is the target's own.
@@ -51,6 +53,11 @@ TABLES = (
         ("app", "match_hash", "run_id"),
     ),
     Table("cache_purges", ("seq", "run_ids", "purged_at"), ("seq",)),
+    Table(
+        "billing_calls",
+        ("app", "day", "kind", "processor", "calls", "saved_calls"),
+        ("app", "day", "kind", "processor"),
+    ),
 )
 TABLE_NAMES = tuple(table.name for table in TABLES)
 
