@@ -19,6 +19,8 @@ from yarl import URL
 
 from gateway.config import Settings
 from gateway.keys.app_keys import create_key
+from gateway.keys.ratelimit import Limit
+from gateway.storage.types import ReplayMode
 from tests.conftest import Gateway, Reply, StartGateway
 from tests.fake_parallel import FakeParallel
 from tests.fake_upstream import TEAM_KEY
@@ -234,3 +236,16 @@ async def start(
     """Start gateways in front of `upstream` (see harnesses)."""
     async with harnesses(start_gateway, upstream, make_settings) as start:
         yield start
+
+
+async def with_keys(
+    start: Start, settings: Settings, modes: dict[str, ReplayMode], **limits: Limit
+) -> Harness:
+    """A gateway with a key for each app in `modes`, in that replay mode."""
+    keys = {}
+    async with opened_storage(settings.storage) as storage:
+        for app, mode in modes.items():
+            keys[app] = await create_key(storage.app_keys, app, limit=limits.get(app), replay=mode)
+    gw = await start(settings)
+    gw.keys.update(keys)
+    return gw

@@ -18,6 +18,7 @@ from ..errors import DO_NOT_RETRY, PayloadTooLargeError
 from ..keys.ownership import created_ids
 from ..state import (
     APP_NAME,
+    BUDGETS,
     DRAINING,
     LIVE_SETTINGS,
     OWNERSHIP,
@@ -29,6 +30,7 @@ from ..state import (
     UPSTREAM_WAIT,
 )
 from ..upstream.answers import Answer
+from ..upstream.client import Relay
 from ..upstream.errors import error_name
 from .catalog import Route
 from .headers import forwarded_response_headers
@@ -133,6 +135,25 @@ async def forward(
             return web.Response(status=resp.status, body=read, headers=headers)
         return await _stream(request, resp, headers)
 
+    budgets = app[BUDGETS]
+    if billed is not None and budgets.capped(request[APP_NAME]):
+        # A billable call under a budget: refused (402) before anything goes upstream if it
+        # would pass the cap. A body of one chunk is read by now; a longer one's cost is not
+        # known before it is sent. Here, not before: a create replayed instead costs nothing.
+        asked = body if isinstance(body, bytes) else None
+        with budgets.hold(request[APP_NAME], billed, asked):
+            return await _exchange(request, route, body, relay)
+    return await _exchange(request, route, body, relay)
+
+
+async def _exchange(
+    request: web.Request,
+    route: Route,
+    body: bytes | AsyncIterator[bytes] | None,
+    relay: Relay[web.StreamResponse],
+) -> web.StreamResponse:
+    """The call upstream, its answer handed to `relay`; its time counted as upstream's."""
+    app = request.app
     # Not structlog's bound_contextvars: it copies the whole context to restore it after, where
     # the tokens of the three variables set here will do.
     tokens = structlog.contextvars.bind_contextvars(

@@ -13,12 +13,13 @@ import functools
 import structlog
 from aiohttp import web
 
+from ..billing.calls import TASK_RUN, calls_made
 from ..cache.match_key import MatchKey, match_key
 from ..cache.policy import CACHE_REPLAY, cache_status
 from ..cache.recordings import Found
 from ..cache.replay_miss import explain_miss
 from ..errors import ReplayMissError
-from ..state import FINALS, KEYRING, METRICS, OWNERSHIP, RECORDINGS, SETTINGS, UPSTREAM
+from ..state import FINALS, KEYRING, METRICS, OWNERSHIP, RECORDINGS, SETTINGS, TALLY, UPSTREAM
 from ..storage.types import Recording, ReplayMode
 from .catalog import Route
 from .forward import Keep, forward, read_body
@@ -65,10 +66,11 @@ async def create_run(request: web.Request, route: Route, app_name: str) -> web.S
 
 async def replayed(request: web.Request, app_name: str, found: Found) -> web.Response:
     """A create answered from its recording, with no upstream call: its run's final object, as
-    upstream answers a create. The one place a saved upstream call is known (usage counting
-    hooks in here)."""
+    upstream answers a create; counted as a task run saved (README: Usage and budgets)."""
     run_id = found.recording.run_id
     request.app[METRICS].replays.labels(app_name, "hit").inc()
+    for processor in calls_made(TASK_RUN, None, found.run):  # the one call not made upstream
+        request.app[TALLY].count_saved(app_name, TASK_RUN, processor)
     log.info("replay.hit", run_id=run_id, recorded_at=found.recording.recorded_at)
     if request.app[SETTINGS].isolation.mode == "app":
         # Its own recording's run, which it may read (recorded under isolation mode "team",

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..billing.calls import BILLABLE, RUN_INPUT
+from ..billing.calls import RUN_INPUT
 from ..cache.policy import (
     CACHE_BYPASS,
     CACHE_HIT,
@@ -26,7 +26,6 @@ from ..errors import (
 from ..ops.endpoints import add_ops_routes
 from ..state import (
     APP_NAME,
-    BUDGETS,
     CACHE,
     DRAINING,
     KEYRING,
@@ -41,7 +40,7 @@ from ..state import (
 )
 from .catalog import CREATE_ROUTE, INPUT_ROUTE, known_route, resolve
 from .final_route import answer_kind, answer_or_forward
-from .forward import CHUNK, forward
+from .forward import forward
 from .input_route import check_input
 from .replay_route import create_run
 
@@ -96,14 +95,6 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         kind = answer_kind(route)
         if kind is not None:
             return await answer_or_forward(request, route, kind)
-        billed = BILLABLE.get(route.name)
-        budgets = request.app[BUDGETS]
-        if billed is not None and budgets.capped(app_name):
-            # A body of one chunk is read here (forward would read it too); a longer one's cost
-            # is not known before it is sent.
-            small = request.content_length is not None and request.content_length <= CHUNK
-            with budgets.hold(app_name, billed, await request.read() if small else None):
-                return await forward(request, route)
         return await forward(request, route)
     except GatewayError as e:
         if "Cache-Status" in e.headers:  # a cacheable route's miss says so itself

@@ -4,14 +4,17 @@ as saved calls; failed calls not at all; the counts reach the store when the gat
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from parallel import APIStatusError
 from parallel.types.run_input_param import RunInputParam
 
 from gateway.billing.flush import utc_day
+from gateway.config import Settings
+from gateway.storage.types import ReplayMode
 from tests.fake_upstream import Scripted, error_json
-from tests.passthrough_support import Harness, Start
+from tests.passthrough_support import Harness, Start, with_keys
 from tests.passthrough_support import start as start  # the fixture, with upstream
 from tests.passthrough_support import upstream as upstream  # FakeParallel
 from tests.storage_support import opened_storage
@@ -141,3 +144,17 @@ async def test_a_large_streamed_body_is_counted_by_its_processors(start: Start) 
         ("app", "group_run", "core", 2, 0),
         ("app", "group_run", "lite", 1, 0),
     ]
+
+
+async def test_a_replayed_create_counts_as_a_saved_task_run(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    gw = await with_keys(start, make_settings(), {"ci": ReplayMode.REPLAY})
+    sdk = gw.sdk("ci")
+    run = await sdk.task_run.create(input="q", processor="core")
+    await sdk.task_run.result(run.run_id)
+    again = await sdk.task_run.create(input="q", processor="core")  # replayed: nothing sent
+
+    assert again.run_id == run.run_id
+    assert [m for m, p in gw.sent() if p == "/v1/tasks/runs"] == ["POST"]
+    assert await stored_counts(gw) == [("ci", "task_run", "core", 1, 1)]

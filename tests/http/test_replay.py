@@ -12,35 +12,20 @@ import pytest
 from parallel import AsyncParallel, InternalServerError
 
 from gateway.config import Settings
-from gateway.keys.app_keys import create_key
 from gateway.keys.ratelimit import Limit
 from gateway.storage.types import ReplayMode
 from tests.conftest import capture_logs, run_cli
 from tests.ops.test_ops import metrics_text, sample
-from tests.passthrough_support import STORED, Harness, Start, error_of
+from tests.passthrough_support import STORED, Harness, Start, error_of, with_keys
 from tests.passthrough_support import start as start  # the fixture, with upstream
 from tests.passthrough_support import upstream as upstream  # FakeParallel
 from tests.serve_support import launch_serve
-from tests.storage_support import opened_storage
 
 REPLAY = "parallel-gateway; hit; detail=replay"
 RECORDED = "parallel-gateway; fwd=uri-miss; fwd-status=202; stored"
 REPLAY_MISS = "parallel-gateway; fwd=uri-miss; detail=replay-miss"
 CREATE = ("POST", "/v1/tasks/runs")
 MCP_TOKEN = "Bearer mcp-token-5f0c1e-never-stored"
-
-
-async def with_keys(
-    start: Start, settings: Settings, modes: dict[str, ReplayMode], **limits: Limit
-) -> Harness:
-    """A gateway with a key for each app in `modes`, in that replay mode."""
-    keys = {}
-    async with opened_storage(settings.storage) as storage:
-        for app, mode in modes.items():
-            keys[app] = await create_key(storage.app_keys, app, limit=limits.get(app), replay=mode)
-    gw = await start(settings)
-    gw.keys.update(keys)
-    return gw
 
 
 def posts(gw: Harness, start: int = 0) -> int:

@@ -104,6 +104,7 @@ async def test_copying_again_adds_nothing_and_keeps_what_the_target_has(
     await postgres.run_inputs.put(StoredInput("trun_0005", b'{"target":"kept"}', LATER))
     await copy_storage(sqlite, postgres, quiet)
     again = await copy_storage(sqlite, postgres, quiet)
-    assert [c.added for c in again] == [0, 0, 0, 0, 0, 0, 0]
+    assert [c.added for c in again] == [0] * len(again)
+    assert len(again) == 8
     kept = await postgres.run_inputs.get("trun_0005")
     assert kept == StoredInput("trun_0005", b'{"target":"kept"}', LATER)
