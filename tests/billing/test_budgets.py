@@ -20,7 +20,7 @@ from gateway.billing.tally import Tally
 from gateway.config import PricesSettings, Settings, StorageSettings
 from gateway.errors import BudgetExceededError
 from gateway.keys.app_keys import create_key
-from gateway.storage.types import CallCount
+from gateway.storage.types import CallCount, ReplayMode
 from tests.conftest import StartGateway, run_cli
 from tests.passthrough_support import Start, WatchedParallel, error_of
 from tests.passthrough_support import start as start  # the fixture, with upstream
@@ -213,3 +213,27 @@ async def test_keys_create_and_update_set_and_remove_a_budget(start: Start) -> N
         for row in map(orjson.loads, relisted.out.splitlines())
     ]
     assert rebudgets == [("app", 3.0, "month", 0.0), ("team-a", None, None, None)]
+
+
+async def test_a_replayed_create_is_never_refused_for_budget(
+    start: Start, make_settings: Callable[..., Settings]
+) -> None:
+    """A replay sends nothing upstream, so it costs nothing: a key at its cap still gets it."""
+    settings = make_settings(billing={"flush_interval": 60.0})
+    async with opened_storage(settings.storage) as storage:
+        key = await create_key(
+            storage.app_keys, "ci", budget=Budget(0.025, "day"), replay=ReplayMode.REPLAY
+        )
+    gw = await start(settings)
+    ci = AsyncParallel(api_key=key, base_url=gw.gateway.url, max_retries=0)
+    run = await ci.task_run.create(input="q", processor="core")  # 0.025: the cap, reached
+    await ci.task_run.result(run.run_id)
+    replayed = await ci.task_run.with_raw_response.create(input="q", processor="core")
+    with pytest.raises(APIStatusError) as refused:
+        await ci.task_run.create(input="another", processor="core")
+    await ci.close()
+
+    assert replayed.headers["cache-status"] == "parallel-gateway; hit; detail=replay"
+    assert (await replayed.parse()).run_id == run.run_id
+    assert refused.value.status_code == 402
+    assert [m for m, p in gw.sent() if p == "/v1/tasks/runs"] == ["POST"]
