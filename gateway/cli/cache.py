@@ -181,6 +181,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
             **dataclasses.asdict(await storage.run_inputs.stats()),
             "results": dataclasses.asdict(finals[AnswerKind.RESULT]),
             "final_runs": dataclasses.asdict(finals[AnswerKind.RUN]),
+            "events": dataclasses.asdict(finals[AnswerKind.EVENTS]),
         }
 
     print(orjson.dumps(run_with_storage(settings.storage, run)).decode())

@@ -1,4 +1,5 @@
-"""The routes whose final answers are cached: a run's result, and a finished run's object.
+"""The routes whose final answers are cached: a run's result, a finished run's object, and a
+finished run's event stream.
 
 Called once every check a forwarded call gets has passed (key, allowlist, rate limit, and
 under isolation mode "app" the run's ownership), so a stored answer reaches only an app that
@@ -12,15 +13,19 @@ import functools
 from aiohttp import web
 
 from ..cache.final_answers import Question
-from ..cache.final_policy import beta_set, cacheable_query
+from ..cache.final_policy import CONTENT_TYPES, beta_set, cacheable_query
 from ..cache.policy import CACHE_HIT, cache_status, is_valid_run_id
 from ..errors import GatewayError
 from ..state import FINALS
 from ..storage.types import AnswerKind
-from .catalog import RESULT_ROUTE, RETRIEVE_ROUTE, Route
+from .catalog import EVENTS_ROUTE, RESULT_ROUTE, RETRIEVE_ROUTE, Route
 from .forward import Keep, forward
 
-ANSWER_KINDS = {RESULT_ROUTE: AnswerKind.RESULT, RETRIEVE_ROUTE: AnswerKind.RUN}
+ANSWER_KINDS = {
+    RESULT_ROUTE: AnswerKind.RESULT,
+    RETRIEVE_ROUTE: AnswerKind.RUN,
+    EVENTS_ROUTE: AnswerKind.EVENTS,
+}
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
 
 
@@ -47,8 +52,16 @@ async def answer_or_forward(
     finals = request.app[FINALS]
     body = await finals.get(question)
     if body is not None:
-        return web.Response(body=body, content_type="application/json", headers=HIT_HEADERS)
-    keep = Keep(finals.max_body_bytes, functools.partial(finals.keep, question))
+        return web.Response(body=body, content_type=CONTENT_TYPES[kind], headers=HIT_HEADERS)
+    limit = finals.max_body_bytes
+    # A stream is copied only when its run is known to have finished (another of its final
+    # answers is stored): upstream then replays the whole sequence and closes, so the copy lives
+    # for a moment and holds at most cache.max_body_bytes. A live stream (a run not known
+    # finished) is never copied: thousands are held open for minutes each, at about 20 kB
+    # apiece (issue 12), and a copy of each would grow with it. Its next call, once the app has
+    # the run's result or final state, is stored.
+    tee = kind is AnswerKind.EVENTS and await finals.known_finished(route.run_id)
+    keep = Keep(limit, functools.partial(finals.keep, question), limit if tee else 0)
     try:
         return await forward(request, route, keep)
     except GatewayError as e:

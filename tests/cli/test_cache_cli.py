@@ -38,7 +38,7 @@ BRAVO = StoredInput(
 SEEDED = (CHARLIE, ALPHA, BRAVO)
 EARLIER, LATER = "2026-02-01T00:00:00.000000Z", "2026-02-02T00:00:00.000000Z"
 EMPTY = {"entries": 0, "bytes": 0, "oldest_stored_at": None, "newest_stored_at": None}
-NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY}
+NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY, "events": EMPTY}
 
 
 @pytest.fixture
@@ -76,7 +76,16 @@ def test_stats_of_an_empty_cache(ws: Workspace) -> None:
     result = ws.run("cache", "stats")
     empty = b'{"entries":0,"bytes":0,"oldest_stored_at":null,"newest_stored_at":null'
     assert result == Result(
-        0, empty + b',"results":' + empty + b'},"final_runs":' + empty + b"}}\n", ""
+        0,
+        empty
+        + b',"results":'
+        + empty
+        + b'},"final_runs":'
+        + empty
+        + b'},"events":'
+        + empty
+        + b"}}\n",
+        "",
     )
 
 
@@ -95,19 +104,21 @@ def test_stats_of_a_filled_cache(ws: Workspace) -> None:
     assert json.loads(result.out)["bytes"] == 71 + 32 + 43
 
 
-def test_stats_count_results_and_final_runs_apart_from_inputs(ws: Workspace) -> None:
+def test_stats_count_results_final_runs_and_events_apart_from_inputs(ws: Workspace) -> None:
     ws.seed([ALPHA])
     ws.seed_answers(
         [
             StoredAnswer(AnswerKind.RESULT, "trun_alpha", "", b'{"output":1}', LATER),
             StoredAnswer(AnswerKind.RESULT, "trun_alpha", "b-1", b"{}", EARLIER),
             StoredAnswer(AnswerKind.RUN, "trun_bravo", "", b'{"status":"failed"}', LATER),
+            StoredAnswer(AnswerKind.EVENTS, "trun_bravo", "", b"data: {}\n\n", EARLIER),
         ]
     )
     assert ws.stats() == {
         **dataclasses.asdict(CacheStats(1, len(ALPHA.body), ALPHA.stored_at, ALPHA.stored_at)),
         "results": dataclasses.asdict(CacheStats(2, 14, EARLIER, LATER)),
         "final_runs": dataclasses.asdict(CacheStats(1, 19, LATER, LATER)),
+        "events": dataclasses.asdict(CacheStats(1, 10, EARLIER, EARLIER)),
     }
     purged = ws.run("cache", "purge", "trun_alpha", "trun_bravo")
     assert purged == Result(0, b"", "Purged 2 runs.\n")
