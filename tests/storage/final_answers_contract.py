@@ -102,3 +102,33 @@ class FinalAnswersContract:
         assert await storage.purges.purge(None) == 3
         empty = CacheStats(0, 0, None, None)
         assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty, EVENTS: empty}
+
+    async def test_put_many_stores_the_new_answers_and_counts_them(self, storage: Storage) -> None:
+        await storage.final_answers.put(answer("trun_a", RESULT, body=b"first"))
+        batch = [
+            answer("trun_a", RESULT, body=b"second"),  # already there: kept as it was
+            answer("trun_a", EVENTS, BETA, b"data: {}\n\n"),
+            answer("trun_b", RUN, body=b'{"status":"failed"}'),
+        ]
+        assert await storage.final_answers.put_many(batch) == 2
+        assert await storage.final_answers.put_many(batch) == 0
+        assert await storage.final_answers.get(RESULT, "trun_a", "") == answer(
+            "trun_a", RESULT, body=b"first"
+        )
+        assert await storage.final_answers.get(EVENTS, "trun_a", BETA) == batch[1]
+
+    async def test_scan_gives_every_answer_in_order_or_those_of_the_runs_named(
+        self, storage: Storage
+    ) -> None:
+        stored = [
+            answer(f"trun_{n:04d}", kind, beta, b"\0\xff" + bytes([n % 256]))
+            for n in range(1201)  # more than one page
+            for kind, beta in ((EVENTS, ""), (RESULT, ""), (RESULT, BETA))
+            if n % 3 or kind is RESULT
+        ]
+        assert await storage.final_answers.put_many(reversed(stored)) == len(stored)
+        key = [(a.run_id, a.kind.value, a.beta) for a in stored]
+        assert key == sorted(key)
+        assert [a async for a in storage.final_answers.scan()] == stored
+        named = [a async for a in storage.final_answers.scan(["trun_0001", "trun_0000", "trun_x"])]
+        assert named == stored[:5]
