@@ -61,7 +61,7 @@ async def answer_or_forward(
     # apiece (issue 12), and a copy of each would grow with it. Its next call, once the app has
     # the run's result or final state, is stored.
     tee = kind is AnswerKind.EVENTS and await finals.known_finished(route.run_id)
-    keep = Keep(limit, functools.partial(finals.keep, question), limit if tee else 0)
+    keep = Keep(limit, functools.partial(finals.keep, question), stream_limit=limit if tee else 0)
     try:
         return await forward(request, route, keep)
     except GatewayError as e:
