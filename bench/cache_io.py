@@ -113,7 +113,7 @@ async def gateway_import(settings: StorageSettings, data: bytes) -> int:
     try:
         with tqdm(disable=True) as bar:
             report = await import_entries(
-                storage.run_inputs, io.BytesIO(data), bar, CacheSettings().max_body_bytes
+                storage, io.BytesIO(data), bar, CacheSettings().max_body_bytes
             )
         return report.imported
     finally:
@@ -124,7 +124,7 @@ async def gateway_export(settings: StorageSettings) -> int:
     storage = await open_storage(settings)
     try:
         with tqdm(disable=True) as bar:
-            report = await export_entries(storage.run_inputs, io.BytesIO(), (), bar)
+            report = await export_entries(storage, io.BytesIO(), (), bar)
         return report.written
     finally:
         await storage.close()

@@ -27,7 +27,8 @@ BILLABLE: Mapping[str, str] = {
 RUN_INPUT = "run_input"
 RUN_RESULT = "run_result"
 RUN_OBJECT = "run"
-FREE_KINDS = frozenset({RUN_INPUT, RUN_RESULT, RUN_OBJECT})
+RUN_EVENTS = "run_events"
+FREE_KINDS = frozenset({RUN_INPUT, RUN_RESULT, RUN_OBJECT, RUN_EVENTS})
 
 # Calls made, by processor (None where the kind has none, or it could not be read).
 Made = dict[str | None, int]

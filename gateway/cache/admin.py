@@ -12,14 +12,13 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from ..errors import GatewayError, parse_error_body
-from ..storage.protocols import RunInputs
-from ..storage.types import StoredInput
-from .export_format import EntryError, decode_entry, encode_entry
+from ..storage.protocols import Storage
+from .export_format import KINDS, EntryError, Record, check_entry, decode_entry, encode_entry
 from .policy import is_valid_run_id
 from .run_inputs import RunInputCache
 
-# Runs per import transaction: SQLite's write lock is held for milliseconds at a time, so a
-# running gateway's writes get it between two batches.
+# Entries per import transaction (one per kind in a batch): SQLite's write lock is held for
+# milliseconds at a time, so a running gateway's writes get it between two batches.
 IMPORT_BATCH = 1000
 
 
@@ -30,21 +29,23 @@ def progress(total: int | None, unit: str, desc: str) -> tqdm[Any]:
 
 @dataclass
 class ExportReport:
-    written: int = 0
+    written: int = 0  # runs
     missing: list[str] = field(default_factory=list)
 
 
 async def export_entries(
-    store: RunInputs, out: BinaryIO, run_ids: Sequence[str], bar: tqdm[Any]
+    storage: Storage, out: BinaryIO, run_ids: Sequence[str], bar: tqdm[Any]
 ) -> ExportReport:
-    """Write every cached run (or those named) to `out` as export lines."""
+    """Write every cached entry of every kind (or those of the runs named) to `out` as export
+    lines, kind after kind."""
     report = ExportReport()
     wanted = list(dict.fromkeys(run_ids))
     written: set[str] = set()
-    async for entry in store.scan(wanted):
-        out.write(encode_entry(entry))
-        written.add(entry.run_id)
-        bar.update()
+    for kind in KINDS:
+        async for entry in kind.scan(storage, wanted):
+            out.write(encode_entry(entry))
+            written.add(entry.run_id)
+            bar.update()
     report.written = len(written)
     report.missing = [run_id for run_id in wanted if run_id not in written]
     return report
@@ -62,32 +63,33 @@ class ImportReport:
 
 
 async def import_entries(
-    store: RunInputs, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
+    storage: Storage, lines: Iterable[bytes], bar: tqdm[Any], max_body_bytes: int
 ) -> ImportReport:
-    """Import export lines, IMPORT_BATCH runs per transaction, in the order given.
+    """Import export lines, IMPORT_BATCH entries at a time, in the order given: each kind's
+    entries of a batch in one transaction.
 
-    A run already stored is left as it is, so an import that was stopped part-way is finished
-    by running it again: the batches it committed are skipped.
+    An entry already stored is left as it is, so an import that was stopped part-way is
+    finished by running it again: the batches it committed are skipped.
     """
     report = ImportReport()
     entries = _valid_entries(lines, report, bar, max_body_bytes)
     while batch := list(itertools.islice(entries, IMPORT_BATCH)):
-        report.imported += await store.put_many(batch)
+        for kind in KINDS:
+            if mine := [entry for entry in batch if isinstance(entry, kind.record)]:
+                report.imported += await kind.put_many(storage, mine)
     return report
 
 
 def _valid_entries(
     lines: Iterable[bytes], report: ImportReport, bar: tqdm[Any], max_body_bytes: int
-) -> Iterator[StoredInput]:
+) -> Iterator[Record]:
     for number, line in enumerate(lines, start=1):
         bar.update()
         if not line.strip():
             continue
         try:
             entry = decode_entry(line)
-            if len(entry.body) > max_body_bytes:
-                # The gateway would not store it either (cache.max_body_bytes).
-                raise EntryError(f"input is {len(entry.body)} bytes, over {max_body_bytes}")
+            check_entry(entry, max_body_bytes)
         except EntryError as e:
             report.rejected.append((number, str(e)))
             continue

@@ -1,51 +1,90 @@
-"""The cache export format: JSON Lines, one run per line, versioned. Pure code, no I/O.
+"""The cache export format: JSON Lines, one cached entry per line, versioned. Pure code, no I/O.
 
-Version 1, one object per line:
-    {"version": 1, "run_id": "trun_...", "stored_at": "2026-11-22T07:00:00.000000Z",
+Version 2, one object per line, its `kind` saying what it holds:
+    {"version": 2, "kind": "input", "run_id": "trun_...", "stored_at": "2026-...Z",
      "input": {"processor": "core", "input": ...}}
-A reader dispatches on `version`, so later gateways keep reading version 1 files.
-The `input` member is stored as its raw text in the line, never re-encoded: re-encoding would
+    {"version": 2, "kind": "result", "run_id": "trun_...", "stored_at": "2026-...Z",
+     "beta": "events-sse-2025-07-24", "body": "eyJydW4iOnsi..."}
+`result`, `run` and `events` lines carry a final answer's body in base64, so every byte of it
+(a stream's line breaks included) comes back; `beta` is the normalised parallel-beta set it was
+asked with. Version 1 lines are run inputs: `{"version": 1, "run_id", "stored_at", "input"}`.
+A reader dispatches on `version`, then `kind`, so later gateways keep reading older files.
+An `input` member is stored as its raw text in the line, never re-encoded: re-encoding would
 turn 123456789012345678901234567890 into 1.2345678901234568e+29, 1.10 into 1.1, and
 "caf\\u00e9" into "café".
+
+KINDS is the one place a kind of entry is defined: how its records are written in a line, read
+back and checked, and which store lists and keeps them. A new kind is one more entry.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 import orjson
 
-from ..storage.types import StoredInput
+from ..storage.protocols import Storage
+from ..storage.types import AnswerKind, StoredAnswer, StoredInput
 from ..timestamps import rfc3339
-from .policy import is_task_run_input, is_valid_run_id
+from .final_policy import answer_storability, beta_set
+from .policy import Storability, is_task_run_input, is_valid_run_id
 
-FORMAT_VERSION = 1
-READABLE_VERSIONS = (1,)
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+V1_KIND = "input"  # what every version 1 line holds
+
+Record = StoredInput | StoredAnswer
+R = TypeVar("R", StoredInput, StoredAnswer)
 
 
 class EntryError(ValueError):
     """A line that is not a valid export entry; the message says why."""
 
 
-def encode_entry(entry: StoredInput) -> bytes:
-    """One export line, newline included. The stored body goes in as it is, not re-encoded."""
-    # JSON strings cannot hold raw newlines, so in a valid body they are only whitespace between
-    # tokens: dropping them keeps the value identical and the line a line.
-    body = entry.body.replace(b"\n", b"").replace(b"\r", b"")
+@dataclass(frozen=True, slots=True)
+class Line:
+    """An export line whose envelope (version, kind, run_id, stored_at) has been checked."""
+
+    kind: str
+    run_id: str
+    stored_at: str  # normalised
+    data: dict[str, Any]  # the whole line, parsed
+    text: str  # the whole line, as written
+
+
+@dataclass(frozen=True, slots=True)
+class ExportKind(Generic[R]):
+    """One kind of cached entry: its lines' `kind` values, and how its records travel."""
+
+    names: tuple[str, ...]
+    record: type[R]
+    name_of: Callable[[R], str]  # the `kind` a record's line is written under
+    members: Callable[[R], dict[str, Any]]  # a line's members beyond the envelope
+    read: Callable[[Line], R]  # the record a checked line holds; EntryError if none
+    check: Callable[[R, int], None]  # EntryError unless stored as the gateway would store it
+    scan: Callable[[Storage, Sequence[str]], AsyncIterator[R]]  # every record, or those runs'
+    put_many: Callable[[Storage, list[R]], Awaitable[int]]  # one transaction; how many new
+    count: Callable[[Storage], Awaitable[int]]  # how many records the store holds
+
+
+def encode_entry(record: Record) -> bytes:
+    """One export line, newline included."""
+    kind = kind_of(record)
+    envelope = {"version": FORMAT_VERSION, "kind": kind.name_of(record), "run_id": record.run_id}
     return orjson.dumps(
-        {
-            "version": FORMAT_VERSION,
-            "run_id": entry.run_id,
-            "stored_at": entry.stored_at,
-            "input": orjson.Fragment(body),
-        },
+        {**envelope, "stored_at": record.stored_at, **kind.members(record)},
         option=orjson.OPT_APPEND_NEWLINE,
     )
 
 
-def decode_entry(line: bytes | str) -> StoredInput:
+def decode_entry(line: bytes | str) -> Record:
     """Parse and check one export line; raise EntryError saying what is wrong."""
     try:
         data = orjson.loads(line)
@@ -56,20 +95,114 @@ def decode_entry(line: bytes | str) -> StoredInput:
     version = data.get("version")
     if type(version) is not int or version not in READABLE_VERSIONS:
         readable = ", ".join(map(str, READABLE_VERSIONS))
-        raise EntryError(f"unsupported version {version!r}; this gateway reads version {readable}")
+        raise EntryError(f"unsupported version {version!r}; this gateway reads versions {readable}")
+    name = V1_KIND if version == 1 else data.get("kind")
+    if not isinstance(name, str) or name not in KIND_NAMES:
+        known = ", ".join(KIND_NAMES)
+        raise EntryError(f"kind {name!r} is not one this gateway reads ({known})")
     run_id = data.get("run_id")
     if not isinstance(run_id, str) or not is_valid_run_id(run_id):
         raise EntryError(f"run_id {run_id!r} is not 1 to 128 of A-Z, a-z, 0-9, '_', '-'")
     stored_at = normalise_timestamp(data.get("stored_at"))
-    task_input = data.get("input")
-    if not is_task_run_input(task_input):
-        raise EntryError("input is not a task run input (an object with processor and input)")
     text = line if isinstance(line, str) else line.decode()
+    record: Record = KIND_NAMES[name].read(Line(name, run_id, stored_at, data, text))
+    return record
+
+
+def check_entry(record: Record, max_body_bytes: int) -> None:
+    """Raise EntryError unless the gateway would have stored `record` itself."""
+    kind_of(record).check(record, max_body_bytes)
+
+
+def kind_of(record: Record) -> ExportKind[Any]:
+    return next(kind for kind in KINDS if isinstance(record, kind.record))
+
+
+# --- run inputs ----------------------------------------------------------------------------
+
+
+def _input_members(entry: StoredInput) -> dict[str, Any]:
+    # JSON strings cannot hold raw newlines, so in a valid body they are only whitespace between
+    # tokens: dropping them keeps the value identical and the line a line.
+    return {"input": orjson.Fragment(entry.body.replace(b"\n", b"").replace(b"\r", b""))}
+
+
+def _read_input(line: Line) -> StoredInput:
+    if not is_task_run_input(line.data.get("input")):
+        raise EntryError("input is not a task run input (an object with processor and input)")
     try:
-        body = raw_member(text, "input")
+        body = raw_member(line.text, "input")
     except RecursionError:  # Python's scanner nests less deeply than orjson's
         raise EntryError("input is nested too deeply") from None
-    return StoredInput(run_id, body.encode(), stored_at)
+    return StoredInput(line.run_id, body.encode(), line.stored_at)
+
+
+def _check_input(entry: StoredInput, max_body_bytes: int) -> None:
+    if len(entry.body) > max_body_bytes:  # the gateway would not store it either
+        raise EntryError(f"input is {len(entry.body)} bytes, over {max_body_bytes}")
+
+
+async def _count_inputs(storage: Storage) -> int:
+    return (await storage.run_inputs.stats()).entries
+
+
+# --- final answers (results, finished runs, their event streams) ---------------------------
+
+
+def _answer_members(answer: StoredAnswer) -> dict[str, Any]:
+    return {"beta": answer.beta, "body": base64.b64encode(answer.body).decode()}
+
+
+def _read_answer(line: Line) -> StoredAnswer:
+    beta, body = line.data.get("beta"), line.data.get("body")
+    if not isinstance(beta, str):
+        raise EntryError(f"beta {beta!r} is not a string (the parallel-beta set, '' for none)")
+    if not isinstance(body, str):
+        raise EntryError("body is not a string (the answer in base64)")
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise EntryError("body is not base64") from None
+    return StoredAnswer(AnswerKind(line.kind), line.run_id, beta_set([beta]), raw, line.stored_at)
+
+
+def _check_answer(answer: StoredAnswer, max_body_bytes: int) -> None:
+    decision = answer_storability(answer.kind, answer.body, max_body_bytes)
+    if decision is Storability.TOO_LARGE:
+        raise EntryError(f"{answer.kind.value} is {len(answer.body)} bytes, over {max_body_bytes}")
+    if decision is not Storability.STORE:  # a run still active, a stream cut short, not JSON
+        raise EntryError(f"{answer.kind.value} is not a final answer ({decision.value})")
+
+
+async def _count_answers(storage: Storage) -> int:
+    return sum(stats.entries for stats in (await storage.final_answers.stats()).values())
+
+
+KINDS: tuple[ExportKind[Any], ...] = (
+    ExportKind(
+        (V1_KIND,),
+        StoredInput,
+        lambda _: V1_KIND,
+        _input_members,
+        _read_input,
+        _check_input,
+        lambda storage, run_ids: storage.run_inputs.scan(run_ids),
+        lambda storage, records: storage.run_inputs.put_many(records),
+        _count_inputs,
+    ),
+    ExportKind(
+        tuple(kind.value for kind in AnswerKind),
+        StoredAnswer,
+        lambda answer: answer.kind.value,
+        _answer_members,
+        _read_answer,
+        _check_answer,
+        lambda storage, run_ids: storage.final_answers.scan(run_ids),
+        lambda storage, records: storage.final_answers.put_many(records),
+        _count_answers,
+    ),
+)
+KIND_NAMES = {name: kind for kind in KINDS for name in kind.names}
 
 
 _DECODER = json.JSONDecoder()

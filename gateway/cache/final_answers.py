@@ -1,5 +1,6 @@
-"""Final-answer cache: results and finished runs, in the memory layer shared with run inputs,
-in front of the store. A miss is forwarded by the caller, which offers the answer back."""
+"""Final-answer cache: results, finished runs and their event streams, in the memory layer
+shared with run inputs, in front of the store. A miss is forwarded by the caller, which offers
+the answer back."""
 
 from __future__ import annotations
 
@@ -84,6 +85,15 @@ class FinalAnswerCache:
             return None
         self.memory.put(key, stored.body)
         return stored.body
+
+    async def known_finished(self, run_id: str) -> bool:
+        """Whether the run is known to have finished: some final answer of it is stored (each
+        kind is stored only once the run has finished). False if the store cannot say."""
+        try:
+            return await self._store.has_run(run_id)
+        except StoreError as e:
+            self.health.failed(e, "read", run_id=run_id)
+            return False
 
     async def keep(self, question: Question, body: bytes) -> bool:
         """Store upstream's 200 `body` if it is final; whether it is now stored."""

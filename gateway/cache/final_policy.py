@@ -1,4 +1,5 @@
-"""Caching policy for final answers (results, finished runs): pure decisions, no I/O."""
+"""Caching policy for final answers (results, finished runs, their event streams): pure
+decisions, no I/O."""
 
 from __future__ import annotations
 
@@ -15,7 +16,18 @@ from .policy import Storability
 # action_required and cancelling are not.
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # /result long-polls for `timeout` seconds: how long the app waits, not what the answer is.
-IGNORED_QUERY = {AnswerKind.RESULT: frozenset({"timeout"}), AnswerKind.RUN: frozenset()}
+IGNORED_QUERY = {
+    AnswerKind.RESULT: frozenset({"timeout"}),
+    AnswerKind.RUN: frozenset(),
+    AnswerKind.EVENTS: frozenset(),
+}
+# What a stored answer is served as (a stream's media type, as upstream sends it).
+CONTENT_TYPES = {
+    AnswerKind.RESULT: "application/json",
+    AnswerKind.RUN: "application/json",
+    AnswerKind.EVENTS: "text/event-stream",
+}
+STATE_EVENT = "task_run.state"
 
 
 def beta_set(values: Iterable[str]) -> str:
@@ -44,11 +56,14 @@ def cacheable_query(kind: AnswerKind, query_string: str) -> bool:
 
 
 def answer_storability(kind: AnswerKind, body: bytes, max_body_bytes: int) -> Storability:
-    """Whether a 200 answer may be kept for ever: a result that is a JSON object, or a run
-    object whose status is final. A non-final run (NOT_FINAL) changes; anything else the
-    gateway cannot read might be different next time."""
+    """Whether a 200 answer may be kept for ever: a result that is a JSON object, a run
+    object whose status is final, or an event stream whose last event is a final run state. A
+    non-final run (NOT_FINAL) changes; anything else the gateway cannot read might be different
+    next time."""
     if len(body) > max_body_bytes:
         return Storability.TOO_LARGE
+    if kind is AnswerKind.EVENTS:
+        return _stream_storability(body)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -62,3 +77,42 @@ def answer_storability(kind: AnswerKind, body: bytes, max_body_bytes: int) -> St
         if status not in FINAL_STATUSES:
             return Storability.NOT_FINAL
     return Storability.STORE
+
+
+def _stream_storability(body: bytes) -> Storability:
+    """A stream is final once its last event is a task_run.state whose run's status is final
+    (PARALLEL_API.md: a finished run's stream starts and ends with one). One that ended on a
+    run still active was cut off (streams close after 570 s) and replays less than the run."""
+    data = last_event_data(body)
+    if data is None:
+        return Storability.MALFORMED
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return Storability.NOT_JSON
+    if not isinstance(event, dict) or event.get("type") != STATE_EVENT:
+        return Storability.NOT_FINAL
+    run = event.get("run")
+    if not isinstance(run, dict) or run.get("status") not in FINAL_STATUSES:
+        return Storability.NOT_FINAL
+    return Storability.STORE
+
+
+def last_event_data(body: bytes) -> bytes | None:
+    """The data of the last event of a Server-Sent Events stream (WHATWG HTML 9.2.6: lines end
+    in CRLF, LF or CR; `data:` lines join with LF; a blank line dispatches an event, one with no
+    data is none), None if the stream has no event or does not end with a dispatched one."""
+    lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if len(lines) < 3 or lines[-1] or lines[-2]:  # not ended by a blank line: an event cut short
+        return None
+    last: bytes | None = None
+    data: list[bytes] = []
+    for line in lines[:-1]:
+        if not line:
+            if data:
+                last, data = b"\n".join(data), []
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return last

@@ -25,6 +25,7 @@ from ..cache.admin import (
     progress,
     warm,
 )
+from ..cache.export_format import KINDS
 from ..cache.policy import is_valid_run_id
 from ..config import Settings
 from ..ops.log import configure_logging
@@ -92,10 +93,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         return bad
 
     async def run(storage: Storage) -> ExportReport:
-        store = storage.run_inputs
-        total = len(set(args.run_ids)) or (await store.stats()).entries
-        with _output(args.output) as out, progress(total, "run", "export") as bar:
-            report = await export_entries(store, out, args.run_ids, bar)
+        total = None if args.run_ids else sum([await kind.count(storage) for kind in KINDS])
+        with _output(args.output) as out, progress(total, "entry", "export") as bar:
+            report = await export_entries(storage, out, args.run_ids, bar)
             if report.missing and args.output is not None:
                 raise _IncompleteExportError(report)
         return report
@@ -115,9 +115,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def run(storage: Storage) -> ImportReport:
-        store = storage.run_inputs
         with _input(args.file) as lines, progress(None, "line", "import") as bar:
-            return await import_entries(store, lines, bar, settings.cache.max_body_bytes)
+            return await import_entries(storage, lines, bar, settings.cache.max_body_bytes)
 
     report = run_with_storage(settings.storage, run)
     for number, reason in report.rejected[:SHOWN_REJECTIONS]:
@@ -126,7 +125,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         hidden = len(report.rejected) - SHOWN_REJECTIONS
         _say(f"{args.file}: {_count(hidden, 'more line')} rejected, not shown.")
     _say(
-        f"Imported {_count(report.imported, 'new run')}; {report.already_present} already "
+        f"Imported {_count(report.imported, 'new entry')}; {report.already_present} already "
         f"cached; {_count(len(report.rejected), 'line')} rejected."
     )
     return 1 if report.rejected else 0
@@ -184,6 +183,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
             **dataclasses.asdict(await storage.run_inputs.stats()),
             "results": dataclasses.asdict(finals[AnswerKind.RESULT]),
             "final_runs": dataclasses.asdict(finals[AnswerKind.RUN]),
+            "events": dataclasses.asdict(finals[AnswerKind.EVENTS]),
         }
 
     print(orjson.dumps(run_with_storage(settings.storage, run)).decode())
@@ -235,7 +235,9 @@ async def _cached(storage: Storage, run_id: str) -> bool:
 
 
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 def _say(message: str) -> None:

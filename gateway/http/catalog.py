@@ -48,6 +48,7 @@ CREATE_ROUTE = "tasks.runs.create"
 # Cached once final (gateway/http/final_route.py).
 RETRIEVE_ROUTE = "tasks.runs.retrieve"
 RESULT_ROUTE = "tasks.runs.result"
+EVENTS_ROUTE = "tasks.runs.events"
 # Every route of the API, from the official SDK. `{name}` is one non-empty path segment.
 _ORD, _POLL, _STREAM = Timing.ORDINARY, Timing.LONG_POLL, Timing.STREAM
 _ROWS: list[tuple[str, str, str, Timing, Creates | None]] = [
@@ -55,7 +56,7 @@ _ROWS: list[tuple[str, str, str, Timing, Creates | None]] = [
     ("GET", "/v1/tasks/runs/{run}", RETRIEVE_ROUTE, _ORD, None),
     ("GET", "/v1/tasks/runs/{run}/input", INPUT_ROUTE, _ORD, None),
     ("GET", "/v1/tasks/runs/{run}/result", RESULT_ROUTE, _POLL, None),
-    ("GET", "/v1/tasks/runs/{run}/events", "tasks.runs.events", _STREAM, None),
+    ("GET", "/v1/tasks/runs/{run}/events", EVENTS_ROUTE, _STREAM, None),
     ("POST", "/v1/tasks/groups", "tasks.groups.create", _ORD, Creates.GROUP),
     ("GET", "/v1/tasks/groups/{group}", "tasks.groups.retrieve", _ORD, None),
     ("POST", "/v1/tasks/groups/{group}/runs", "tasks.groups.add_runs", _ORD, Creates.GROUP_RUNS),

@@ -1,4 +1,5 @@
-"""The routes whose final answers are cached: a run's result, and a finished run's object.
+"""The routes whose final answers are cached: a run's result, a finished run's object, and a
+finished run's event stream.
 
 Called once every check a forwarded call gets has passed (key, allowlist, rate limit, and
 under isolation mode "app" the run's ownership), so a stored answer reaches only an app that
@@ -11,18 +12,26 @@ import functools
 
 from aiohttp import web
 
-from ..billing.calls import RUN_OBJECT, RUN_RESULT
+from ..billing.calls import RUN_EVENTS, RUN_OBJECT, RUN_RESULT
 from ..cache.final_answers import Question
-from ..cache.final_policy import beta_set, cacheable_query
+from ..cache.final_policy import CONTENT_TYPES, beta_set, cacheable_query
 from ..cache.policy import CACHE_HIT, cache_status, is_valid_run_id
 from ..errors import GatewayError
 from ..state import APP_NAME, FINALS, TALLY
 from ..storage.types import AnswerKind
-from .catalog import RESULT_ROUTE, RETRIEVE_ROUTE, Route
+from .catalog import EVENTS_ROUTE, RESULT_ROUTE, RETRIEVE_ROUTE, Route
 from .forward import Keep, forward
 
-ANSWER_KINDS = {RESULT_ROUTE: AnswerKind.RESULT, RETRIEVE_ROUTE: AnswerKind.RUN}
-SAVED_KINDS = {AnswerKind.RESULT: RUN_RESULT, AnswerKind.RUN: RUN_OBJECT}
+ANSWER_KINDS = {
+    RESULT_ROUTE: AnswerKind.RESULT,
+    RETRIEVE_ROUTE: AnswerKind.RUN,
+    EVENTS_ROUTE: AnswerKind.EVENTS,
+}
+SAVED_KINDS = {
+    AnswerKind.RESULT: RUN_RESULT,
+    AnswerKind.RUN: RUN_OBJECT,
+    AnswerKind.EVENTS: RUN_EVENTS,
+}
 HIT_HEADERS = {"Cache-Status": CACHE_HIT}
 
 
@@ -50,8 +59,16 @@ async def answer_or_forward(
     body = await finals.get(question)
     if body is not None:
         request.app[TALLY].count_saved(request[APP_NAME], SAVED_KINDS[kind])
-        return _hit(body)
-    keep = Keep(finals.max_body_bytes, functools.partial(finals.keep, question))
+        return _hit(body, CONTENT_TYPES[kind])
+    limit = finals.max_body_bytes
+    # A stream is copied only when its run is known to have finished (another of its final
+    # answers is stored): upstream then replays the whole sequence and closes, so the copy lives
+    # for a moment and holds at most cache.max_body_bytes. A live stream (a run not known
+    # finished) is never copied: thousands are held open for minutes each, at about 20 kB
+    # apiece (issue 12), and a copy of each would grow with it. Its next call, once the app has
+    # the run's result or final state, is stored.
+    tee = kind is AnswerKind.EVENTS and await finals.known_finished(route.run_id)
+    keep = Keep(limit, functools.partial(finals.keep, question), stream_limit=limit if tee else 0)
     try:
         return await forward(request, route, keep)
     except GatewayError as e:
@@ -59,11 +76,11 @@ async def answer_or_forward(
         # and another replica stored it.
         body = await finals.stored(question) if finals.seen_unfinished(question) else None
         if body is not None:
-            return _hit(body)
+            return _hit(body, CONTENT_TYPES[kind])
         # A miss the gateway could not get an answer for (offline, upstream down): RFC 9211 2.8.
         status = cache_status(stored=False, detail=e.reason)
         raise e.with_headers({"Cache-Status": status}) from None
 
 
-def _hit(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json", headers=HIT_HEADERS)
+def _hit(body: bytes, content_type: str) -> web.Response:
+    return web.Response(body=body, content_type=content_type, headers=HIT_HEADERS)

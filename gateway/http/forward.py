@@ -77,11 +77,16 @@ def _body_limit(request: web.Request) -> int:
 class Keep:
     """A cacheable route's answer on its way back: one of `statuses` (a 200; a create's 202)
     of at most `limit` bytes (as its Content-Length says) is read whole and offered to `store`,
-    which says whether it stored it."""
+    which says whether it stored it.
+
+    A 200 streamed without a Content-Length is copied as it is relayed, up to `stream_limit`
+    bytes (0: never; the copy is dropped once past it), and offered once upstream has ended it.
+    """
 
     limit: int
     store: Callable[[bytes], Awaitable[bool]]
     statuses: Container[int] = (200,)
+    stream_limit: int = 0
 
 
 def _too_large(limit: int) -> str:
@@ -112,11 +117,14 @@ async def forward(
         if spent:  # the gateway retried already: the SDK must not multiply its attempts
             headers.update(DO_NOT_RETRY)
         headers["Cache-Status"] = CACHE_BYPASS
+        tee: Keep | None = None
         if keep is not None:
             stored = False
             if resp.status in keep.statuses and _fits(resp, keep.limit):
                 read = await resp.read()
                 stored = await keep.store(read)
+            elif resp.status == 200 and keep.stream_limit:
+                tee = keep  # its head goes first: "stored" cannot be promised
             headers["Cache-Status"] = cache_status(stored=stored, fwd_status=resp.status)
         if billed is not None and 200 <= resp.status < 300:
             read = await resp.read() if read is None else read
@@ -133,7 +141,7 @@ async def forward(
         if read is not None:
             headers.popall("Content-Length", None)
             return web.Response(status=resp.status, body=read, headers=headers)
-        return await _stream(request, resp, headers)
+        return await _stream(request, resp, headers, tee)
 
     budgets = app[BUDGETS]
     if billed is not None and budgets.capped(request[APP_NAME]):
@@ -191,17 +199,32 @@ def _fits(resp: Answer, limit: int) -> bool:
 
 
 async def _stream(
-    request: web.Request, resp: Answer, headers: CIMultiDict[str]
+    request: web.Request,
+    resp: Answer,
+    headers: CIMultiDict[str],
+    keep: Keep | None = None,
 ) -> web.StreamResponse:
-    """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once."""
+    """Relay the body chunk by chunk as it arrives: Server-Sent Events reach the app at once.
+    With `keep`, a copy of at most keep.stream_limit bytes is offered to it once upstream has
+    ended the stream; one cut off (by upstream, the app or a shutdown), or past the limit, is
+    dropped."""
     response = web.StreamResponse(status=resp.status, headers=headers)
     response.headers["x-gateway-request-id"] = request[REQUEST_ID]
     await response.prepare(request)
     streams = request.app[STREAMS]
     streams.add(resp)
+    copy = bytearray() if keep is not None else None
     try:
         async for chunk in resp.content.iter_any():
             await response.write(chunk)
+            if copy is not None and keep is not None:
+                if len(copy) + len(chunk) > keep.stream_limit:
+                    copy = None  # never more than the bound, whatever upstream sends
+                else:
+                    copy += chunk
+        if copy is not None and keep is not None:
+            # Before the stream's end reaches the app: its next call finds the copy stored.
+            await keep.store(bytes(copy))
     except ConnectionResetError:
         # The app went away; leaving here releases (closes) the upstream stream too.
         log.info("client.disconnected")

@@ -56,6 +56,13 @@ class FinalAnswers(Protocol):
     async def put(self, answer: StoredAnswer) -> None:
         """Store an answer unless one exists; return only once it is durable."""
 
+    async def put_many(self, answers: Iterable[StoredAnswer]) -> int:
+        """Store answers in one transaction (all or none), each unless one exists; return how
+        many were new."""
+
+    def scan(self, run_ids: Sequence[str] = ()) -> AsyncIterator[StoredAnswer]:
+        """Every answer (or those of the runs named), in run_id, kind and beta order."""
+
     async def has_run(self, run_id: str) -> bool:
         """Whether any answer about `run_id` is stored."""
 

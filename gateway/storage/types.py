@@ -30,11 +30,13 @@ class StoredInput:
 
 
 class AnswerKind(enum.Enum):
-    """A final answer's kind: a 200 of GET /v1/tasks/runs/{id}/result, or a run object
-    (GET /v1/tasks/runs/{id}) whose status is final."""
+    """A final answer's kind: a 200 of GET /v1/tasks/runs/{id}/result, a run object
+    (GET /v1/tasks/runs/{id}) whose status is final, or a finished run's event stream
+    (GET /v1/tasks/runs/{id}/events) that ended with a final task_run.state."""
 
     RESULT = "result"
     RUN = "run"
+    EVENTS = "events"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from ..errors import (
     OfflineError,
     UpstreamBusyError,
 )
-from ..http.catalog import INPUT_ROUTE, RESULT_ROUTE, RETRIEVE_ROUTE, Timing
+from ..http.catalog import EVENTS_ROUTE, INPUT_ROUTE, RESULT_ROUTE, RETRIEVE_ROUTE, Timing
 from ..http.headers import request_headers, response_headers
 from ..http.internals import fast_path_forced_off
 from ..ops.activity import Activity
@@ -53,6 +53,7 @@ CACHED_WHAT = {
     INPUT_ROUTE: "Run {run_id} is not in the gateway's cache",
     RESULT_ROUTE: "Run {run_id}'s result is not in the gateway's cache",
     RETRIEVE_ROUTE: "Run {run_id} is not in the gateway's cache in a final state",
+    EVENTS_ROUTE: "Run {run_id}'s events are not in the gateway's cache",
 }
 # Given the live response; for an error, its body already read (to log its ref_id); and whether
 # the gateway spent its retries on it (then the SDK must not retry it again).
@@ -332,8 +333,8 @@ class UpstreamClient:
             missing = CACHED_WHAT[route].format(run_id=run_id) + ", and the gateway"
         else:
             missing = (
-                "Only cached run inputs, results and finished runs are served without Parallel "
-                f"({route} is not), and the gateway"
+                "Only cached run inputs, results, finished runs and their events are served "
+                f"without Parallel ({route} is not), and the gateway"
             )
         if self._settings.offline:
             raise OfflineError(f"{missing} is offline.")

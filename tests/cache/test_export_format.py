@@ -3,13 +3,20 @@ rejections, no I/O."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 import pytest
 
-from gateway.cache.export_format import EntryError, decode_entry, encode_entry, normalise_timestamp
-from gateway.storage.types import StoredInput
+from gateway.cache.export_format import (
+    EntryError,
+    check_entry,
+    decode_entry,
+    encode_entry,
+    normalise_timestamp,
+)
+from gateway.storage.types import AnswerKind, StoredAnswer, StoredInput
 
 STAMP = "2026-11-22T07:00:00.000000Z"
 TASK_INPUT = {"processor": "core", "input": "What is 2+2?"}
@@ -34,7 +41,7 @@ def line(**fields: Any) -> bytes:
 def test_encode_gives_the_exact_line() -> None:
     entry = StoredInput("trun_abc", b'{"processor":"core","input":"hello"}', STAMP)
     assert encode_entry(entry) == (
-        b'{"version":1,"run_id":"trun_abc","stored_at":"2026-11-22T07:00:00.000000Z",'
+        b'{"version":2,"kind":"input","run_id":"trun_abc","stored_at":"2026-11-22T07:00:00.000000Z",'
         b'"input":{"processor":"core","input":"hello"}}\n'
     )
 
@@ -56,9 +63,8 @@ def test_encode_gives_the_exact_line() -> None:
 def test_encode_embeds_the_body_as_it_is(body: bytes) -> None:
     encoded = encode_entry(StoredInput("trun_1", body, STAMP))
     assert encoded == (
-        b'{"version":1,"run_id":"trun_1","stored_at":"2026-11-22T07:00:00.000000Z","input":'
-        + body
-        + b"}\n"
+        b'{"version":2,"kind":"input","run_id":"trun_1","stored_at":"2026-11-22T07:00:00.000000Z",'
+        b'"input":' + body + b"}\n"
     )
     assert orjson.loads(encoded)["input"] == orjson.loads(body)
 
@@ -203,12 +209,12 @@ def test_decode_refuses_an_input_nested_deeper_than_python_reads() -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'"a string"', "not a JSON object"),
         (b"null", "not a JSON object"),
-        (line(version=MISSING), "unsupported version None; this gateway reads version 1"),
-        (line(version=2), "unsupported version 2; this gateway reads version 1"),
-        (line(version=0), "unsupported version 0; this gateway reads version 1"),
-        (line(version="1"), "unsupported version '1'; this gateway reads version 1"),
-        (line(version=True), "unsupported version True; this gateway reads version 1"),
-        (line(version=None), "unsupported version None; this gateway reads version 1"),
+        (line(version=MISSING), "unsupported version None; this gateway reads versions 1, 2"),
+        (line(version=3), "unsupported version 3; this gateway reads versions 1, 2"),
+        (line(version=0), "unsupported version 0; this gateway reads versions 1, 2"),
+        (line(version="1"), "unsupported version '1'; this gateway reads versions 1, 2"),
+        (line(version=True), "unsupported version True; this gateway reads versions 1, 2"),
+        (line(version=None), "unsupported version None; this gateway reads versions 1, 2"),
         (line(run_id=MISSING), f"run_id None {RUN_ID_RULE}"),
         (line(run_id="a/b"), f"run_id 'a/b' {RUN_ID_RULE}"),
         (line(run_id=".."), f"run_id '..' {RUN_ID_RULE}"),
@@ -243,8 +249,8 @@ def test_decode_rejects_with_a_message_saying_why(raw: bytes, message: str) -> N
 
 def test_the_first_problem_is_reported() -> None:
     """Checked in order: version, run_id, stored_at, input."""
-    raw = line(version=2, run_id="a/b", stored_at="x", input=None)
-    with pytest.raises(EntryError, match=r"^unsupported version 2;"):
+    raw = line(version=3, run_id="a/b", stored_at="x", input=None)
+    with pytest.raises(EntryError, match=r"^unsupported version 3;"):
         decode_entry(raw)
     with pytest.raises(EntryError, match=r"^run_id 'a/b' "):
         decode_entry(line(run_id="a/b", stored_at="x", input=None))
@@ -302,3 +308,112 @@ def test_an_out_of_range_stored_at_is_an_entry_error(stamp: str) -> None:
 
 def test_a_lower_case_z_is_rfc_3339() -> None:
     assert normalise_timestamp("2026-01-02T00:00:00z") == "2026-01-02T00:00:00.000000Z"
+
+
+# --- version 2: final answers ---------------------------------------------------------------
+
+STREAM = (
+    b'event: task_run.state\r\ndata: {"type":"task_run.state","run":{"status":"running"}}\r\n\r\n'
+    b'event: task_run.state\r\ndata: {"type":"task_run.state","run":{"status":"completed"}}\r\n\r\n'
+)
+
+
+def answer_line(**fields: Any) -> bytes:
+    """A version 2 result line, with `fields` replacing (or, if MISSING, dropping) keys."""
+    data: dict[str, Any] = {"version": 2, "kind": "result", "run_id": "trun_1"}
+    data |= {"stored_at": STAMP, "beta": "", "body": "e30="}  # {}
+    data.update(fields)
+    return orjson.dumps({k: v for k, v in data.items() if v is not MISSING})
+
+
+def test_an_answer_line_holds_its_body_in_base64() -> None:
+    entry = StoredAnswer(AnswerKind.EVENTS, "trun_abc", "a,b", b"data: \xff\0\n\n", STAMP)
+    assert encode_entry(entry) == (
+        b'{"version":2,"kind":"events","run_id":"trun_abc","stored_at":"2026-11-22T07:00:00.000000Z",'
+        b'"beta":"a,b","body":"ZGF0YTog/wAKCg=="}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        StoredAnswer(AnswerKind.EVENTS, "trun_1", "", STREAM, STAMP),
+        StoredAnswer(AnswerKind.RESULT, "trun_1", "b-1,b-2", b'{\r\n "output" : 1.10 }\n', STAMP),
+        StoredAnswer(AnswerKind.RUN, "a" * 128, "", b'{"status":"cancelled","x":"\\u00e9"}', STAMP),
+    ],
+    ids=["events-crlf", "result-spacing", "run-escapes"],
+)
+def test_decode_of_encode_gives_back_every_byte_of_an_answer(entry: StoredAnswer) -> None:
+    encoded = encode_entry(entry)
+    assert encoded.count(b"\n") == 1
+    assert decode_entry(encoded) == entry
+    check_entry(entry, max_body_bytes=1000)
+
+
+def test_a_beta_set_is_read_normalised() -> None:
+    decoded = decode_entry(answer_line(beta=" b, a,b"))
+    assert isinstance(decoded, StoredAnswer)
+    assert decoded.beta == "a,b"
+
+
+def test_a_version_1_line_is_a_run_input_whatever_else_it_holds() -> None:
+    decoded = decode_entry(line(kind="result", body="e30="))
+    assert decoded == StoredInput("trun_1", orjson.dumps(TASK_INPUT), STAMP)
+
+
+KINDS_READ = "is not one this gateway reads (input, result, run, events)"
+NOT_BETA = "is not a string (the parallel-beta set, '' for none)"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (answer_line(kind=MISSING), f"kind None {KINDS_READ}"),
+        (answer_line(kind="recording"), f"kind 'recording' {KINDS_READ}"),
+        (answer_line(kind=["run"]), f"kind ['run'] {KINDS_READ}"),
+        (answer_line(run_id="a/b"), f"run_id 'a/b' {RUN_ID_RULE}"),
+        (answer_line(beta=None), f"beta None {NOT_BETA}"),
+        (answer_line(beta=MISSING), f"beta None {NOT_BETA}"),
+        (answer_line(beta=7), f"beta 7 {NOT_BETA}"),
+        (answer_line(body=MISSING), "body is not a string (the answer in base64)"),
+        (answer_line(body={}), "body is not a string (the answer in base64)"),
+        (answer_line(body="e30"), "body is not base64"),
+        (answer_line(body="e3 0="), "body is not base64"),
+        (answer_line(kind="input", body=MISSING), BAD_INPUT),
+    ],
+)
+def test_decode_rejects_a_bad_version_2_line_saying_why(raw: bytes, message: str) -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_entry(raw)
+    assert str(caught.value) == message
+
+
+def b64(body: bytes) -> str:
+    return base64.b64encode(body).decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (answer_line(body=b64(b"[]")), "result is not a final answer (malformed)"),
+        (answer_line(body=b64(b"<html>")), "result is not a final answer (not-json)"),
+        (
+            answer_line(kind="run", body=b64(b'{"status":"running"}')),
+            "run is not a final answer (not-final)",
+        ),
+        (
+            answer_line(kind="events", body=b64(STREAM[: STREAM.index(b"event", 1)])),
+            "events is not a final answer (not-final)",
+        ),
+        (  # its last event never ended
+            answer_line(kind="events", body=b64(b'data: {"type":"task_run.state"}\n')),
+            "events is not a final answer (malformed)",
+        ),
+        (answer_line(body=b64(b'{"pad":"' + b"x" * 100 + b'"}')), "result is 110 bytes, over 100"),
+        (line(input={"processor": "core", "input": "x" * 100}), "input is 131 bytes, over 100"),
+    ],
+)
+def test_an_entry_the_gateway_would_not_store_is_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(EntryError) as caught:
+        check_entry(decode_entry(raw), max_body_bytes=100)
+    assert str(caught.value) == message

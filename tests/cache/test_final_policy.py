@@ -9,12 +9,16 @@ from gateway.cache.final_policy import (
     answer_storability,
     beta_set,
     cacheable_query,
+    last_event_data,
     run_of,
 )
 from gateway.cache.policy import Storability
 from gateway.storage.types import AnswerKind
 
-RESULT, RUN = AnswerKind.RESULT, AnswerKind.RUN
+RESULT, RUN, EVENTS = AnswerKind.RESULT, AnswerKind.RUN, AnswerKind.EVENTS
+RUNNING = b'event: task_run.state\ndata: {"type":"task_run.state","run":{"status":"running"}}\n\n'
+PROGRESS = b'event: task_run.progress_stats\ndata: {"type":"task_run.progress_stats"}\n\n'
+DONE = b'event: task_run.state\ndata: {"type":"task_run.state","run":{"status":"completed"}}\n\n'
 
 
 @pytest.mark.parametrize(
@@ -45,6 +49,8 @@ def test_beta_set(headers: list[str], expected: str) -> None:
         (RUN, "", True),
         (RUN, "timeout=5", False),
         (RUN, "x", False),
+        (EVENTS, "", True),
+        (EVENTS, "timeout=5", False),
     ],
 )
 def test_cacheable_query(kind: AnswerKind, query: str, cacheable: bool) -> None:
@@ -70,6 +76,45 @@ def test_cacheable_query(kind: AnswerKind, query: str, cacheable: bool) -> None:
 )
 def test_answer_storability(kind: AnswerKind, body: bytes, decision: Storability) -> None:
     assert answer_storability(kind, body, max_body_bytes=100) is decision
+
+
+@pytest.mark.parametrize(
+    ("body", "decision"),
+    [
+        (RUNNING + PROGRESS + DONE, Storability.STORE),
+        (RUNNING + DONE.replace(b"completed", b"failed"), Storability.STORE),
+        (RUNNING + DONE.replace(b"completed", b"cancelled"), Storability.STORE),
+        (RUNNING + PROGRESS, Storability.NOT_FINAL),  # cut before its final state
+        (RUNNING + PROGRESS + RUNNING, Storability.NOT_FINAL),  # closed at 570 s, still running
+        (DONE + PROGRESS, Storability.NOT_FINAL),  # a final state is the last event, or nothing
+        (RUNNING + DONE[:-1], Storability.MALFORMED),  # its last event never dispatched
+        (b"", Storability.MALFORMED),
+        (b": keep-alive\n\n", Storability.MALFORMED),
+        (RUNNING + b"data: {not json\n\n", Storability.NOT_JSON),
+        (RUNNING + b'data: {"type":"task_run.state","run":"completed"}\n\n', Storability.NOT_FINAL),
+        (RUNNING + PROGRESS + DONE + b"x" * 1000, Storability.TOO_LARGE),
+    ],
+)
+def test_an_event_stream_is_final_once_it_ends_with_a_final_state(
+    body: bytes, decision: Storability
+) -> None:
+    assert answer_storability(EVENTS, body, max_body_bytes=1000) is decision
+
+
+@pytest.mark.parametrize(
+    ("body", "data"),
+    [
+        (b"data: a\n\n", b"a"),
+        (b"data: a\r\n\r\ndata:b\r\r", b"b"),  # CRLF and CR end lines too; one space is cut
+        (b"event: x\ndata: a\ndata:  b\nid: 1\n\n", b"a\n b"),  # data lines join with LF
+        (b"data: a\n\n: comment\n\nevent: empty\n\n", b"a"),  # no data: no event
+        (b"data: a\n\ndata: b\n", None),  # the last event is not ended
+        (b"data: a", None),
+        (b"\n\n", None),
+    ],
+)
+def test_last_event_data(body: bytes, data: bytes | None) -> None:
+    assert last_event_data(body) == data
 
 
 def test_an_answer_key_never_collides_with_an_input_and_names_its_run() -> None:

@@ -101,7 +101,7 @@ async def test_export_import_round_trip_replays_identical_inputs_offline(
     imported = await run_cli(config, "cache", "import", "--create", str(export))
     assert (imported.code, imported.err) == (
         0,
-        "Imported 4 new runs; 0 already cached; 0 lines rejected.\n",
+        "Imported 4 new entries; 0 already cached; 0 lines rejected.\n",
     )
     requests_before = upstream.count()
 
@@ -148,7 +148,7 @@ async def test_every_byte_survives_export_import_and_offline_replay(
     imported = await run_cli(config, "cache", "import", "--create", "-", stdin=exported.out)
     assert (imported.code, imported.err) == (
         0,
-        "Imported 7 new runs; 0 already cached; 0 lines rejected.\n",
+        "Imported 7 new entries; 0 already cached; 0 lines rejected.\n",
     )
     # An export line cannot hold a line break, so those (whitespace between tokens) go; every
     # other byte stays.
@@ -180,7 +180,7 @@ async def test_import_twice_changes_nothing(gateway: Gateway, upstream: FakeUpst
 
     assert (again.code, again.err) == (
         0,
-        "Imported 0 new runs; 4 already cached; 0 lines rejected.\n",
+        "Imported 0 new entries; 4 already cached; 0 lines rejected.\n",
     )
     assert rows(gateway.settings.storage.database) == before
 
@@ -202,7 +202,7 @@ async def test_import_reports_bad_lines_and_keeps_the_good_ones(
     assert result.err.splitlines() == [
         f"{path}:2: rejected: not JSON (unexpected character, expected a string key)",
         f"{path}:3: rejected: run_id '../x' is not 1 to 128 of A-Z, a-z, 0-9, '_', '-'",
-        "Imported 1 new run; 0 already cached; 2 lines rejected.",
+        "Imported 1 new entry; 0 already cached; 2 lines rejected.",
     ]
     assert [r[0] for r in rows(gateway.settings.storage.database)] == ["trun_ok"]
 
@@ -332,7 +332,7 @@ async def test_a_killed_import_keeps_whole_batches_and_running_it_again_finishes
     done = await run_cli(gateway.config, "cache", "import", str(path))
     assert (done.code, done.out) == (0, b"")
     assert done.err == (
-        f"Imported {count - len(landed)} new runs; {len(landed)} already cached; "
+        f"Imported {count - len(landed)} new entries; {len(landed)} already cached; "
         "0 lines rejected.\n"
     )
     with sqlite3.connect(database) as conn:

@@ -38,7 +38,7 @@ BRAVO = StoredInput(
 SEEDED = (CHARLIE, ALPHA, BRAVO)
 EARLIER, LATER = "2026-02-01T00:00:00.000000Z", "2026-02-02T00:00:00.000000Z"
 EMPTY = {"entries": 0, "bytes": 0, "oldest_stored_at": None, "newest_stored_at": None}
-NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY}
+NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY, "events": EMPTY}
 
 
 @pytest.fixture
@@ -52,7 +52,9 @@ def import_line(run_id: str, stored_at: str, task_input: bytes, version: int = 1
 
 
 def export_line(entry: StoredInput) -> bytes:
-    return import_line(entry.run_id, entry.stored_at, entry.body)
+    """The version 2 line `cache export` writes for a run input."""
+    head = f'{{"version":2,"kind":"input","run_id":"{entry.run_id}","stored_at":"{entry.stored_at}"'
+    return head.encode() + b',"input":' + entry.body + b"}\n"
 
 
 IMPORTED = [
@@ -76,7 +78,16 @@ def test_stats_of_an_empty_cache(ws: Workspace) -> None:
     result = ws.run("cache", "stats")
     empty = b'{"entries":0,"bytes":0,"oldest_stored_at":null,"newest_stored_at":null'
     assert result == Result(
-        0, empty + b',"results":' + empty + b'},"final_runs":' + empty + b"}}\n", ""
+        0,
+        empty
+        + b',"results":'
+        + empty
+        + b'},"final_runs":'
+        + empty
+        + b'},"events":'
+        + empty
+        + b"}}\n",
+        "",
     )
 
 
@@ -95,19 +106,21 @@ def test_stats_of_a_filled_cache(ws: Workspace) -> None:
     assert json.loads(result.out)["bytes"] == 71 + 32 + 43
 
 
-def test_stats_count_results_and_final_runs_apart_from_inputs(ws: Workspace) -> None:
+def test_stats_count_results_final_runs_and_events_apart_from_inputs(ws: Workspace) -> None:
     ws.seed([ALPHA])
     ws.seed_answers(
         [
             StoredAnswer(AnswerKind.RESULT, "trun_alpha", "", b'{"output":1}', LATER),
             StoredAnswer(AnswerKind.RESULT, "trun_alpha", "b-1", b"{}", EARLIER),
             StoredAnswer(AnswerKind.RUN, "trun_bravo", "", b'{"status":"failed"}', LATER),
+            StoredAnswer(AnswerKind.EVENTS, "trun_bravo", "", b"data: {}\n\n", EARLIER),
         ]
     )
     assert ws.stats() == {
         **dataclasses.asdict(CacheStats(1, len(ALPHA.body), ALPHA.stored_at, ALPHA.stored_at)),
         "results": dataclasses.asdict(CacheStats(2, 14, EARLIER, LATER)),
         "final_runs": dataclasses.asdict(CacheStats(1, 19, LATER, LATER)),
+        "events": dataclasses.asdict(CacheStats(1, 10, EARLIER, EARLIER)),
     }
     purged = ws.run("cache", "purge", "trun_alpha", "trun_bravo")
     assert purged == Result(0, b"", "Purged 2 runs.\n")
@@ -286,7 +299,7 @@ def test_import_loads_a_file_and_reports_counts(ws: Workspace) -> None:
 
     result = ws.run("cache", "import", "in.jsonl")
 
-    assert result == Result(0, b"", "Imported 3 new runs; 0 already cached; 0 lines rejected.\n")
+    assert result == Result(0, b"", "Imported 3 new entries; 0 already cached; 0 lines rejected.\n")
     assert ws.rows() == IMPORTED_ROWS
     assert ws.stats() == {
         "entries": 3,
@@ -304,7 +317,7 @@ def test_importing_the_same_file_twice_changes_nothing(ws: Workspace) -> None:
 
     again = ws.run("cache", "import", "in.jsonl")
 
-    assert again == Result(0, b"", "Imported 0 new runs; 3 already cached; 0 lines rejected.\n")
+    assert again == Result(0, b"", "Imported 0 new entries; 3 already cached; 0 lines rejected.\n")
     assert ws.rows() == before == IMPORTED_ROWS
 
 
@@ -315,7 +328,7 @@ def test_import_keeps_the_first_copy_of_a_run(ws: Workspace) -> None:
 
     result = ws.run("cache", "import", "in.jsonl")
 
-    assert result == Result(0, b"", "Imported 1 new run; 1 already cached; 0 lines rejected.\n")
+    assert result == Result(0, b"", "Imported 1 new entry; 1 already cached; 0 lines rejected.\n")
     assert ws.rows() == [
         IMPORTED_ROWS[1],
         (BRAVO.run_id, BRAVO.body, len(BRAVO.body), BRAVO.stored_at),
@@ -324,7 +337,7 @@ def test_import_keeps_the_first_copy_of_a_run(ws: Workspace) -> None:
 
 def test_import_reads_stdin_for_a_dash(ws: Workspace) -> None:
     result = ws.run("cache", "import", "-", stdin=b"".join(IMPORTED))
-    assert result == Result(0, b"", "Imported 3 new runs; 0 already cached; 0 lines rejected.\n")
+    assert result == Result(0, b"", "Imported 3 new entries; 0 already cached; 0 lines rejected.\n")
     assert ws.rows() == IMPORTED_ROWS
 
 
@@ -332,7 +345,7 @@ def test_import_accepts_crlf_and_a_last_line_without_newline(ws: Workspace) -> N
     data = b"".join(line.replace(b"\n", b"\r\n") for line in IMPORTED).removesuffix(b"\r\n")
     (ws.dir / "in.jsonl").write_bytes(data)
     result = ws.run("cache", "import", "in.jsonl")
-    assert result == Result(0, b"", "Imported 3 new runs; 0 already cached; 0 lines rejected.\n")
+    assert result == Result(0, b"", "Imported 3 new entries; 0 already cached; 0 lines rejected.\n")
     assert ws.rows() == IMPORTED_ROWS
 
 
@@ -341,7 +354,7 @@ def test_import_rejects_bad_lines_by_number_and_keeps_the_good(ws: Workspace) ->
         IMPORTED[0],
         b"{bad json\n",
         IMPORTED[1],
-        import_line("imp_v2", "2026-01-01T00:00:00Z", b'{"processor":"x","input":"y"}', 2),
+        import_line("imp_v3", "2026-01-01T00:00:00Z", b'{"processor":"x","input":"y"}', 3),
         b"\n",
         IMPORTED[2],
     ]
@@ -353,8 +366,8 @@ def test_import_rejects_bad_lines_by_number_and_keeps_the_good(ws: Workspace) ->
         1,
         b"",
         "bad.jsonl:2: rejected: not JSON (unexpected character, expected a string key)\n"
-        "bad.jsonl:4: rejected: unsupported version 2; this gateway reads version 1\n"
-        "Imported 3 new runs; 0 already cached; 2 lines rejected.\n",
+        "bad.jsonl:4: rejected: unsupported version 3; this gateway reads versions 1, 2\n"
+        "Imported 3 new entries; 0 already cached; 2 lines rejected.\n",
     )
     assert ws.rows() == IMPORTED_ROWS
 
@@ -371,7 +384,7 @@ def test_importing_a_file_that_is_no_export_says_why_once_not_per_line(ws: Works
     assert result.err.splitlines() == [
         *shown,
         "notes.txt: 290 more lines rejected, not shown.",
-        "Imported 0 new runs; 0 already cached; 300 lines rejected.",
+        "Imported 0 new entries; 0 already cached; 300 lines rejected.",
     ]
     assert (result.code, ws.rows()) == (1, [])
 
@@ -386,7 +399,7 @@ def test_import_rejects_an_out_of_range_stamp_as_a_bad_line(ws: Workspace) -> No
     assert "Traceback" not in result.err
     assert (result.code, result.out) == (1, b"")
     assert result.err.startswith(f"old.jsonl:2: rejected: stored_at '{stamp}' ")
-    assert result.err.endswith("\nImported 1 new run; 0 already cached; 1 line rejected.\n")
+    assert result.err.endswith("\nImported 1 new entry; 0 already cached; 1 line rejected.\n")
     assert ws.rows() == [IMPORTED_ROWS[1]]
 
 
@@ -403,7 +416,7 @@ def test_export_then_import_into_another_cache(ws: Workspace, tmp_path: Path) ->
 
     result = other.run("cache", "import", "-", stdin=exported.out)
 
-    assert result == Result(0, b"", "Imported 3 new runs; 0 already cached; 0 lines rejected.\n")
+    assert result == Result(0, b"", "Imported 3 new entries; 0 already cached; 0 lines rejected.\n")
     rows = other.rows()
     assert [(row[0], row[3]) for row in rows] == [
         (entry.run_id, entry.stored_at) for entry in (ALPHA, BRAVO, CHARLIE)

@@ -8,7 +8,7 @@ from gateway.storage.types import AnswerKind, CacheStats, Purge, StoredAnswer, S
 
 AT = "2026-01-02T03:04:05.000006Z"
 LATER = "2026-01-02T03:04:06.000000Z"
-RESULT, RUN = AnswerKind.RESULT, AnswerKind.RUN
+RESULT, RUN, EVENTS = AnswerKind.RESULT, AnswerKind.RUN, AnswerKind.EVENTS
 BETA = "events-sse-2025-07-24,mcp-server-2025-07-17"
 
 
@@ -44,6 +44,7 @@ class FinalAnswersContract:
         await storage.final_answers.put(answer("trun_k", RESULT, "", b"plain"))
         await storage.final_answers.put(answer("trun_k", RESULT, BETA, b"beta"))
         await storage.final_answers.put(answer("trun_k", RUN, "", b"run"))
+        await storage.final_answers.put(answer("trun_k", EVENTS, "", b"data: {}\n\n"))
         assert (await storage.final_answers.get(RESULT, "trun_k", "")) == answer(
             "trun_k", RESULT, "", b"plain"
         )
@@ -54,16 +55,22 @@ class FinalAnswersContract:
             "trun_k", RUN, "", b"run"
         )
         assert await storage.final_answers.get(RUN, "trun_k", BETA) is None
+        assert (await storage.final_answers.get(EVENTS, "trun_k", "")) == answer(
+            "trun_k", EVENTS, "", b"data: {}\n\n"
+        )
+        assert await storage.final_answers.get(EVENTS, "trun_k", BETA) is None
 
     async def test_stats_count_each_kind(self, storage: Storage) -> None:
         empty = CacheStats(0, 0, None, None)
-        assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty}
+        assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty, EVENTS: empty}
         await storage.final_answers.put(answer("trun_a", RESULT, "", b"12345", LATER))
         await storage.final_answers.put(answer("trun_a", RESULT, BETA, b"12", AT))
         await storage.final_answers.put(answer("trun_b", RUN, "", b"123", AT))
+        await storage.final_answers.put(answer("trun_b", EVENTS, BETA, b"1234", LATER))
         assert await storage.final_answers.stats() == {
             RESULT: CacheStats(2, 7, AT, LATER),
             RUN: CacheStats(1, 3, AT, AT),
+            EVENTS: CacheStats(1, 4, LATER, LATER),
         }
 
     async def test_a_purge_of_runs_takes_their_answers_with_their_inputs(
@@ -73,6 +80,7 @@ class FinalAnswersContract:
         for run_id in ("trun_both", "trun_answered", "trun_kept"):
             await storage.final_answers.put(answer(run_id, RESULT))
             await storage.final_answers.put(answer(run_id, RUN, BETA))
+            await storage.final_answers.put(answer(run_id, EVENTS))
 
         assert await storage.purges.purge(["trun_both", "trun_answered", "trun_never"]) == 2
         assert await storage.run_inputs.get("trun_both") is None
@@ -90,6 +98,37 @@ class FinalAnswersContract:
         await storage.run_inputs.put(StoredInput("trun_a", b"{}", AT))
         await storage.final_answers.put(answer("trun_a", RESULT))
         await storage.final_answers.put(answer("trun_b", RUN))
-        assert await storage.purges.purge(None) == 2
+        await storage.final_answers.put(answer("trun_c", EVENTS))
+        assert await storage.purges.purge(None) == 3
         empty = CacheStats(0, 0, None, None)
-        assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty}
+        assert await storage.final_answers.stats() == {RESULT: empty, RUN: empty, EVENTS: empty}
+
+    async def test_put_many_stores_the_new_answers_and_counts_them(self, storage: Storage) -> None:
+        await storage.final_answers.put(answer("trun_a", RESULT, body=b"first"))
+        batch = [
+            answer("trun_a", RESULT, body=b"second"),  # already there: kept as it was
+            answer("trun_a", EVENTS, BETA, b"data: {}\n\n"),
+            answer("trun_b", RUN, body=b'{"status":"failed"}'),
+        ]
+        assert await storage.final_answers.put_many(batch) == 2
+        assert await storage.final_answers.put_many(batch) == 0
+        assert await storage.final_answers.get(RESULT, "trun_a", "") == answer(
+            "trun_a", RESULT, body=b"first"
+        )
+        assert await storage.final_answers.get(EVENTS, "trun_a", BETA) == batch[1]
+
+    async def test_scan_gives_every_answer_in_order_or_those_of_the_runs_named(
+        self, storage: Storage
+    ) -> None:
+        stored = [
+            answer(f"trun_{n:04d}", kind, beta, b"\0\xff" + bytes([n % 256]))
+            for n in range(1201)  # more than one page
+            for kind, beta in ((EVENTS, ""), (RESULT, ""), (RESULT, BETA))
+            if n % 3 or kind is RESULT
+        ]
+        assert await storage.final_answers.put_many(reversed(stored)) == len(stored)
+        key = [(a.run_id, a.kind.value, a.beta) for a in stored]
+        assert key == sorted(key)
+        assert [a async for a in storage.final_answers.scan()] == stored
+        named = [a async for a in storage.final_answers.scan(["trun_0001", "trun_0000", "trun_x"])]
+        assert named == stored[:5]

@@ -285,3 +285,24 @@ def test_wheel_ships_the_migrations_and_migrates_outside_the_repository(tmp_path
     second = run(*migrate, cwd=tmp_path)
     assert (second.returncode, second.stdout, second.stderr) == (0, latest, "")
     assert snapshot(database) == applied
+
+
+def test_final_answers_keep_their_rows_when_events_become_a_kind(tmp_path: Path) -> None:
+    before = tmp_path / "before"
+    before.mkdir()
+    for migration in load_migrations(MIGRATIONS):
+        if migration.version < 10:
+            (before / migration.name).write_text(migration.sql, "utf-8")
+    path = tmp_path / "gw.db"
+    row = ("trun_a", "result", "b-1", b"{\x00\xff}", 4, "2026-01-02T03:04:05.000006Z")
+    insert = "INSERT INTO final_answers VALUES (?, ?, ?, ?, ?, ?)"
+    events = ("trun_a", "events", "", b"data: {}\n\n", 10, "2026-01-02T03:04:05.000006Z")
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        apply_migrations(conn, before)
+        conn.execute(insert, row)
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            conn.execute(insert, events)
+        assert apply_migrations(conn, MIGRATIONS) == ["0010_final_events.sql"]
+        conn.execute(insert, events)
+    assert query(path, "SELECT * FROM final_answers ORDER BY kind") == [events, row]
+    assert columns(path, "final_answers")[0] == ("run_id", "TEXT", 1, 1)

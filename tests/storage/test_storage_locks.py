@@ -120,6 +120,6 @@ async def test_a_miss_is_stored_while_an_import_is_under_way(
             await proc.wait()
     assert err.decode() == (
         f"Database: {database}\n"
-        f"Imported {len(lines)} new runs; 0 already cached; 0 lines rejected.\n"
+        f"Imported {len(lines)} new entries; 0 already cached; 0 lines rejected.\n"
     )
     assert stored_count(database) == len(lines) + 1
