@@ -34,20 +34,31 @@ class ExportReport:
 
 
 async def export_entries(
-    storage: Storage, out: BinaryIO, run_ids: Sequence[str], bar: tqdm[Any]
+    storage: Storage,
+    out: BinaryIO,
+    run_ids: Sequence[str],
+    bar: tqdm[Any],
+    app: str | None = None,
 ) -> ExportReport:
     """Write every cached entry of every kind (or those of the runs named) to `out` as export
-    lines, kind after kind."""
+    lines, kind after kind. With `app`: that app's recordings, and every entry of the runs they
+    name (what its tests replay), and no other app's recordings."""
     report = ExportReport()
     wanted = list(dict.fromkeys(run_ids))
+    if app is not None:
+        recorded = [r.run_id for r in reversed(await storage.recordings.list_recordings(app))]
+        recorded = list(dict.fromkeys(recorded))
+        wanted = [run_id for run_id in recorded if run_id in wanted] if wanted else recorded
+        if not wanted:
+            return report  # nothing recorded: an empty export, never everything
     written: set[str] = set()
     for kind in KINDS:
-        async for entry in kind.scan(storage, wanted):
+        async for entry in kind.scan(storage, wanted, app):
             out.write(encode_entry(entry))
             written.add(entry.run_id)
             bar.update()
     report.written = len(written)
-    report.missing = [run_id for run_id in wanted if run_id not in written]
+    report.missing = [run_id for run_id in run_ids if run_id not in written]
     return report
 
 

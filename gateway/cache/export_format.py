@@ -7,7 +7,11 @@ Version 2, one object per line, its `kind` saying what it holds:
      "beta": "events-sse-2025-07-24", "body": "eyJydW4iOnsi..."}
 `result`, `run` and `events` lines carry a final answer's body in base64, so every byte of it
 (a stream's line breaks included) comes back; `beta` is the normalised parallel-beta set it was
-asked with. Version 1 lines are run inputs: `{"version": 1, "run_id", "stored_at", "input"}`.
+asked with. A `recording` line is a recorded create (cache/match_key.py): its app, match hash
+and field hashes, and the run it made (`stored_at` is when it was recorded); never its body:
+    {"version": 2, "kind": "recording", "run_id": "trun_...", "stored_at": "2026-...Z",
+     "app": "billing", "match_hash": "9f86d0...", "fields": {"input": "2c26b46b68ffc68f"}}
+Version 1 lines are run inputs: `{"version": 1, "run_id", "stored_at", "input"}`.
 A reader dispatches on `version`, then `kind`, so later gateways keep reading older files.
 An `input` member is stored as its raw text in the line, never re-encoded: re-encoding would
 turn 123456789012345678901234567890 into 1.2345678901234568e+29, 1.10 into 1.1, and
@@ -31,7 +35,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from ..storage.protocols import Storage
-from ..storage.types import AnswerKind, StoredAnswer, StoredInput
+from ..storage.types import AnswerKind, Recording, StoredAnswer, StoredInput
 from ..timestamps import rfc3339
 from .final_policy import answer_storability, beta_set
 from .policy import Storability, is_task_run_input, is_valid_run_id
@@ -40,8 +44,10 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 V1_KIND = "input"  # what every version 1 line holds
 
-Record = StoredInput | StoredAnswer
-R = TypeVar("R", StoredInput, StoredAnswer)
+Record = StoredInput | StoredAnswer | Recording
+R = TypeVar("R", StoredInput, StoredAnswer, Recording)
+HASH = re.compile(r"[0-9a-f]{64}")
+FIELD_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 class EntryError(ValueError):
@@ -66,10 +72,12 @@ class ExportKind(Generic[R]):
     names: tuple[str, ...]
     record: type[R]
     name_of: Callable[[R], str]  # the `kind` a record's line is written under
+    stored_at: Callable[[R], str]  # when it was stored (a recording: recorded)
     members: Callable[[R], dict[str, Any]]  # a line's members beyond the envelope
     read: Callable[[Line], R]  # the record a checked line holds; EntryError if none
     check: Callable[[R, int], None]  # EntryError unless stored as the gateway would store it
-    scan: Callable[[Storage, Sequence[str]], AsyncIterator[R]]  # every record, or those runs'
+    # Every record, or those of the runs named; a recording only of the app given, if one is.
+    scan: Callable[[Storage, Sequence[str], str | None], AsyncIterator[R]]
     put_many: Callable[[Storage, list[R]], Awaitable[int]]  # one transaction; how many new
     count: Callable[[Storage], Awaitable[int]]  # how many records the store holds
 
@@ -79,7 +87,7 @@ def encode_entry(record: Record) -> bytes:
     kind = kind_of(record)
     envelope = {"version": FORMAT_VERSION, "kind": kind.name_of(record), "run_id": record.run_id}
     return orjson.dumps(
-        {**envelope, "stored_at": record.stored_at, **kind.members(record)},
+        {**envelope, "stored_at": kind.stored_at(record), **kind.members(record)},
         option=orjson.OPT_APPEND_NEWLINE,
     )
 
@@ -178,15 +186,57 @@ async def _count_answers(storage: Storage) -> int:
     return sum(stats.entries for stats in (await storage.final_answers.stats()).values())
 
 
+# --- create recordings --------------------------------------------------------------------
+
+
+def _recording_members(recording: Recording) -> dict[str, Any]:
+    return {"app": recording.app, "match_hash": recording.match_hash, "fields": recording.fields}
+
+
+def _read_recording(line: Line) -> Recording:
+    app, match_hash, fields = (line.data.get(name) for name in ("app", "match_hash", "fields"))
+    if not isinstance(app, str) or not 0 < len(app) <= 64 or not app.isprintable():
+        raise EntryError(f"app {app!r} is not an app name (1 to 64 printable characters)")
+    if not isinstance(match_hash, str) or not HASH.fullmatch(match_hash):
+        raise EntryError("match_hash is not a SHA-256 in lower-case hex")
+    if not isinstance(fields, dict) or not all(
+        isinstance(v, str) and FIELD_HASH.fullmatch(v) for v in fields.values()
+    ):
+        raise EntryError("fields is not an object of field names to 16-hex-digit hashes")
+    return Recording(app, match_hash, fields, line.run_id, line.stored_at)
+
+
+def _check_recording(recording: Recording, max_body_bytes: int) -> None:
+    """Nothing more to check: a recording holds hashes, and _read_recording checked them."""
+
+
+async def _scan_recordings(
+    storage: Storage, run_ids: Sequence[str], app: str | None
+) -> AsyncIterator[Recording]:
+    wanted = set(run_ids)
+    for recording in reversed(await storage.recordings.list_recordings(app)):  # oldest first
+        if not wanted or recording.run_id in wanted:
+            yield recording
+
+
+async def _put_recordings(storage: Storage, recordings: list[Recording]) -> int:
+    return sum([await storage.recordings.put(recording) for recording in recordings])
+
+
+async def _count_recordings(storage: Storage) -> int:
+    return len(await storage.recordings.list_recordings())
+
+
 KINDS: tuple[ExportKind[Any], ...] = (
     ExportKind(
         (V1_KIND,),
         StoredInput,
         lambda _: V1_KIND,
+        lambda entry: entry.stored_at,
         _input_members,
         _read_input,
         _check_input,
-        lambda storage, run_ids: storage.run_inputs.scan(run_ids),
+        lambda storage, run_ids, _: storage.run_inputs.scan(run_ids),
         lambda storage, records: storage.run_inputs.put_many(records),
         _count_inputs,
     ),
@@ -194,12 +244,25 @@ KINDS: tuple[ExportKind[Any], ...] = (
         tuple(kind.value for kind in AnswerKind),
         StoredAnswer,
         lambda answer: answer.kind.value,
+        lambda answer: answer.stored_at,
         _answer_members,
         _read_answer,
         _check_answer,
-        lambda storage, run_ids: storage.final_answers.scan(run_ids),
+        lambda storage, run_ids, _: storage.final_answers.scan(run_ids),
         lambda storage, records: storage.final_answers.put_many(records),
         _count_answers,
+    ),
+    ExportKind(
+        ("recording",),
+        Recording,
+        lambda _: "recording",
+        lambda recording: recording.recorded_at,
+        _recording_members,
+        _read_recording,
+        _check_recording,
+        _scan_recordings,
+        _put_recordings,
+        _count_recordings,
     ),
 )
 KIND_NAMES = {name: kind for kind in KINDS for name in kind.names}

@@ -54,8 +54,9 @@ class CreateRecordings:
                 return Found(recording, run)
         return recordings
 
-    async def nearest_pool(self, app: str) -> list[Recording]:
-        """The app's most recent recordings, for a miss to name the nearest of."""
+    async def nearest_pool(self, app: str | None) -> list[Recording]:
+        """The most recent recordings a create may match (`app`'s, or every app's for None),
+        for a miss to name the nearest of."""
         try:
             return await self._store.list_recordings(app, NEAREST_POOL)
         except StoreError as e:

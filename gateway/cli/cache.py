@@ -50,6 +50,11 @@ def add_cache_commands(
 
     export = sub.add_parser("export", parents=[common], help="write cached runs as JSON Lines")
     export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
+    export.add_argument(
+        "--app",
+        metavar="NAME",
+        help="only this app's create recordings, and the runs they name (for its tests' CI)",
+    )
     export.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="only these runs")
     export.set_defaults(run=cmd_export)
 
@@ -93,9 +98,10 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         return bad
 
     async def run(storage: Storage) -> ExportReport:
-        total = None if args.run_ids else sum([await kind.count(storage) for kind in KINDS])
+        everything = not args.run_ids and args.app is None
+        total = sum([await kind.count(storage) for kind in KINDS]) if everything else None
         with _output(args.output) as out, progress(total, "entry", "export") as bar:
-            report = await export_entries(storage, out, args.run_ids, bar)
+            report = await export_entries(storage, out, args.run_ids, bar, args.app)
             if report.missing and args.output is not None:
                 raise _IncompleteExportError(report)
         return report
@@ -184,6 +190,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
             "results": dataclasses.asdict(finals[AnswerKind.RESULT]),
             "final_runs": dataclasses.asdict(finals[AnswerKind.RUN]),
             "events": dataclasses.asdict(finals[AnswerKind.EVENTS]),
+            "recordings": len(await storage.recordings.list_recordings()),
         }
 
     print(orjson.dumps(run_with_storage(settings.storage, run)).decode())

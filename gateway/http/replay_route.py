@@ -48,9 +48,7 @@ async def create_run(request: web.Request, route: Route, app_name: str) -> web.S
     unfinished: list[Recording] = []
     if mode in MATCHING:
         if key is not None:
-            # Under isolation mode "app" an app matches only its own recordings.
-            own = app_name if request.app[SETTINGS].isolation.mode == "app" else None
-            found = await request.app[RECORDINGS].find(key, own)
+            found = await request.app[RECORDINGS].find(key, _own(request, app_name))
             if isinstance(found, Found):
                 return await replayed(request, app_name, found)
             unfinished = found
@@ -92,7 +90,9 @@ async def _miss(
         why = "the gateway is offline"
     else:
         why = f"the key of app {app_name!r} is replay-only"
-    pool = [] if key is None else await request.app[RECORDINGS].nearest_pool(app_name)
+    pool = (
+        [] if key is None else await request.app[RECORDINGS].nearest_pool(_own(request, app_name))
+    )
     miss = explain_miss(key, unfinished, pool, why)
     log.info(
         "replay.miss",
@@ -102,3 +102,9 @@ async def _miss(
     )
     status = cache_status(stored=False, detail=ReplayMissError.reason)
     return ReplayMissError(miss.message, miss.detail).with_headers({"Cache-Status": status})
+
+
+def _own(request: web.Request, app_name: str) -> str | None:
+    """Whose recordings a create may match: under isolation mode "app" the app's own only,
+    otherwise (None) every app's."""
+    return app_name if request.app[SETTINGS].isolation.mode == "app" else None

@@ -75,9 +75,9 @@ class Recordings(Protocol):
     made, never its body; several runs may be recorded for one match. A purge of a run takes
     its recordings."""
 
-    async def put(self, recording: Recording) -> None:
+    async def put(self, recording: Recording) -> bool:
         """Store one recording unless it is there (same app, match and run): what a recorded
-        create writes, and what an import of recordings calls for each one."""
+        create writes, and what an import of recordings calls for each one. Whether it is new."""
 
     async def matching(self, match_hash: str, app: str | None = None) -> list[Recording]:
         """The recordings of one match (only `app`'s when given), newest first."""

@@ -16,7 +16,7 @@ from gateway.cache.export_format import (
     encode_entry,
     normalise_timestamp,
 )
-from gateway.storage.types import AnswerKind, StoredAnswer, StoredInput
+from gateway.storage.types import AnswerKind, Recording, StoredAnswer, StoredInput
 
 STAMP = "2026-11-22T07:00:00.000000Z"
 TASK_INPUT = {"processor": "core", "input": "What is 2+2?"}
@@ -25,6 +25,12 @@ BAD_INPUT = "input is not a task run input (an object with processor and input)"
 
 
 MISSING: Any = object()
+
+
+def input_of(raw: bytes | str) -> StoredInput:
+    entry = decode_entry(raw)
+    assert isinstance(entry, StoredInput)
+    return entry
 
 
 def line(**fields: Any) -> bytes:
@@ -105,7 +111,7 @@ def test_encode_of_a_body_with_line_breaks_is_one_line(body: bytes, embedded: by
     ids=["plain", "key-order", "unicode", "line-breaks", "old-stamp"],
 )
 def test_decode_of_encode_gives_back_the_entry(entry: StoredInput) -> None:
-    decoded = decode_entry(encode_entry(entry))
+    decoded = input_of(encode_entry(entry))
     assert decoded.run_id == entry.run_id
     assert decoded.stored_at == entry.stored_at
     assert orjson.loads(decoded.body) == orjson.loads(entry.body)
@@ -121,7 +127,7 @@ def test_decode_accepts_str_and_a_trailing_newline() -> None:
 
 def test_decode_keeps_unicode_and_unknown_fields() -> None:
     task_input = {"processor": "core", "input": {"q": "日本"}, "future_field": [1, 2]}
-    entry = decode_entry(line(input=task_input))
+    entry = input_of(line(input=task_input))
     assert orjson.loads(entry.body) == task_input
     assert "日本".encode() in entry.body
 
@@ -143,8 +149,8 @@ EXACT_BODIES = {
 @pytest.mark.parametrize("body", EXACT_BODIES.values(), ids=EXACT_BODIES.keys())
 def test_decode_keeps_the_input_byte_for_byte(body: bytes) -> None:
     encoded = encode_entry(StoredInput("trun_1", body, STAMP))
-    assert decode_entry(encoded).body == body
-    assert decode_entry(encoded.decode()).body == body
+    assert input_of(encoded).body == body
+    assert input_of(encoded.decode()).body == body
 
 
 @pytest.mark.parametrize(
@@ -169,7 +175,7 @@ def test_decode_keeps_the_input_byte_for_byte(body: bytes) -> None:
     ids=["first-member-and-whitespace", "escaped-name", "lookalike-names"],
 )
 def test_decode_finds_the_input_member_wherever_it_is(raw: bytes, body: bytes) -> None:
-    assert decode_entry(raw).body == body
+    assert input_of(raw).body == body
 
 
 @pytest.mark.parametrize(
@@ -285,7 +291,7 @@ def test_entry_error_is_a_value_error() -> None:
 )
 def test_stored_at_is_normalised_to_utc(given: str, normalised: str) -> None:
     assert normalise_timestamp(given) == normalised
-    assert decode_entry(line(stored_at=given)).stored_at == normalised
+    assert input_of(line(stored_at=given)).stored_at == normalised
 
 
 def test_normalised_stamps_sort_as_text_in_time_order() -> None:
@@ -361,7 +367,32 @@ def test_a_version_1_line_is_a_run_input_whatever_else_it_holds() -> None:
     assert decoded == StoredInput("trun_1", orjson.dumps(TASK_INPUT), STAMP)
 
 
-KINDS_READ = "is not one this gateway reads (input, result, run, events)"
+KINDS_READ = "is not one this gateway reads (input, result, run, events, recording)"
+NOT_FIELDS = "fields is not an object of field names to 16-hex-digit hashes"
+RECORDING = Recording(
+    "app-tests", "a" * 64, {"input": "0" * 16, "processor": "f" * 16}, "trun_1", STAMP
+)
+
+
+def recording_line(**fields: Any) -> bytes:
+    line = orjson.loads(encode_entry(RECORDING))
+    return orjson.dumps({**line, **fields})
+
+
+def test_a_recording_line_holds_hashes_and_comes_back_whole() -> None:
+    raw = encode_entry(RECORDING)
+    assert orjson.loads(raw) == {
+        "version": 2,
+        "kind": "recording",
+        "run_id": "trun_1",
+        "stored_at": STAMP,
+        "app": "app-tests",
+        "match_hash": "a" * 64,
+        "fields": {"input": "0" * 16, "processor": "f" * 16},
+    }
+    assert decode_entry(raw) == RECORDING
+
+
 NOT_BETA = "is not a string (the parallel-beta set, '' for none)"
 
 
@@ -369,7 +400,14 @@ NOT_BETA = "is not a string (the parallel-beta set, '' for none)"
     ("raw", "message"),
     [
         (answer_line(kind=MISSING), f"kind None {KINDS_READ}"),
-        (answer_line(kind="recording"), f"kind 'recording' {KINDS_READ}"),
+        (answer_line(kind="trace"), f"kind 'trace' {KINDS_READ}"),
+        (
+            answer_line(kind="recording"),
+            "app None is not an app name (1 to 64 printable characters)",
+        ),
+        (recording_line(match_hash="ABC"), "match_hash is not a SHA-256 in lower-case hex"),
+        (recording_line(fields={"input": "x"}), NOT_FIELDS),
+        (recording_line(fields=["input"]), NOT_FIELDS),
         (answer_line(kind=["run"]), f"kind ['run'] {KINDS_READ}"),
         (answer_line(run_id="a/b"), f"run_id 'a/b' {RUN_ID_RULE}"),
         (answer_line(beta=None), f"beta None {NOT_BETA}"),

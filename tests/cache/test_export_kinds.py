@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 
 from gateway.config import Settings
+from gateway.storage.types import ReplayMode
 from tests.conftest import config_for, run_cli
 from tests.fake_upstream import TEAM_KEY
-from tests.passthrough_support import HIT, Harness, Start
+from tests.passthrough_support import HIT, Harness, Start, with_keys
 from tests.passthrough_support import start as start  # the fixture, with upstream
 from tests.passthrough_support import upstream as upstream  # FakeParallel
 
@@ -97,3 +98,61 @@ async def test_an_export_of_named_runs_carries_every_kind_of_them(start: Start) 
     assert [(line["kind"], line["run_id"]) for line in lines] == [
         (kind, runs[1]) for kind in ("input", "events", "result", "result", "run")
     ]
+
+
+async def test_create_recordings_travel_and_export_app_takes_one_apps(
+    start: Start, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A record key's creates, exported and imported, replay offline in a fresh database; an
+    MCP server's header value is in no line; `--app` takes that app's recordings and runs."""
+    modes = {"alpha": ReplayMode.RECORD, "beta": ReplayMode.RECORD}
+    online = await with_keys(start, make_settings(), modes)
+    token = "mcp-token-never-exported"
+    mcp = [{"type": "url", "url": "https://mcp.example", "name": "m", "headers": {"a": token}}]
+
+    def create(app: str) -> bytes:
+        return orjson.dumps({"input": f"q {app}", "processor": "lite", "mcp_servers": mcp})
+
+    runs = {}
+    for app in modes:
+        made = await online.request("POST", "/v1/tasks/runs", app=app, data=create(app))
+        runs[app] = orjson.loads(made.body)["run_id"]
+        await online.request("GET", f"/v1/tasks/runs/{runs[app]}/result", app=app)
+
+    everything, alpha = tmp_path / "all.jsonl", tmp_path / "alpha.jsonl"
+    config = online.gateway.config
+    assert (await run_cli(config, "cache", "export", "-o", str(everything))).code == 0
+    exported = await run_cli(config, "cache", "export", "--app", "alpha", "-o", str(alpha))
+    assert (exported.code, exported.err) == (0, "Exported 1 run.\n")
+    recorded = [
+        (line["app"], line["run_id"])
+        for line in map(orjson.loads, everything.read_bytes().splitlines())
+        if line["kind"] == "recording"
+    ]
+    assert sorted(recorded) == sorted(runs.items())
+    alpha_lines = [orjson.loads(line) for line in alpha.read_bytes().splitlines()]
+    assert [(line["kind"], line["run_id"]) for line in alpha_lines] == [
+        ("result", runs["alpha"]),
+        ("recording", runs["alpha"]),
+    ]
+    assert set(alpha_lines[1]) == ENVELOPE | {"app", "match_hash", "fields"}
+    for path in (everything, alpha):
+        assert token.encode() not in path.read_bytes()
+
+    fresh = make_settings(storage={"database": str(tmp_path / "ci" / "gw.db")})
+    ci_config = config_for(tmp_path / "ci.toml", fresh)
+    imported = await run_cli(ci_config, "cache", "import", "--create", str(alpha))
+    assert imported.err == "Imported 2 new entries; 0 already cached; 0 lines rejected.\n"
+    stats = orjson.loads((await run_cli(ci_config, "cache", "stats")).out)
+    assert (stats["recordings"], stats["results"]["entries"]) == (1, 1)
+
+    await online.gateway.server.close()
+    before = len(online.fake.exchanges)
+    database = {"database": fresh.storage.database}
+    offline = await start(make_settings(storage=database, upstream={"offline": True}), apps=("ci",))
+    replayed = await offline.request("POST", "/v1/tasks/runs", app="ci", data=create("alpha"))
+    assert (replayed.status, orjson.loads(replayed.body)["run_id"]) == (202, runs["alpha"])
+    assert replayed.headers["Cache-Status"] == "parallel-gateway; hit; detail=replay"
+    other = await offline.request("POST", "/v1/tasks/runs", app="ci", data=create("beta"))
+    assert other.status == 503  # beta's recording was not in alpha's export
+    assert len(online.fake.exchanges) == before

@@ -14,7 +14,7 @@ from parallel import AsyncParallel, InternalServerError
 from gateway.config import Settings
 from gateway.keys.ratelimit import Limit
 from gateway.storage.types import ReplayMode
-from tests.conftest import capture_logs, run_cli
+from tests.conftest import capture_logs, config_for, run_cli
 from tests.ops.test_ops import metrics_text, sample
 from tests.passthrough_support import STORED, Harness, Start, error_of, with_keys
 from tests.passthrough_support import start as start  # the fixture, with upstream
@@ -37,8 +37,10 @@ def create_body(question: str = "What is GDP?", **extra: object) -> bytes:
 
 
 async def test_execute_and_create_retrieve_result_recorded_online_replay_offline(
-    start: Start, make_settings: Callable[..., Settings]
+    start: Start, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
+    """Recorded online through a record key, exported with --app, imported into a fresh
+    database, and replayed by a real `serve --offline` under a key of its own."""
     gw = await with_keys(start, make_settings(), {"rec": ReplayMode.RECORD})
     online = gw.sdk("rec")
     executed = [
@@ -62,10 +64,19 @@ async def test_execute_and_create_retrieve_result_recorded_online_replay_offline
     before = len(gw.fake.exchanges)
     await gw.gateway.server.close()
     await gw.fake.stop()
+    export = tmp_path / "rec.jsonl"
+    exported = await run_cli(
+        gw.gateway.config, "cache", "export", "--app", "rec", "-o", str(export)
+    )
+    assert (exported.code, exported.err) == (0, "Exported 4 runs.\n")
+    fresh = make_settings(storage={"database": str(tmp_path / "ci" / "gw.db")})
+    ci = config_for(tmp_path / "ci.toml", fresh)
+    assert (await run_cli(ci, "cache", "import", "--create", str(export))).code == 0
+    ci_key = (await run_cli(ci, "keys", "create", "ci")).out.decode().strip()
 
-    proc, url = await launch_serve(gw.gateway.config, "--offline", env={})
+    proc, url = await launch_serve(ci, "--offline", env={})
     try:
-        async with AsyncParallel(api_key=gw.keys["rec"], base_url=url, max_retries=0) as offline:
+        async with AsyncParallel(api_key=ci_key, base_url=url, max_retries=0) as offline:
             again = [
                 await offline.task_run.execute(input="What is GDP?", processor="lite"),
                 await offline.task_run.execute(

@@ -24,10 +24,10 @@ class SqlRecordings:
     def __init__(self, database: SqlDatabase) -> None:
         self.database = database
 
-    async def put(self, recording: Recording) -> None:
+    async def put(self, recording: Recording) -> bool:
         fields = orjson.dumps(recording.fields, option=orjson.OPT_SORT_KEYS).decode()
         row = (recording.app, recording.match_hash, fields, recording.run_id, recording.recorded_at)
-        await self.database.write(INSERT, row)
+        return await self.database.write(INSERT, row) == 1
 
     async def matching(self, match_hash: str, app: str | None = None) -> list[Recording]:
         where, params = "match_hash = ?", [match_hash]
