@@ -11,7 +11,7 @@ from ..storage.types import Recording
 from .match_key import MatchKey, differing_fields
 
 NEAREST = 3  # recordings named in a miss
-NEAREST_POOL = 500  # the app's most recent recordings compared
+NEAREST_POOL = 500  # the most recent recordings compared (of those the create could match)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,8 @@ def explain_miss(
     why_not_upstream: str,
 ) -> ReplayMiss:
     """A miss's message and detail. `unfinished`: recordings of this very create whose run is
-    not finished in the cache; `pool`: the app's recordings to find the nearest in; None for a
-    body that is not a JSON object (nothing could match it)."""
+    not finished in the cache; `pool`: the recordings it could match, to find the nearest in;
+    None for a body that is not a JSON object (nothing could match it)."""
     if key is None:
         message = "No recording of this create to replay: its body is not a JSON object"
         return ReplayMiss(f"{message}, and {why_not_upstream}.", {"looked_for": None})
