@@ -38,7 +38,7 @@ BRAVO = StoredInput(
 SEEDED = (CHARLIE, ALPHA, BRAVO)
 EARLIER, LATER = "2026-02-01T00:00:00.000000Z", "2026-02-02T00:00:00.000000Z"
 EMPTY = {"entries": 0, "bytes": 0, "oldest_stored_at": None, "newest_stored_at": None}
-NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY, "events": EMPTY}
+NO_FINAL_ANSWERS = {"results": EMPTY, "final_runs": EMPTY, "events": EMPTY, "recordings": 0}
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_stats_of_an_empty_cache(ws: Workspace) -> None:
         + empty
         + b'},"events":'
         + empty
-        + b"}}\n",
+        + b'},"recordings":0}\n',
         "",
     )
 
@@ -121,6 +121,7 @@ def test_stats_count_results_final_runs_and_events_apart_from_inputs(ws: Workspa
         "results": dataclasses.asdict(CacheStats(2, 14, EARLIER, LATER)),
         "final_runs": dataclasses.asdict(CacheStats(1, 19, LATER, LATER)),
         "events": dataclasses.asdict(CacheStats(1, 10, EARLIER, EARLIER)),
+        "recordings": 0,
     }
     purged = ws.run("cache", "purge", "trun_alpha", "trun_bravo")
     assert purged == Result(0, b"", "Purged 2 runs.\n")
