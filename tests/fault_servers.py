@@ -12,8 +12,10 @@ import contextlib
 import socket
 import struct
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
+
+import pytest
 
 REASONS = {
     200: "OK",
@@ -235,3 +237,13 @@ class FaultServer:
             b'{"type":"error","error":{"ref_id":"fault-server-404",'
             b'"message":"Run id not found","detail":null}}',
         )
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[FaultServer]:
+    """A FaultServer listening, stopped after the test (a test module takes it by importing it:
+    `from tests.fault_servers import faulty as faulty`)."""
+    server = FaultServer()
+    await server.start()
+    yield server
+    await server.stop()

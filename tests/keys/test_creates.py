@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from gateway.ops.metrics import Metrics
 from gateway.state import METRICS, LiveSettings
 from tests.conftest import StartGateway, capture_logs, eventually, unused_port
 from tests.fault_servers import Answer, FaultServer, cut, hang_up, swallow
+from tests.fault_servers import faulty as faulty  # the fixture
 from tests.passthrough_support import (
     BYPASS,
     Harness,
@@ -158,14 +159,6 @@ async def test_a_record_still_failing_at_shutdown_is_logged_with_the_grants_to_r
             ("trun_a", "billing app", "created"),
             ("trun_b", "billing app", "created"),
         ]
-
-
-@pytest.fixture
-async def faulty() -> AsyncIterator[FaultServer]:
-    server = FaultServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 UNSURE = (

@@ -13,17 +13,10 @@ from gateway.upstream import wire
 from gateway.upstream.errors import before_sending, cause_of, error_name
 from tests.conftest import eventually
 from tests.fault_servers import FaultServer, hang_up, raw, respond, slow, trickle
+from tests.fault_servers import faulty as faulty  # the fixture
 
 PATH = "/v1/tasks/runs/trun_wire"
 GOOD = b'{"run_id":"trun_wire","status":"completed"}'
-
-
-@pytest.fixture
-async def faulty() -> AsyncIterator[FaultServer]:
-    server = FaultServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
