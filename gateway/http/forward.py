@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import aiohttp
@@ -30,13 +32,13 @@ from ..state import (
     UPSTREAM_WAIT,
 )
 from ..upstream.answers import Answer
-from ..upstream.client import Relay
 from ..upstream.errors import error_name
 from .catalog import Route
 from .headers import forwarded_response_headers
 
 log = structlog.get_logger("gateway.forward")
 CHUNK = 64 * 1024
+NO_HOLD = contextlib.nullcontext()  # a call no budget caps
 
 
 async def limited(
@@ -144,46 +146,36 @@ async def forward(
         return await _stream(request, resp, headers, tee)
 
     budgets = app[BUDGETS]
+    hold: AbstractContextManager[None] = NO_HOLD
     if billed is not None and budgets.capped(request[APP_NAME]):
         # A billable call under a budget: refused (402) before anything goes upstream if it
         # would pass the cap. A body of one chunk is read by now; a longer one's cost is not
         # known before it is sent. Here, not before: a create replayed instead costs nothing.
         asked = body if isinstance(body, bytes) else None
-        with budgets.hold(request[APP_NAME], billed, asked):
-            return await _exchange(request, route, body, relay)
-    return await _exchange(request, route, body, relay)
-
-
-async def _exchange(
-    request: web.Request,
-    route: Route,
-    body: bytes | AsyncIterator[bytes] | None,
-    relay: Relay[web.StreamResponse],
-) -> web.StreamResponse:
-    """The call upstream, its answer handed to `relay`; its time counted as upstream's."""
-    app = request.app
-    # Not structlog's bound_contextvars: it copies the whole context to restore it after, where
-    # the tokens of the three variables set here will do.
-    tokens = structlog.contextvars.bind_contextvars(
-        request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
-    )
-    started = time.perf_counter()
-    try:
-        return await app[UPSTREAM].exchange(
-            request.method,
-            request.raw_path,
-            request.headers,
-            body,
-            relay,
-            timing=route.timing,
-            run_id=route.run_id,
-            route=route.name,
+        hold = budgets.hold(request[APP_NAME], billed, asked)
+    with hold:
+        # Not structlog's bound_contextvars: it copies the whole context to restore it after,
+        # where the tokens of the three variables set here will do.
+        tokens = structlog.contextvars.bind_contextvars(
+            request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
         )
-    finally:
-        # A relayed answer's whole exchange counts as upstream time: a stream lasts as long as
-        # upstream keeps it open.
-        request[UPSTREAM_WAIT] = time.perf_counter() - started
-        structlog.contextvars.reset_contextvars(**tokens)
+        started = time.perf_counter()
+        try:
+            return await app[UPSTREAM].exchange(
+                request.method,
+                request.raw_path,
+                request.headers,
+                body,
+                relay,
+                timing=route.timing,
+                run_id=route.run_id,
+                route=route.name,
+            )
+        finally:
+            # A relayed answer's whole exchange counts as upstream time: a stream lasts as long
+            # as upstream keeps it open.
+            request[UPSTREAM_WAIT] = time.perf_counter() - started
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 def _small(resp: Answer) -> bool:
