@@ -112,8 +112,10 @@ def request_head(
 ) -> bytes:
     """The request's head, as aiohttp's client would write it for the gateway. Pure.
 
-    Header values reach here ASCII and free of CR and LF (the gateway refuses anything else
-    before forwarding), so they are written as they came.
+    Header values reach here ASCII and free of CR, LF and NUL (the gateway's parser refuses
+    anything else before forwarding), so they are written as they came. Should one ever hold
+    a line break, it would end the header early and start another, or another request, that
+    goes upstream with the team key: ValueError instead, as aiohttp's client raises.
     """
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
@@ -122,7 +124,11 @@ def request_head(
     if body is not None or method == "POST":
         lines.append(f"Content-Length: {len(body) if body is not None else 0}\r\n")
     lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    text = "".join(lines)
+    breaks = len(lines) + 1  # each line's CRLF, and the request line's
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\x00" in text:
+        raise ValueError("A line break or NUL in a request's method, target or header")
+    return text.encode("latin-1")
 
 
 class WireResponse:

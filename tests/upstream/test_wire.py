@@ -223,3 +223,21 @@ async def test_an_answer_read_twice_gives_its_body_twice(
     answer = await pool.request("GET", PATH, {}, None, 10)
     assert [await answer.read(), await answer.read()] == [body, body]
     answer.release()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("x-note", "a\r\nx-api-key: other"),
+        ("x-note", "a\nGET /v1/x HTTP/1.1"),
+        ("x-note", "a\rb"),
+        ("x-note", "a\x00b"),
+        ("x-note\r\nx-api-key", "other"),
+    ],
+    ids=["crlf", "lf", "cr", "nul", "in-name"],
+)
+def test_a_line_break_in_a_header_never_reaches_upstream(name: str, value: str) -> None:
+    """Defence in depth: the gateway's parser refuses these first, but were one to get here it
+    would split the head, and a second header or request would go upstream with the team key."""
+    with pytest.raises(ValueError, match="A line break or NUL"):
+        wire.request_head("GET", PATH, "h", {name: value, "x-api-key": "team"}, None)
