@@ -46,6 +46,7 @@ from .retry import IDEMPOTENT_METHODS, SDK_RETRY_STATUSES, RetryPolicy
 from .wire import WirePool, available
 
 log = structlog.get_logger("gateway.upstream")
+WIRE_METHODS = frozenset({"GET", "POST"})
 T = TypeVar("T")
 # What a miss on a cached route was looking for (a result is kept once its run has completed,
 # a run object once its status is final).
@@ -198,7 +199,10 @@ class UpstreamClient:
         deadline = loop.time() + self._settings.deadline
         headers = request_headers(incoming, team_key)
         short = timing is Timing.ORDINARY
-        wire = self._wire if body is None or isinstance(body, bytes) else None
+        # GET and POST, the API's methods: a HEAD's answer has no body whatever its length says,
+        # which the wire client's parser cannot be told; anything else goes over aiohttp's.
+        sendable = method in WIRE_METHODS and (body is None or isinstance(body, bytes))
+        wire = self._wire if sendable else None
         async with self._short_call if short else NO_SLOT:
             attempt = 0
             while True:

@@ -140,6 +140,7 @@ class WireResponse:
         "_connection",
         "_done",
         "_error",
+        "_released",
         "_size",
         "_waiter",
         "content_length",
@@ -154,6 +155,7 @@ class WireResponse:
         self.content_length = int(length) if length is not None and length.isdigit() else None
         self._connection = connection
         self._body: bytes | None = None
+        self._released = False
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._done = False
@@ -196,12 +198,17 @@ class WireResponse:
                     self._waiter = None
 
     def release(self) -> None:
-        """Done with it: the connection goes back to the pool if the answer was read whole."""
-        self._connection.release(self._done and self._error is None)
+        """Done with it: the connection goes back to the pool if the answer was read whole.
+        Once only: by then the connection may be serving another call."""
+        if not self._released:
+            self._released = True
+            self._connection.release(self._done and self._error is None)
 
     def close(self) -> None:
         """End it now (the gateway is shutting down): the connection is closed."""
-        self._connection.release(False)
+        if not self._released:
+            self._released = True
+            self._connection.release(False)
 
     def _feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -229,6 +236,7 @@ class _Connection(asyncio.Protocol):
         "_head",
         "_headers",
         "_heard",
+        "_interim",
         "_keep_alive",
         "_loop",
         "_parser",
@@ -236,6 +244,7 @@ class _Connection(asyncio.Protocol):
         "_pool",
         "_response",
         "_silence",
+        "_spoiled",
         "_timer",
         "_until_close",
         "idle_since",
@@ -252,6 +261,8 @@ class _Connection(asyncio.Protocol):
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._until_close = False
         self._keep_alive = False
+        self._interim = False  # parsing a 1xx answer, which is not the call's answer
+        self._spoiled = False  # upstream sent more than the call's answer: never reused
         self._paused = False
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -283,7 +294,7 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         self._pool.forget(self)
         response = self._response
-        if response is not None and self._until_close:
+        if response is not None and self._until_close and exc is None:
             response._finish()  # a body that runs until the connection closes
         elif response is not None:
             response._finish(BrokenAnswer("the connection closed partway through the body"))
@@ -296,6 +307,9 @@ class _Connection(asyncio.Protocol):
     # httptools' callbacks
 
     def on_message_begin(self) -> None:
+        if self._response is not None:  # a second answer to one request: bytes to distrust
+            self._spoiled = True
+        self._interim = False
         self._headers = CIMultiDict()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -303,6 +317,11 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         headers = self._headers
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # 100 Continue, 103 Early Hints: the answer follows (aiohttp's client skips them).
+            self._interim = True
+            return
         # Asked now: once the message is complete the parser has moved on, and says False.
         self._keep_alive = self._parser.should_keep_alive()
         self._until_close = (
@@ -310,18 +329,20 @@ class _Connection(asyncio.Protocol):
             and "Transfer-Encoding" not in headers
             and not self._keep_alive
         )
-        response = WireResponse(self, self._parser.get_status_code(), headers)
+        response = WireResponse(self, status, headers)
         self._response = response
         if self._head is not None and not self._head.done():
             self._head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None:
+        if self._response is not None and not self._interim:
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
         response = self._response
-        if response is not None:
+        if self._interim:
+            self._interim = False
+        elif response is not None:
             self._until_close = False
             self._cancel_timer()
             response._finish()
@@ -340,6 +361,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._head = self._loop.create_future()
         self._response = None
+        self._spoiled = self._interim = False
         self._silence = silence
         self._heard = self._loop.time()
         self._timer = self._loop.call_at(deadline, self._timed_out)
@@ -349,11 +371,15 @@ class _Connection(asyncio.Protocol):
     def release(self, reusable: bool) -> None:
         """The answer is done with: keep the connection for the next call, or close it."""
         self._cancel_timer()
-        response, self._response, self._head = self._response, None, None
-        if reusable and self.usable and self._keep_alive:
+        head, response = self._head, self._response
+        self._head = self._response = None
+        if reusable and self.usable and self._keep_alive and not self._spoiled:
             self.resume_reading()
             self._pool.keep(self)
             return
+        if head is not None and not head.done():  # a call still waiting for its answer's head
+            head.set_exception(Disconnected("the gateway closed the connection"))
+            head.exception()  # told to its waiter, if it has one; never logged as unretrieved
         if response is not None:  # a reader still waiting on its body learns it has ended
             response._finish(BrokenAnswer("the call was ended before its answer was read"))
         if self.transport is not None:
@@ -367,11 +393,14 @@ class _Connection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self._paused and self.transport is not None:
             self._paused = False
+            self._heard = self._loop.time()  # silence is counted from here, not while paused
             self.transport.resume_reading()
 
     def _timed_out(self) -> None:
         # A long call re-arms its timer from the last bytes heard: one timer, not one per read.
-        quiet_until = self._heard + self._silence
+        # While the app is slow to read, the gateway is not reading: that is not upstream's
+        # silence (aiohttp's client stops its read timeout while paused too).
+        quiet_until = max(self._heard, self._loop.time() if self._paused else 0) + self._silence
         if self._silence and quiet_until > self._loop.time():
             self._timer = self._loop.call_at(quiet_until, self._timed_out)
             return
@@ -401,11 +430,12 @@ class WirePool:
         assert url.host is not None
         assert url.port is not None
         self._host, self._port = url.host, url.port
-        self._host_header = url.host if url.is_default_port() else f"{url.host}:{url.port}"
+        host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
+        self._host_header = host if url.is_default_port() else f"{host}:{url.port}"
         self._prefix = url.raw_path.rstrip("/")  # base_url's own path, if it has one
         self._ssl = ssl.create_default_context() if url.scheme == "https" else None
         self._connect_timeout = connect_timeout
-        self._idle: list[_Connection] = []
+        self._idle: deque[_Connection] = deque()  # oldest first
         self._open: set[_Connection] = set()
 
     async def request(
@@ -448,8 +478,12 @@ class WirePool:
             connection = None
 
     def keep(self, connection: _Connection) -> None:
-        connection.idle_since = asyncio.get_running_loop().time()
+        now = connection.idle_since = asyncio.get_running_loop().time()
         self._idle.append(connection)
+        # Those idle past KEEPALIVE are closed as others come back (aiohttp closes them on a
+        # timer; with no calls at all they stay until upstream closes them).
+        while now - self._idle[0].idle_since >= KEEPALIVE:
+            self._idle.popleft().release(False)
 
     def forget(self, connection: _Connection) -> None:
         self._open.discard(connection)

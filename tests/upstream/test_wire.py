@@ -12,7 +12,7 @@ import pytest
 from gateway.upstream import wire
 from gateway.upstream.errors import before_sending, cause_of, error_name
 from tests.conftest import eventually
-from tests.fault_servers import FaultServer, hang_up, raw, respond, slow, trickle
+from tests.fault_servers import FaultServer, hang_up, head, raw, respond, slow, trickle
 from tests.fault_servers import faulty as faulty  # the fixture
 
 PATH = "/v1/tasks/runs/trun_wire"
@@ -241,3 +241,50 @@ def test_a_line_break_in_a_header_never_reaches_upstream(name: str, value: str) 
     would split the head, and a second header or request would go upstream with the team key."""
     with pytest.raises(ValueError, match="A line break or NUL"):
         wire.request_head("GET", PATH, "h", {name: value, "x-api-key": "team"}, None)
+
+
+async def test_an_interim_answer_is_skipped_and_the_answer_is_the_calls(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    """A 103 (or 100 Continue) before the answer is not the answer: were it taken for one, the
+    real answer would reach the next call on the connection."""
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+    faulty.add(PATH, [lambda peer: peer.send(early + head(200, 2) + b"ok")])
+    faulty.routes[PATH] = GOOD
+    assert [await get(pool), await get(pool)] == [b"ok", GOOD]
+    assert faulty.connections == 1
+
+
+async def test_a_connection_with_bytes_past_its_answer_is_never_reused(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    """Bytes after the answer, in the same read, would be the next call's answer."""
+    stale = head(200, 2) + b"ok" + head(200, 5) + b"STALE"
+    faulty.add(PATH, [lambda peer: peer.send(stale)])
+    faulty.routes[PATH] = GOOD
+    assert [await get(pool), await get(pool)] == [b"ok", GOOD]
+    assert faulty.connections == 2
+
+
+async def test_a_slow_reader_is_not_upstreams_silence(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    """Past its buffers the gateway stops reading a stream its app is slow to take; upstream,
+    still sending, is not silent, and the stream goes on."""
+    body = bytes(2 * wire.HIGH_WATER) + b"end"
+    faulty.add(PATH, [trickle(body, 40, 0.02)])
+    answer = await pool.request("GET", PATH, {}, None, 0.2, silence=True)
+    await asyncio.sleep(1.0)  # the app reads nothing for longer than the silence allowed
+    assert await answer.read() == body
+    answer.release()
+
+
+async def test_closing_the_pool_ends_a_call_waiting_for_its_answer(
+    faulty: FaultServer, pool: wire.WirePool
+) -> None:
+    faulty.add(PATH, [slow(5.0, respond(200, GOOD))])
+    call = asyncio.create_task(get(pool))
+    await eventually(lambda: faulty.count(PATH) == 1)
+    pool.close()
+    with pytest.raises(wire.Disconnected):
+        await call
