@@ -87,7 +87,7 @@ class UpstreamResponse:
     headers: Mapping[str, str]  # the ones worth passing back to the app
 
 
-def lean_short_calls() -> bool:
+def own_client_in_use() -> bool:
     """Whether calls go over upstream/wire.py (else aiohttp's client takes them all)."""
     return available() and not fast_path_forced_off()
 
@@ -114,7 +114,7 @@ class UpstreamClient:
         self.scrubber = SecretScrubber([team_key] if team_key else [])
         self._session = session
         self._wire = (
-            WirePool(settings.base_url, settings.connect_timeout) if lean_short_calls() else None
+            WirePool(settings.base_url, settings.connect_timeout) if own_client_in_use() else None
         )
         self._base = settings.base_url.rstrip("/")
         self._host = host_of(settings.base_url)  # as errors name it

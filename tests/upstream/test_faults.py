@@ -21,7 +21,7 @@ from gateway.config import Settings
 from gateway.http.internals import parser_measures_whole_lines
 from gateway.storage.types import StoredInput
 from gateway.timestamps import now_rfc3339
-from gateway.upstream.client import lean_short_calls
+from gateway.upstream.client import own_client_in_use
 from tests.conftest import Gateway, Reply, StartGateway, capture_logs
 from tests.fake_upstream import error_json, task_run_input
 from tests.fault_servers import (
@@ -46,7 +46,7 @@ T = TypeVar("T")
 # llhttp, so only the fallback to aiohttp's client under that parser skips these.
 NOT_HTTP = {"not-http", "tls-alert-not-http", "reset-then-not-http-then-200"}
 C_CLIENT_PARSER_ONLY = pytest.mark.skipif(
-    parser_measures_whole_lines() and not lean_short_calls(),
+    parser_measures_whole_lines() and not own_client_in_use(),
     reason="aiohttp's pure-Python client parser reports a non-HTTP answer as a disconnect",
 )
 
@@ -187,7 +187,7 @@ def hung_up(error: str, answer: Answer) -> Fault:
     (RFC 9112 section 9.3.1 lets a client retry an idempotent request on a closed connection);
     the gateway's own client for short calls (upstream/wire.py) sends it again only on a kept
     connection, and here each attempt's connection is new."""
-    return could_not_get(502, error, times(answer) * (1 if lean_short_calls() else 2))
+    return could_not_get(502, error, times(answer) * (1 if own_client_in_use() else 2))
 
 
 def not_stored(reason: str, body: bytes, content_type: str = JSON, **cache: Any) -> Fault:
@@ -465,7 +465,7 @@ RECOVERIES = {
     # is spent; the gateway's own client (short calls) leaves that to the gateway's retries.
     "closed-before-answering-then-200": (
         (hang_up(reset=False),),
-        ["ServerDisconnectedError"] if lean_short_calls() else [],
+        ["ServerDisconnectedError"] if own_client_in_use() else [],
         2,
     ),
     "body-trickles-within-timeout": ((trickle(GOOD, 4, 0.03),), [], 1),

@@ -26,8 +26,10 @@ async def pool(faulty: FaultServer) -> AsyncIterator[wire.WirePool]:
     pool.close()
 
 
-async def get(pool: wire.WirePool, method: str = "GET", seconds: float = 5) -> bytes:
-    answer = await pool.request(method, PATH, {"x-api-key": "team"}, None, seconds)
+async def get(
+    pool: wire.WirePool, method: str = "GET", seconds: float = 5, *, silence: bool = False
+) -> bytes:
+    answer = await pool.request(method, PATH, {"x-api-key": "team"}, None, seconds, silence=silence)
     try:
         assert answer.status == 200
         return await answer.read()
@@ -198,19 +200,11 @@ async def test_a_long_call_is_bounded_by_silence_not_by_its_length(
     assert await answer.read() == body  # 0.5 s in all, never 0.3 s quiet
     answer.release()
     with pytest.raises(wire.WentSilent) as caught:
-        await get_silent(pool, 0.2)
+        await get(pool, seconds=0.2, silence=True)
     assert (error_name(caught.value), cause_of(caught.value)) == (
         "SocketTimeoutError",
         "did not answer in time",
     )
-
-
-async def get_silent(pool: wire.WirePool, seconds: float) -> bytes:
-    answer = await pool.request("GET", PATH, {}, None, seconds, silence=True)
-    try:
-        return await answer.read()
-    finally:
-        answer.release()
 
 
 @pytest.mark.parametrize("size", [len(GOOD), 2 * wire.HIGH_WATER], ids=["small", "large"])
