@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,9 @@ class Replicas:
 
 
 async def get(url: str, path: str, key: str) -> tuple[int, bytes]:
+    """One call; a call held past 30 s fails the test rather than waiting out aiohttp's 300 s."""
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
         session.get(url + path, headers={"x-api-key": key}) as resp,
     ):
         return resp.status, await resp.read()
@@ -252,32 +254,40 @@ async def _limited_everywhere(replicas: Replicas) -> bool:
 async def _open_on_one_replica(replicas: Replicas, calls: int) -> bool:
     """Whether one replica has shared `calls` open calls, and the others have read it."""
     with psycopg.connect(replicas.database) as conn:
-        row = conn.execute("SELECT at FROM replica_usage WHERE open = %s", (calls,)).fetchone()
-        if row is None:
-            return False
-        seen = conn.execute(
-            "SELECT count(*) FROM replica_usage WHERE open = 0 AND at > %s", row
-        ).fetchone()
-    return seen == (2,)
+        row = conn.execute("SELECT 1 FROM replica_usage WHERE open = %s", (calls,)).fetchone()
+    if row is None:
+        return False
+    await _read_by_the_others(replicas, "open", time.time())
+    return True
 
 
 async def _shared_since(replicas: Replicas) -> None:
     """Wait until one replica has shared the 3 calls it admitted, and the other two have
-    shared theirs (and so read its figures) after that."""
-    published: list[float] = []
+    read its figures."""
 
     async def admitted() -> bool:
         with psycopg.connect(replicas.database) as conn:
-            row = conn.execute("SELECT at FROM replica_usage WHERE taken = 3").fetchone()
-        published[:] = [] if row is None else [row[0]]
-        return bool(published)
+            row = conn.execute("SELECT 1 FROM replica_usage WHERE taken = 3").fetchone()
+        return row is not None
 
-    async def read_by_the_others() -> bool:
+    await until(admitted)
+    await _read_by_the_others(replicas, "taken", time.time())
+
+
+async def _read_by_the_others(replicas: Replicas, column: str, seen: float) -> None:
+    """Wait until the two replicas showing 0 in `column` have each begun an exchange after
+    `seen`, a moment when the figures they must read were already committed.
+
+    A replica stamps its row with the time its exchange began, writes, then reads the others:
+    a row stamped after `seen` proves the read came after the commit (one clock, one machine).
+    A stamp later than the other replica's own row is not enough: that replica may have taken
+    its stamp before committing, and this one read before the commit landed."""
+
+    async def read() -> bool:
         with psycopg.connect(replicas.database) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM replica_usage WHERE taken = 0 AND at > %s", published
+                f"SELECT count(*) FROM replica_usage WHERE {column} = 0 AND at > %s", (seen,)
             ).fetchone()
         return row == (2,)
 
-    await until(admitted)
-    await until(read_by_the_others)
+    await until(read)
