@@ -27,6 +27,7 @@ from gateway.config import Settings, settings_from_dict
 from gateway.http.internals import fast_path_forced_off
 from gateway.http.server import GatewayRunner
 from gateway.keys.app_keys import create_key
+from gateway.ops.log import merge_call
 from tests.cli_support import Result, cli, without_database_line, write_config
 from tests.fake_upstream import TEAM_KEY, FakeUpstream
 from tests.fake_upstream import ServerFactory as ServerFactory  # for the test modules
@@ -45,8 +46,10 @@ fast_path_only = pytest.mark.skipif(
 
 
 def capture_logs() -> AbstractContextManager[list[EventDict]]:
-    """structlog's capture, with the per-request context (app, request_id) merged in."""
-    return structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars])
+    """structlog's capture, with the per-request context (app, request_id, route) merged in."""
+    return structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars, merge_call]
+    )
 
 
 @dataclass

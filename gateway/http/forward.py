@@ -18,6 +18,7 @@ from ..billing.calls import BILLABLE, calls_made
 from ..cache.policy import CACHE_BYPASS, cache_status
 from ..errors import DO_NOT_RETRY, PayloadTooLargeError
 from ..keys.ownership import created_ids
+from ..ops.log import enter_call, leave_call
 from ..state import (
     APP_NAME,
     BUDGETS,
@@ -154,11 +155,7 @@ async def forward(
         asked = body if isinstance(body, bytes) else None
         hold = budgets.hold(request[APP_NAME], billed, asked)
     with hold:
-        # Not structlog's bound_contextvars: it copies the whole context to restore it after,
-        # where the tokens of the three variables set here will do.
-        tokens = structlog.contextvars.bind_contextvars(
-            request_id=request[REQUEST_ID], app=request[APP_NAME], route=route.name
-        )
+        call = enter_call(request[REQUEST_ID], request[APP_NAME], route.name)
         started = time.perf_counter()
         try:
             return await app[UPSTREAM].exchange(
@@ -175,7 +172,7 @@ async def forward(
             # A relayed answer's whole exchange counts as upstream time: a stream lasts as long
             # as upstream keeps it open.
             request[UPSTREAM_WAIT] = time.perf_counter() - started
-            structlog.contextvars.reset_contextvars(**tokens)
+            leave_call(call)
 
 
 def _small(resp: Answer) -> bool:

@@ -9,6 +9,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar, Token
 from typing import Any, BinaryIO
 
 import orjson
@@ -22,6 +23,30 @@ REDACTED = b"[redacted]"
 FLUSH_SECONDS = 0.2
 BUFFER_BYTES = 64 * 1024
 DEFERRED_LINES = 256
+
+# The call a line is written during: its request id, app and route, added to every line as
+# structlog's contextvars are. One variable set once per call, where binding the three with
+# bind_contextvars made three variables, three tokens and a dict, held as long as the call is.
+_CALL: ContextVar[tuple[str, str, str] | None] = ContextVar("gateway_call", default=None)
+CALL_FIELDS = ("request_id", "app", "route")
+
+
+def enter_call(request_id: str, app: str, route: str) -> Token[tuple[str, str, str] | None]:
+    """Name the call on every line written until `leave_call(token)`."""
+    return _CALL.set((request_id, app, route))
+
+
+def leave_call(token: Token[tuple[str, str, str] | None]) -> None:
+    _CALL.reset(token)
+
+
+def merge_call(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The structlog processor adding the call's fields (a line's own fields win)."""
+    call = _CALL.get()
+    if call is not None:
+        for name, value in zip(CALL_FIELDS, call, strict=True):
+            event_dict.setdefault(name, value)
+    return event_dict
 
 
 class SecretScrubber:
@@ -204,6 +229,7 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
     processors: list[Any] = [
         _level,
         structlog.contextvars.merge_contextvars,
+        merge_call,
         structlog.processors.add_log_level,
         timestamper,
         structlog.processors.format_exc_info,
@@ -269,6 +295,7 @@ class InfoChain:
             return True  # dropped, as the level filter would
         fields["event"] = event
         structlog.contextvars.merge_contextvars(self._sink, "info", fields)
+        merge_call(self._sink, "info", fields)
         fields["level"] = "info"
         fields["timestamp"] = time.time()  # formatted by render
         self._sink.defer(self._render, fields)

@@ -156,7 +156,7 @@ class WireResponse:
         self._connection = connection
         self._body: bytes | None = None
         self._released = False
-        self._chunks: deque[bytes] = deque()
+        self._chunks: list[bytes] = []  # a list, not a deque: 56 bytes empty, not 600
         self._size = 0
         self._done = False
         self._error: BaseException | None = None

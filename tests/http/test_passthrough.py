@@ -145,11 +145,19 @@ async def test_task_run_create_retrieve_result_events(gw: Harness) -> None:
 
 
 async def test_upstream_errors_pass_through_with_cache_status(gw: Harness) -> None:
-    with pytest.raises(NotFoundError) as caught:
+    with capture_logs() as logs, pytest.raises(NotFoundError) as caught:
         await gw.sdk().task_run.retrieve("trun_missing")
     assert caught.value.body == orjson.loads(gw.fake.last_error)
     assert caught.value.response.headers["cache-status"] == f"{MISS}; fwd-status=404"
     assert gw.sent() == [("GET", "/v1/tasks/runs/trun_missing")]
+    # The ref_id's line names the call it came from: the request id the app was given, too.
+    [error] = [line for line in logs if line["event"] == "upstream.error"]
+    assert error["ref_id"] == orjson.loads(gw.fake.last_error)["error"]["ref_id"]
+    assert (error["request_id"], error["app"], error["route"]) == (
+        caught.value.response.headers["x-gateway-request-id"],
+        "app",
+        "tasks.runs.retrieve",
+    )
 
 
 async def test_the_input_route_still_caches(gw: Harness) -> None:

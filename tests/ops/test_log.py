@@ -19,6 +19,8 @@ from gateway.ops.log import (
     REDACTED,
     SecretScrubber,
     configure_logging,
+    enter_call,
+    leave_call,
     log_info,
     scrub_also,
     set_log_level,
@@ -207,6 +209,34 @@ def test_one_json_line_per_event(start_logging: StartLogging) -> None:
     ]
     assert TEAM_KEY.encode() not in stderr.getvalue()
     assert APP_KEY.encode() not in stderr.getvalue()
+
+
+def test_a_line_names_the_call_it_is_written_in(start_logging: StartLogging) -> None:
+    stderr = start_logging("info", [])
+    log = structlog.get_logger("gateway.test")
+    call = enter_call("req-7", "billing", "tasks.runs.retrieve")
+    log.warning("upstream.attempt_failed", attempt=1)
+    log_info(log, "inside", {"route": "its-own"})  # the access line's way: its own field wins
+    leave_call(call)
+    log.warning("after")
+    assert lines(stderr) == [
+        {
+            "event": "upstream.attempt_failed",
+            "level": "warning",
+            "request_id": "req-7",
+            "app": "billing",
+            "route": "tasks.runs.retrieve",
+            "attempt": 1,
+        },
+        {
+            "event": "inside",
+            "level": "info",
+            "request_id": "req-7",
+            "app": "billing",
+            "route": "its-own",
+        },
+        {"event": "after", "level": "warning"},
+    ]
 
 
 @pytest.mark.parametrize(

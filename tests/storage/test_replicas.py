@@ -274,6 +274,12 @@ async def _shared_since(replicas: Replicas) -> None:
     await _read_by_the_others(replicas, "taken", time.time())
 
 
+NOT_YET_COUNTED = {
+    "open": "SELECT count(*) FROM replica_usage WHERE open = 0 AND at > %s",
+    "taken": "SELECT count(*) FROM replica_usage WHERE taken = 0 AND at > %s",
+}
+
+
 async def _read_by_the_others(replicas: Replicas, column: str, seen: float) -> None:
     """Wait until the two replicas showing 0 in `column` have each begun an exchange after
     `seen`, a moment when the figures they must read were already committed.
@@ -285,9 +291,7 @@ async def _read_by_the_others(replicas: Replicas, column: str, seen: float) -> N
 
     async def read() -> bool:
         with psycopg.connect(replicas.database) as conn:
-            row = conn.execute(
-                f"SELECT count(*) FROM replica_usage WHERE {column} = 0 AND at > %s", (seen,)
-            ).fetchone()
+            row = conn.execute(NOT_YET_COUNTED[column], (seen,)).fetchone()
         return row == (2,)
 
     await until(read)
