@@ -211,6 +211,7 @@ async def _stream(
                     copy = None  # never more than the bound, whatever upstream sends
                 else:
                     copy += chunk
+            del chunk  # not held while the stream waits for its next event
         if copy is not None and keep is not None:
             # Before the stream's end reaches the app: its next call finds the copy stored.
             await keep.store(bytes(copy))

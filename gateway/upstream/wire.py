@@ -186,6 +186,7 @@ class WireResponse:
                 self._size = 0
                 self._connection.resume_reading()
                 yield chunk
+                del chunk  # not held while the stream waits for its next bytes
             elif self._error is not None:
                 raise self._error
             elif self._done:
