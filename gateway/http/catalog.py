@@ -114,6 +114,13 @@ def path_problem(raw_path: str) -> str | None:
     and the isolation check: dot segments, encoded or back slashes, and percent-encoded
     letters, digits and `-._~` (which no client needs to encode) are refused rather than sent.
     """
+    if (
+        raw_path[:1] == "/"
+        and "%" not in raw_path
+        and "\\" not in raw_path
+        and "/." not in raw_path
+    ):
+        return None  # the usual path: nothing encoded, no backslash, no segment starting "."
     if SEPARATOR.search(raw_path):
         return "the path may not hold a backslash or an encoded / or \\ (%2F, %5C)"
     if any(unquote(segment) in (".", "..") for segment in raw_path.split("/")):

@@ -32,6 +32,8 @@ NOT_FORWARDED = HOP_BY_HOP | {
 }
 # Text in, the same text with any secret in it replaced.
 Scrub = Callable[[str], str]
+# Between header values scrubbed as one text: no secret spans it (no header value holds one).
+SEPARATOR = "\n"
 # What an app needs back from an upstream answer to act on it (and the SDK to retry right).
 PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry")
 
@@ -51,24 +53,27 @@ def response_headers(upstream: Mapping[str, str], scrub: Scrub) -> dict[str, str
 
 def forwarded_response_headers(upstream: Mapping[str, str], scrub: Scrub) -> CIMultiDict[str]:
     """All of a forwarded response's headers but hop-by-hop ones, each value passed through
-    `scrub` (the secret scrubber)."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in _without(upstream, HOP_BY_HOP).items():
-        out.add(name, scrub(value))
-    return out
+    `scrub` (the secret scrubber). They are scrubbed as one text first: nearly always nothing
+    is found, and one pass costs less than one per value."""
+    out = _without(upstream, HOP_BY_HOP)
+    values = SEPARATOR.join(out.values())
+    if scrub(values) == values:
+        return out
+    scrubbed: CIMultiDict[str] = CIMultiDict()
+    for name, value in out.items():
+        scrubbed.add(name, scrub(value))
+    return scrubbed
 
 
 def _without(headers: Mapping[str, str], dropped: frozenset[str]) -> CIMultiDict[str]:
-    # Connection may repeat; every header it names, on any of its lines, is hop-by-hop too.
-    named_by_connection = {
-        token.strip().lower()
-        for name, value in headers.items()
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
     out: CIMultiDict[str] = CIMultiDict()
+    named: list[str] = []  # what Connection names (it may repeat): hop-by-hop too
     for name, value in headers.items():
         lower = name.lower()
-        if lower not in dropped and lower not in named_by_connection:
+        if lower == "connection":
+            named += value.split(",")
+        if lower not in dropped:
             out.add(name, value)
+    for token in named:
+        out.popall(token.strip(), None)
     return out
