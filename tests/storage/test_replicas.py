@@ -224,9 +224,11 @@ async def test_the_listener_survives_its_connection_being_killed(replicas: Repli
     key = await replicas.key("billing")
     await until(lambda: _known(replicas, key))
     with psycopg.connect(replicas.database, autocommit=True) as admin:
+        # By its name: its last query is LISTEN only until its first liveness check (5 s).
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE query = 'LISTEN parallel_gateway_changes' AND datname = current_database()"
+            " WHERE application_name = 'parallel-gateway listener'"
+            " AND datname = current_database()"
         ).fetchall()
     assert killed == [(True,)] * 3
     await replicas.cli("keys", "revoke", "billing")

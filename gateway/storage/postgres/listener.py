@@ -22,6 +22,8 @@ from ..types import EVERYTHING
 from .database import CONNECTION_OPTIONS
 
 CHANNEL = "parallel_gateway_changes"
+# Its connection's name in pg_stat_activity, told apart from the pool's ("parallel-gateway").
+APPLICATION_NAME = "parallel-gateway listener"
 log = structlog.get_logger("gateway.storage")
 
 
@@ -49,7 +51,9 @@ class ChangeListener:
         backoff = self._backoff_initial
         while True:
             try:
-                conn = await AsyncConnection.connect(self._url, **CONNECTION_OPTIONS)
+                conn = await AsyncConnection.connect(
+                    self._url, **{**CONNECTION_OPTIONS, "application_name": APPLICATION_NAME}
+                )
             except psycopg.Error as e:
                 log.warning("storage.listener_down", database=redacted(self._url), error=str(e))
                 await asyncio.sleep(backoff)
