@@ -32,7 +32,8 @@ NOT_FORWARDED = HOP_BY_HOP | {
 }
 # Text in, the same text with any secret in it replaced.
 Scrub = Callable[[str], str]
-# Between header values scrubbed as one text: no secret spans it (no header value holds one).
+# Between header values scrubbed as one text: no secret holds a line break, so a secret is found
+# in the joined text if and only if it is in one of the values.
 SEPARATOR = "\n"
 # What an app needs back from an upstream answer to act on it (and the SDK to retry right).
 PASSED_BACK = ("content-type", "retry-after", "retry-after-ms", "x-should-retry")
