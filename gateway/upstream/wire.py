@@ -466,7 +466,7 @@ class WirePool:
         while True:
             reused = connection is not None
             if connection is None:
-                connection = await self._connect(min(self._connect_timeout, seconds))
+                connection = await self._connect(deadline - loop.time())
             try:
                 return await connection.send(message, deadline, quiet)
             except (Disconnected, ConnectionBroke):
@@ -503,9 +503,13 @@ class WirePool:
             connection.release(False)
         return None
 
-    async def _connect(self, seconds: float) -> _Connection:
+    async def _connect(self, left: float) -> _Connection:
+        """A new connection within upstream.connect_timeout, or the `left` seconds of the call
+        if sooner: then it is the call's own time that ran out (a plain TimeoutError, as
+        aiohttp's client names it), not the connect limit (ConnectTimedOut)."""
         loop = asyncio.get_running_loop()
         server_hostname = self._host if self._ssl is not None else None
+        seconds = min(self._connect_timeout, left)
         try:
             async with asyncio.timeout(seconds):
                 _, connection = await loop.create_connection(
@@ -516,6 +520,8 @@ class WirePool:
                     server_hostname=server_hostname,
                 )
         except TimeoutError:
+            if left < self._connect_timeout:
+                raise TimeoutError() from None
             message = f"no connection to {self._host_header} within {seconds:g} s"
             raise ConnectTimedOut(message) from None
         except OSError as e:

@@ -5,7 +5,8 @@ test_faults.py, which runs over this client (and over aiohttp's in `make test-fa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -157,6 +158,44 @@ async def test_a_refused_connection_sent_nothing(faulty: FaultServer) -> None:
         True,
     )
     assert cause_of(caught.value) == "could not be reached: the connection was refused"
+
+
+@pytest.fixture
+def unaccepting() -> Iterator[str]:
+    """An upstream whose accept queue is full: a new connection is never accepted."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+@pytest.mark.parametrize(
+    ("connect_timeout", "seconds", "name", "sent_nothing"),
+    [
+        # The connect limit ran out: aiohttp's ConnectionTimeoutError, nothing was sent.
+        pytest.param(0.2, 5.0, "ConnectionTimeoutError", True, id="connect-timeout"),
+        # The call's own time ran out while connecting (a retry late in upstream.deadline):
+        # aiohttp's client names that a plain TimeoutError, and so must this one.
+        pytest.param(5.0, 0.2, "TimeoutError", False, id="call-time"),
+    ],
+)
+async def test_a_connection_never_accepted_fails_by_the_limit_that_ran_out(
+    unaccepting: str, connect_timeout: float, seconds: float, name: str, sent_nothing: bool
+) -> None:
+    pool = wire.WirePool(unaccepting, connect_timeout=connect_timeout)
+    with pytest.raises(TimeoutError) as caught:
+        await pool.request("GET", PATH, {}, None, seconds)
+    assert (error_name(caught.value), before_sending(caught.value)) == (name, sent_nothing)
+    pool.close()
 
 
 async def test_an_app_that_leaves_closes_the_connection(
