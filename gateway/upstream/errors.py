@@ -44,7 +44,8 @@ def before_sending(e: BaseException) -> bool:
         aiohttp.ClientConnectorError
         | aiohttp.ConnectionTimeoutError
         | wire.ConnectFailed
-        | wire.ConnectTimedOut,
+        | wire.ConnectTimedOut
+        | wire.ConnectCutShort,
     )
 
 

@@ -68,6 +68,13 @@ class ConnectTimedOut(WireError, TimeoutError):
     name = "ConnectionTimeoutError"
 
 
+class ConnectCutShort(WireError, TimeoutError):
+    """The call's own time ran out while connecting (a retry late in upstream.deadline): named
+    as aiohttp's client names it, a plain timeout, though nothing was sent."""
+
+    name = "TimeoutError"
+
+
 class WentSilent(WireError, TimeoutError):
     """A long call's upstream sent nothing for longer than its silence allows."""
 
@@ -466,7 +473,7 @@ class WirePool:
         while True:
             reused = connection is not None
             if connection is None:
-                connection = await self._connect(deadline - loop.time())
+                connection = await self._connect(None if silence else deadline - loop.time())
             try:
                 return await connection.send(message, deadline, quiet)
             except (Disconnected, ConnectionBroke):
@@ -503,13 +510,13 @@ class WirePool:
             connection.release(False)
         return None
 
-    async def _connect(self, left: float) -> _Connection:
-        """A new connection within upstream.connect_timeout, or the `left` seconds of the call
-        if sooner: then it is the call's own time that ran out (a plain TimeoutError, as
-        aiohttp's client names it), not the connect limit (ConnectTimedOut)."""
+    async def _connect(self, left: float | None) -> _Connection:
+        """A new connection within upstream.connect_timeout, or within the `left` seconds of a
+        short call if sooner: then the call's own time ran out (ConnectCutShort), not the
+        connect limit (ConnectTimedOut). A long call's connect has the connect limit alone."""
         loop = asyncio.get_running_loop()
         server_hostname = self._host if self._ssl is not None else None
-        seconds = min(self._connect_timeout, left)
+        seconds = self._connect_timeout if left is None else min(self._connect_timeout, left)
         try:
             async with asyncio.timeout(seconds):
                 _, connection = await loop.create_connection(
@@ -520,8 +527,8 @@ class WirePool:
                     server_hostname=server_hostname,
                 )
         except TimeoutError:
-            if left < self._connect_timeout:
-                raise TimeoutError() from None
+            if seconds < self._connect_timeout:
+                raise ConnectCutShort() from None
             message = f"no connection to {self._host_header} within {seconds:g} s"
             raise ConnectTimedOut(message) from None
         except OSError as e:

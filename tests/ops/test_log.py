@@ -215,9 +215,11 @@ def test_a_line_names_the_call_it_is_written_in(start_logging: StartLogging) -> 
     stderr = start_logging("info", [])
     log = structlog.get_logger("gateway.test")
     call = enter_call("req-7", "billing", "tasks.runs.retrieve")
-    log.warning("upstream.attempt_failed", attempt=1)
-    log_info(log, "inside", {"route": "its-own"})  # the access line's way: its own field wins
-    leave_call(call)
+    try:
+        log.warning("upstream.attempt_failed", attempt=1)
+        log_info(log, "inside", {"route": "its-own"})  # the access line's way: its own wins
+    finally:
+        leave_call(call)
     log.warning("after")
     assert lines(stderr) == [
         {

@@ -73,7 +73,8 @@ async def test_a_killed_listener_connection_reconnects_and_rereads_everything(
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE query = 'LISTEN parallel_gateway_changes' AND datname = current_database()"
+            " WHERE application_name = 'parallel-gateway listener'"
+            " AND datname = current_database()"
         ).fetchall()
         assert killed == [(True,)]
         # Committed while the listener was deaf: covered by the "*" after it reconnects.

@@ -283,17 +283,23 @@ NOT_YET_COUNTED = {
 
 
 async def _read_by_the_others(replicas: Replicas, column: str, seen: float) -> None:
-    """Wait until the two replicas showing 0 in `column` have each begun an exchange after
-    `seen`, a moment when the figures they must read were already committed.
+    """Wait until the two replicas showing 0 in `column` have each read and applied figures
+    committed before `seen`.
 
-    A replica stamps its row with the time its exchange began, writes, then reads the others:
-    a row stamped after `seen` proves the read came after the commit (one clock, one machine).
-    A stamp later than the other replica's own row is not enough: that replica may have taken
-    its stamp before committing, and this one read before the commit landed."""
+    A replica stamps its row with the time its exchange began, writes, then reads the others
+    and applies what it read. A row stamped after `seen` proves that exchange began after the
+    commit (one clock, one machine), but it may not have read or applied yet. Exchanges run one
+    after another, so a second stamp, after a moment taken once the first was seen, proves the
+    first exchange has finished. (A stamp later than the other replica's own row is not enough:
+    that replica may have taken its stamp before committing.)"""
 
-    async def read() -> bool:
-        with psycopg.connect(replicas.database) as conn:
-            row = conn.execute(NOT_YET_COUNTED[column], (seen,)).fetchone()
-        return row == (2,)
+    def stamped_after(moment: float) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            with psycopg.connect(replicas.database) as conn:
+                row = conn.execute(NOT_YET_COUNTED[column], (moment,)).fetchone()
+            return row == (2,)
 
-    await until(read)
+        return check
+
+    await until(stamped_after(seen))
+    await until(stamped_after(time.time()))

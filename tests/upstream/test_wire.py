@@ -179,23 +179,35 @@ def unaccepting() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    ("connect_timeout", "seconds", "name", "sent_nothing"),
+    ("connect_timeout", "seconds", "silence", "name", "cause"),
     [
-        # The connect limit ran out: aiohttp's ConnectionTimeoutError, nothing was sent.
-        pytest.param(0.2, 5.0, "ConnectionTimeoutError", True, id="connect-timeout"),
-        # The call's own time ran out while connecting (a retry late in upstream.deadline):
-        # aiohttp's client names that a plain TimeoutError, and so must this one.
-        pytest.param(5.0, 0.2, "TimeoutError", False, id="call-time"),
+        # The connect limit ran out: aiohttp's ConnectionTimeoutError.
+        pytest.param(
+            0.2, 5.0, False, "ConnectionTimeoutError", "did not accept a connection in time",
+            id="connect-limit",
+        ),
+        # A short call's own time ran out while connecting (a retry late in upstream.deadline):
+        # aiohttp's client names that a plain TimeoutError, and so does this one.
+        pytest.param(5.0, 0.2, False, "TimeoutError", "did not answer in time", id="call-time"),
+        # A long call's connect has the connect limit alone, as aiohttp's sock_connect.
+        pytest.param(
+            0.2, 0.1, True, "ConnectionTimeoutError", "did not accept a connection in time",
+            id="long-call",
+        ),
     ],
-)
+)  # fmt: skip
 async def test_a_connection_never_accepted_fails_by_the_limit_that_ran_out(
-    unaccepting: str, connect_timeout: float, seconds: float, name: str, sent_nothing: bool
+    unaccepting: str, connect_timeout: float, seconds: float, silence: bool, name: str, cause: str
 ) -> None:
     pool = wire.WirePool(unaccepting, connect_timeout=connect_timeout)
-    with pytest.raises(TimeoutError) as caught:
-        await pool.request("GET", PATH, {}, None, seconds)
-    assert (error_name(caught.value), before_sending(caught.value)) == (name, sent_nothing)
-    pool.close()
+    try:
+        with pytest.raises(TimeoutError) as caught:
+            await pool.request("POST", PATH, {}, b"{}", seconds, silence=silence)
+    finally:
+        pool.close()
+    assert (error_name(caught.value), cause_of(caught.value)) == (name, cause)
+    # Whichever limit ran out, nothing was sent: a create may be sent again.
+    assert before_sending(caught.value)
 
 
 async def test_an_app_that_leaves_closes_the_connection(
