@@ -1,5 +1,6 @@
-"""What the gateway reads of an upstream answer, whichever client brought it: aiohttp's
-ClientResponse (long polls, streams) or upstream/wire.py's WireResponse (short calls)."""
+"""What the gateway reads of an upstream answer, whichever client brought it: upstream/wire.py's
+WireResponse (GET and POST with a body sent whole), or aiohttp's ClientResponse (a streamed
+request body, other methods, and every call where the wire client is off)."""
 
 from __future__ import annotations
 

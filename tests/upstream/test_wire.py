@@ -160,6 +160,14 @@ async def test_a_refused_connection_sent_nothing(faulty: FaultServer) -> None:
     assert cause_of(caught.value) == "could not be reached: the connection was refused"
 
 
+async def held_call(faulty: FaultServer, pool: wire.WirePool) -> asyncio.Task[bytes]:
+    """A GET that upstream has received and holds (5 s) before answering."""
+    faulty.add(PATH, [slow(5.0, respond(200, GOOD))])
+    call = asyncio.create_task(get(pool))
+    await eventually(lambda: faulty.count(PATH) == 1)
+    return call
+
+
 @pytest.fixture
 def unaccepting() -> Iterator[str]:
     """An upstream whose accept queue is full: a new connection is never accepted."""
@@ -213,9 +221,7 @@ async def test_a_connection_never_accepted_fails_by_the_limit_that_ran_out(
 async def test_an_app_that_leaves_closes_the_connection(
     faulty: FaultServer, pool: wire.WirePool
 ) -> None:
-    faulty.add(PATH, [slow(5.0, respond(200, GOOD))])
-    call = asyncio.create_task(get(pool))
-    await eventually(lambda: faulty.count(PATH) == 1)
+    call = await held_call(faulty, pool)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
@@ -327,9 +333,7 @@ async def test_a_slow_reader_is_not_upstreams_silence(
 async def test_closing_the_pool_ends_a_call_waiting_for_its_answer(
     faulty: FaultServer, pool: wire.WirePool
 ) -> None:
-    faulty.add(PATH, [slow(5.0, respond(200, GOOD))])
-    call = asyncio.create_task(get(pool))
-    await eventually(lambda: faulty.count(PATH) == 1)
+    call = await held_call(faulty, pool)
     pool.close()
     with pytest.raises(wire.Disconnected):
         await call
