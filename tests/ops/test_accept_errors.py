@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 from yarl import URL
 
 from gateway.ops.loop_errors import loop_exception_handler
@@ -45,6 +46,25 @@ async def accept_errors(url: str) -> float | None:
                 if loop.time() > deadline:
                     raise
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(("soft", "hard"), [(256, 4096), (256, 256)], ids=["raised", "at-hard"])
+async def test_serve_raises_its_open_files_limit_to_the_hard_one_and_says_so(
+    tmp_path: Path, soft: int, hard: int
+) -> None:
+    config = write_config(tmp_path / "gateway.toml", tmp_path / "gw.db", "")
+    log_path = tmp_path / "serve.log"
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    with log_path.open("wb") as log_file:
+        proc, _ = await launch_serve(config, env={}, stderr=log_file, preexec_fn=low_soft_limit)
+        proc.terminate()
+        assert await proc.wait() == 0
+    events = [orjson.loads(line) for line in log_path.read_bytes().splitlines()]
+    said = [e for e in events if e["event"] == "gateway.open_files_limit"]
+    assert [(e["soft"], e["raised_from"], e["hard"]) for e in said] == [(hard, soft, hard)]
 
 
 async def test_running_out_of_file_descriptors_is_counted_and_logged_once(tmp_path: Path) -> None:
