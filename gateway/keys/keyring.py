@@ -58,6 +58,8 @@ class KeyRing:
         # With replicas: calls this one admitted under a rate limit since it started, and the
         # calls the other replicas hold open, per app (see shared_limits.py).
         self._taken: dict[str, int] = {}
+        # When this replica began counting each app's calls (POSIX seconds): its first limit.
+        self._counting_since: dict[str, float] = {}
         self._peer_open: dict[str, int] = {}
         self._used: set[str] = set()
         self._wall_clock = wall_clock  # for expiry
@@ -105,10 +107,15 @@ class KeyRing:
             del self._open[app]
 
     def usage(self, replica: str, started: float) -> list[Usage]:
-        """What this replica has let each limited or capped app do, for the other replicas."""
+        """What this replica (started at `started`) has let each limited or capped app do,
+        for the other replicas; each row's `started` is when it began counting the app's
+        calls, so a replica that first sees the row knows whether they happened in its time."""
         apps = sorted(self._buckets.keys() | self._max_open.keys())
-        taken, open_calls = self._taken, self._open
-        return [Usage(replica, a, taken.get(a, 0), open_calls.get(a, 0), started) for a in apps]
+        taken, open_calls, since = self._taken, self._open, self._counting_since
+        return [
+            Usage(replica, a, taken.get(a, 0), open_calls.get(a, 0), since.get(a, started))
+            for a in apps
+        ]
 
     def absorb_peers(self, totals: PeerTotals) -> None:
         """Count what the other replicas did: their new calls against the buckets, their open
@@ -182,6 +189,7 @@ class KeyRing:
             bucket = self._buckets.get(app)
             if bucket is None:
                 buckets[app] = TokenBucket(limit, now)
+                self._counting_since.setdefault(app, self._wall_clock())
             elif bucket.limit != limit:
                 buckets[app] = bucket.with_limit(limit, now)
             else:

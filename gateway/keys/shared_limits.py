@@ -2,7 +2,8 @@
 
 Each replica keeps its own token buckets and open-call counts, so a call never waits on the
 database. Every exchange interval it publishes, per app, the calls it has admitted since it
-started and the calls it holds open, and reads the other replicas' figures. Tokens the others
+began counting them (since it started, or since it loaded the app's first limit, whichever is
+later) and the calls it holds open, and reads the other replicas' figures. Tokens the others
 took since its last look are taken from its own buckets too (a bucket may go below zero: the
 excess is paid back before the next call), and the others' open calls count against each
 app's cap. So each replica's buckets follow the app's use everywhere, late by at most one
@@ -38,9 +39,9 @@ class Peers:
     _seen: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def absorb(self, rows: Iterable[Usage]) -> PeerTotals:
-        """The totals new since the last call. A replica seen for the first time is charged
-        all it admitted if it started after this one (it all happened in this one's time),
-        else nothing of its past; one no longer in `rows` is forgotten."""
+        """The totals new since the last call. A row seen for the first time is charged all
+        it counts if its counting began after this one started (it all happened in this one's
+        time), else nothing of its past; one no longer in `rows` is forgotten."""
         taken: dict[str, int] = {}
         open_calls: dict[str, int] = {}
         seen: dict[tuple[str, str], int] = {}

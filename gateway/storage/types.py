@@ -180,8 +180,9 @@ class Access:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one replica has let one app do: calls admitted since it started (at `started`,
-    POSIX seconds), and open now."""
+    """What one replica has let one app do: calls admitted since it began counting them (at
+    `started`, POSIX seconds: when it started, or later, when it loaded the app's first
+    limit), and open now."""
 
     replica: str
     app: str

@@ -7,7 +7,7 @@ CREATE TABLE replica_usage (
     app     text COLLATE "C" NOT NULL,
     taken   bigint NOT NULL,
     open    integer NOT NULL,
-    started double precision NOT NULL,  -- when the replica started (POSIX seconds)
+    started double precision NOT NULL,  -- when the replica began counting the app (POSIX s)
     at      double precision NOT NULL,
     PRIMARY KEY (replica, app)
 );

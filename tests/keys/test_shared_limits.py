@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.errors import RateLimitedError
+from gateway.keys.keyring import KeyRing
+from gateway.keys.ratelimit import Limit
 from gateway.keys.shared_limits import Peers, PeerTotals
 from gateway.storage.types import Usage
 
@@ -34,3 +39,21 @@ def test_a_replica_that_disappears_and_returns_counts_from_its_return() -> None:
     peers.absorb([])
     assert peers.absorb([Usage("b", "billing", 30, 0)]) == PeerTotals({}, {})
     assert peers.absorb([Usage("b", "billing", 31, 0)]) == PeerTotals({"billing": 1}, {})
+
+
+def test_calls_a_peer_admitted_under_a_limit_it_loaded_after_this_one_started_are_charged() -> None:
+    """Replica `a` started first; both load the key's limit later. `c` first sees `a`'s row
+    only once `a` has admitted its burst (`c` read the store before `a` wrote the row): those
+    calls all happened in `c`'s time, so `c` counts them and refuses the next call."""
+    wall = [100.0]
+    rings = {name: KeyRing(wall_clock=lambda: wall[0], clock=lambda: 0.0) for name in "ac"}
+    peers_of_c = Peers(started=101.0)  # a started at 100.0
+    wall[0] = 105.0  # the key is created; both load it
+    for ring in rings.values():
+        ring.set_limits({"billing": Limit(rate=0.01, burst=3)})
+    assert peers_of_c.absorb([]) == PeerTotals({}, {})
+    for _ in range(3):
+        rings["a"].throttle("billing")
+    rings["c"].absorb_peers(peers_of_c.absorb(rings["a"].usage("a", 100.0)))
+    with pytest.raises(RateLimitedError):
+        rings["c"].throttle("billing")

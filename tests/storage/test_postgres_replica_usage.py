@@ -45,3 +45,12 @@ async def test_a_replica_that_leaves_takes_its_figures_with_it(storage: Storage)
     await usage.exchange("a", [Usage("a", "billing", 5, 2)], 100.0, 0.0)
     await usage.leave("a")
     assert await usage.exchange("b", [], 100.1, 0.0) == []
+
+
+async def test_a_row_says_when_its_counting_began_as_last_published(storage: Storage) -> None:
+    """A capped app's row is published from the replica's start; once a limit is loaded,
+    its counting begins later, and readers see the later time."""
+    usage = usage_of(storage)
+    await usage.exchange("a", [Usage("a", "billing", 0, 1, started=100.0)], 100.0, 0.0)
+    await usage.exchange("a", [Usage("a", "billing", 2, 1, started=105.0)], 106.0, 0.0)
+    assert await usage.exchange("b", [], 106.1, 0.0) == [Usage("a", "billing", 2, 1, 105.0)]

@@ -26,7 +26,8 @@ class SqlReplicaUsage:
                 (
                     "INSERT INTO replica_usage (replica, app, taken, open, started, at)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (replica, app) DO UPDATE"
-                    " SET taken = excluded.taken, open = excluded.open, at = excluded.at",
+                    " SET taken = excluded.taken, open = excluded.open, started = excluded.started,"
+                    " at = excluded.at",
                     rows,
                 ),
                 ("DELETE FROM replica_usage WHERE at < ?", [(now - FORGET_AFTER,)]),
