@@ -38,6 +38,7 @@ from ..storage.protocols import Storage
 from ..storage.types import AnswerKind, Recording, StoredAnswer, StoredInput
 from ..timestamps import rfc3339
 from .final_policy import answer_storability, beta_set
+from .mcp_headers import input_without_header_values
 from .policy import Storability, is_task_run_input, is_valid_run_id
 
 FORMAT_VERSION = 2
@@ -142,7 +143,8 @@ def _read_input(line: Line) -> StoredInput:
         body = raw_member(line.text, "input")
     except RecursionError:  # Python's scanner nests less deeply than orjson's
         raise EntryError("input is nested too deeply") from None
-    return StoredInput(line.run_id, body.encode(), line.stored_at)
+    # An export made before MCP header values were scrubbed may hold them: never stored.
+    return StoredInput(line.run_id, input_without_header_values(body.encode()), line.stored_at)
 
 
 def _check_input(entry: StoredInput, max_body_bytes: int) -> None:

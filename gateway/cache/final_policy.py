@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..storage.types import AnswerKind
+from .mcp_headers import stream_names_mcp_servers
 from .policy import Storability
 
 # A run object with one of these statuses never changes again (PARALLEL_API.md: completed and
@@ -95,6 +96,8 @@ def _stream_storability(body: bytes) -> Storability:
     run = event.get("run")
     if not isinstance(run, dict) or run.get("status") not in FINAL_STATUSES:
         return Storability.NOT_FINAL
+    if stream_names_mcp_servers(body):
+        return Storability.MCP_HEADERS
     return Storability.STORE
 
 

@@ -16,10 +16,8 @@ from dataclasses import dataclass
 import orjson
 
 from .final_policy import beta_set
+from .mcp_headers import scrub_mcp_headers
 
-# What a header value of an MCP server becomes: an app's own bearer tokens never reach a hash
-# that a recording keeps (and a rotated token must not change the match).
-PLACEHOLDER = "<header value>"
 BETA_FIELD = "parallel-beta"
 # One level into task_spec: its output schema and input schema are arguments of their own.
 NESTED = "task_spec"
@@ -59,20 +57,6 @@ def match_key(body: bytes, beta_headers: Iterable[str]) -> MatchKey | None:
 def canonical(value: object) -> bytes:
     """JSON with keys sorted and no insignificant whitespace."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def scrub_mcp_headers(body: dict[str, object]) -> dict[str, object]:
-    """`body` with every `mcp_servers[].headers` value replaced by PLACEHOLDER (names kept)."""
-    servers = body.get("mcp_servers")
-    if not isinstance(servers, list):
-        return body
-    scrubbed = [
-        {**server, "headers": dict.fromkeys(server["headers"], PLACEHOLDER)}
-        if isinstance(server, dict) and isinstance(server.get("headers"), dict)
-        else server
-        for server in servers
-    ]
-    return {**body, "mcp_servers": scrubbed}
 
 
 def differing_fields(asked: Mapping[str, str], recorded: Mapping[str, str]) -> list[str]:

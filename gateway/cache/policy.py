@@ -61,6 +61,7 @@ class Storability(enum.Enum):
     MALFORMED = "malformed"  # JSON, but not a TaskRunInput: relayed, not stored
     TOO_LARGE = "too-large"
     NOT_FINAL = "not-final"  # a run object that may still change (final answers only)
+    MCP_HEADERS = "mcp-headers"  # an event stream that may carry MCP tokens (mcp_headers.py)
 
 
 def match_input_path(raw_path: str) -> str | None:

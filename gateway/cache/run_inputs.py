@@ -19,6 +19,7 @@ from ..timestamps import now_rfc3339
 from ..upstream.client import UpstreamResponse
 from .cold_runs import ColdRuns
 from .final_policy import run_of
+from .mcp_headers import input_without_header_values
 from .policy import CACHE_HIT, Storability, cache_status, storability
 
 log = structlog.get_logger("gateway.cache")
@@ -191,20 +192,22 @@ class RunInputCache:
         response = await self._fetch(run_id)
         decision = storability(response.status, response.body, self._max_body_bytes)
         if decision is Storability.STORE:
+            # An app's MCP tokens are kept nowhere, and answered as stored (mcp_headers.py).
+            body = input_without_header_values(response.body)
             if unreadable:
                 # A store may not replace an entry it cannot read (SQLite cannot): the fresh
                 # copy is kept in memory, and not promised as stored.
-                self.memory.put(run_id, response.body)
-                return Lookup(200, response.body, {}, fetched=True)
+                self.memory.put(run_id, body)
+                return Lookup(200, body, {}, fetched=True)
             try:
-                await self._store.put(StoredInput(run_id, response.body, now_rfc3339()))
+                await self._store.put(StoredInput(run_id, body, now_rfc3339()))
             except Exception as e:
                 # The app still gets its input; only the promise "stored" is withheld.
                 self.health.failed(e, "write", run_id=run_id)
-                return Lookup(200, response.body, {}, fetched=True)
+                return Lookup(200, body, {}, fetched=True)
             self.health.wrote()
-            self.memory.put(run_id, response.body)
-            return Lookup(200, response.body, {}, stored=True, fetched=True)
+            self.memory.put(run_id, body)
+            return Lookup(200, body, {}, stored=True, fetched=True)
         if decision is Storability.NOT_JSON:
             error = UpstreamInvalidError(
                 f"Parallel API answered {response.status} for run {run_id} with a body that is "

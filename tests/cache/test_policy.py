@@ -304,6 +304,7 @@ def test_storability_values() -> None:
         "MALFORMED": "malformed",
         "TOO_LARGE": "too-large",
         "NOT_FINAL": "not-final",
+        "MCP_HEADERS": "mcp-headers",
     }
 
 

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import orjson
 import pytest
 from parallel import NotFoundError
 from parallel.types import TaskRunEvent
@@ -234,3 +235,19 @@ async def test_under_isolation_another_app_never_gets_a_stored_stream(
     assert caught.value.body["error"]["message"] == "Run id not found"
     assert caught.value.response.headers["cache-status"] == f"{BYPASS}; detail=run-not-found"
     assert len(gw.fake.exchanges) == before
+
+
+async def test_a_stream_that_names_mcp_servers_is_relayed_and_never_stored(gw: Harness) -> None:
+    """A task_run.state event may carry the run's input, and with it an app's MCP tokens."""
+    run_id = await finished_run(gw)
+    run = gw.fake.runs[run_id]
+    server = {"type": "url", "name": "docs", "url": "https://mcp.example"}
+    with_token = {**run.input, "mcp_servers": [{**server, "headers": {"x-token": "mcp-secret"}}]}
+    event = orjson.dumps(run.state_event(input=with_token))
+    stream = b"event: task_run.state\ndata: " + event + b"\n\n"
+    gw.fake.script.extend([Scripted(200, stream, {"Content-Type": SSE})] * 2)
+    answers = [await gw.request("GET", events_path(run_id)) for _ in "12"]
+    assert [(a.status, a.body, a.headers["Cache-Status"]) for a in answers] == [
+        (200, stream, MISS)
+    ] * 2
+    assert gets(gw, 0, events_path(run_id)) == 2

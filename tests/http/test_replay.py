@@ -254,8 +254,18 @@ async def test_an_mcp_token_never_reaches_the_database_an_export_or_a_log(
         recorded = await gw.request("POST", "/v1/tasks/runs", app="rec", data=body)
         run_id = orjson.loads(recorded.body)["run_id"]
         await gw.request("GET", f"/v1/tasks/runs/{run_id}", app="rec")
+        # Upstream's run input holds the token too; the gateway answers and keeps it scrubbed.
+        inputs = [
+            await gw.request("GET", f"/v1/tasks/runs/{run_id}/input", app="rec") for _ in "12"
+        ]
     assert recorded.headers["Cache-Status"] == RECORDED
     assert MCP_TOKEN.encode() in gw.fake.last("POST", "/v1/tasks/runs").body  # sent upstream
+    assert (gw.fake.inputs[run_id], gw.fake.count(run_id)) == (body, 1)  # upstream's has it
+    scrubbed = body.replace(orjson.dumps(MCP_TOKEN), b'"<header value>"')
+    assert [(i.status, i.body, i.headers["Cache-Status"]) for i in inputs] == [
+        (200, scrubbed, STORED),
+        (200, scrubbed, "parallel-gateway; hit"),
+    ]
     assert any(line.get("event") == "replay.recorded" for line in logs)
     assert MCP_TOKEN not in repr(logs)
     exported = await run_cli(gw.gateway.config, "cache", "export")
