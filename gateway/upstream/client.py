@@ -126,6 +126,8 @@ class UpstreamClient:
         is (base_url), its key and the number of short-call slots stay as they started."""
         self._settings = settings
         self._short_call.settings = settings
+        if self._wire is not None:
+            self._wire.connect_timeout = settings.connect_timeout
         self._policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial,

@@ -442,7 +442,7 @@ class WirePool:
         self._host_header = host if url.is_default_port() else f"{host}:{url.port}"
         self._prefix = url.raw_path.rstrip("/")  # base_url's own path, if it has one
         self._ssl = ssl.create_default_context() if url.scheme == "https" else None
-        self._connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout  # upstream.connect_timeout: reloads (SIGHUP)
         self._idle: deque[_Connection] = deque()  # oldest first
         self._open: set[_Connection] = set()
 
@@ -516,7 +516,7 @@ class WirePool:
         connect limit (ConnectTimedOut). A long call's connect has the connect limit alone."""
         loop = asyncio.get_running_loop()
         server_hostname = self._host if self._ssl is not None else None
-        seconds = self._connect_timeout if left is None else min(self._connect_timeout, left)
+        seconds = self.connect_timeout if left is None else min(self.connect_timeout, left)
         try:
             async with asyncio.timeout(seconds):
                 _, connection = await loop.create_connection(
@@ -527,7 +527,7 @@ class WirePool:
                     server_hostname=server_hostname,
                 )
         except TimeoutError:
-            if seconds < self._connect_timeout:
+            if seconds < self.connect_timeout:
                 raise ConnectCutShort() from None
             message = f"no connection to {self._host_header} within {seconds:g} s"
             raise ConnectTimedOut(message) from None

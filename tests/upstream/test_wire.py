@@ -5,12 +5,17 @@ test_faults.py, which runs over this client (and over aiohttp's in `make test-fa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 
+from gateway.config import UpstreamSettings
+from gateway.errors import UpstreamTimeoutError
 from gateway.upstream import wire
+from gateway.upstream.client import UpstreamClient
 from gateway.upstream.errors import before_sending, cause_of, error_name
 from tests.conftest import eventually
 from tests.fault_servers import FaultServer, hang_up, head, raw, respond, slow, trickle
@@ -216,6 +221,23 @@ async def test_a_connection_never_accepted_fails_by_the_limit_that_ran_out(
     assert (error_name(caught.value), cause_of(caught.value)) == (name, cause)
     # Whichever limit ran out, nothing was sent: a create may be sent again.
     assert before_sending(caught.value)
+
+
+async def test_a_reloaded_connect_timeout_limits_the_next_connect(unaccepting: str) -> None:
+    """SIGHUP reconfigures the client: the next connect has the new limit, not the first (a
+    connect still waiting on the first, 60 s, fails the test at 10 s), over either client."""
+    settings = UpstreamSettings(base_url=unaccepting, connect_timeout=60.0, max_attempts=1)
+    async with aiohttp.ClientSession() as session:
+        client = UpstreamClient(settings, "team-key", session)
+        client.reconfigure(dataclasses.replace(settings, connect_timeout=0.2))
+        try:
+            with pytest.raises(UpstreamTimeoutError) as caught:
+                await asyncio.wait_for(client.get("/v1/tasks/runs/trun_x/input", {}), 10)
+        finally:
+            client.close()
+    cause = caught.value.__cause__
+    assert cause is not None
+    assert error_name(cause) == "ConnectionTimeoutError"
 
 
 async def test_an_app_that_leaves_closes_the_connection(
