@@ -46,7 +46,7 @@ def explain_miss(
     for recording, differ in nearest:
         parts.append(f"Nearest recording ({_named(recording)}) differs in: {', '.join(differ)}.")
     if not unfinished and not nearest:
-        parts.append("The app has no other recording to compare it with.")
+        parts.append("There is no other recording to compare it with.")
     parts.append(f"Not sent upstream: {why_not_upstream}.")
     detail = {
         "looked_for": {"processor": key.processor, "fields": fields},

@@ -72,8 +72,8 @@ class Metrics:
         )
         self.replays = Counter(
             "gateway_replays",
-            "Creates of apps in a replay mode (and every create offline), by app and outcome: "
-            "hit (answered from a recording) or miss (none finished).",
+            "Creates of apps whose key is replay or replay-only (and every create offline), by app "
+            "and outcome: hit (answered from a recording) or miss (none finished).",
             ["app", "outcome"],
             registry=r,
         )

@@ -72,6 +72,5 @@ def test_an_unfinished_recording_of_the_same_create_is_named() -> None:
 def test_no_recording_at_all_says_so() -> None:
     miss = explain_miss(key_of(processor="lite", input="x"), [], [], WHY)
     assert miss.message.endswith(
-        "The app has no other recording to compare it with. Not sent upstream: the gateway is "
-        "offline."
+        "There is no other recording to compare it with. Not sent upstream: the gateway is offline."
     )

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 from parallel import AsyncParallel, InternalServerError
@@ -100,8 +101,12 @@ async def test_execute_and_create_retrieve_result_recorded_online_replay_offline
             assert await offline.task_run.retrieve(polled.run_id) == polled_final
             assert await offline.task_run.result(polled.run_id) == polled_result
 
+        # The SDK's own retries left on: x-should-retry: false makes it fail at once.
+        async with AsyncParallel(api_key=ci_key, base_url=url) as retrying:
             with pytest.raises(InternalServerError) as caught:
-                await offline.task_run.execute(input="What is GNP?", processor="lite")
+                await retrying.task_run.execute(input="What is GNP?", processor="lite")
+        async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as scraped:
+            exposition = await scraped.text()
         miss = caught.value.response
         assert (miss.status_code, miss.headers["x-should-retry"]) == (503, "false")
         assert miss.headers["cache-status"] == REPLAY_MISS
@@ -126,6 +131,12 @@ async def test_execute_and_create_retrieve_result_recorded_online_replay_offline
         proc.terminate()
         await proc.wait()
     assert len(gw.fake.exchanges) == before
+    # Every create reached the offline gateway once, and it sent nothing upstream.
+    assert [
+        sample(exposition, "gateway_replays_total", app="ci", outcome=outcome)
+        for outcome in ("hit", "miss")
+    ] == [4.0, 1.0]
+    assert "\ngateway_upstream_requests_total{" not in exposition
 
 
 async def test_replay_mode_answers_a_finished_recording_and_records_a_new_create(
@@ -202,7 +213,7 @@ async def test_isolation_app_matches_only_an_apps_own_recordings(
     other = await gw.request("POST", "/v1/tasks/runs", app="B", data=create_body())
     assert (own.status, own.headers["Cache-Status"]) == (202, REPLAY)
     assert (other.status, other.headers["Cache-Status"]) == (503, REPLAY_MISS)
-    assert "The app has no other recording to compare it with." in error_of(other.body)["message"]
+    assert "There is no other recording to compare it with." in error_of(other.body)["message"]
     assert gw.sent(start_at) == []
 
 
@@ -289,7 +300,7 @@ async def test_a_replay_only_key_never_sends_a_create_upstream(
         await client.task_run.create(input="Never recorded", processor="lite")
     error = error_of(caught.value.response.content)
     assert error["message"].endswith(
-        "The app has no other recording to compare it with. Not sent upstream: the key of app "
+        "There is no other recording to compare it with. Not sent upstream: the key of app "
         "'strict' is replay-only."
     )
     not_json = await gw.request("POST", "/v1/tasks/runs", app="strict", data=b"[1]")
