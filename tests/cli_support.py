@@ -81,7 +81,7 @@ def cli_text(
     return Result(result.code, result.out.decode(), result.err)
 
 
-DATABASE_LINE = re.compile(r"Database: /[^\n]*\n")
+DATABASE_LINE = re.compile(r"Database: (/|postgresql://)[^\n]*\n")  # a path, or a URL
 
 
 def without_database_line(err: str) -> str:
@@ -172,7 +172,8 @@ class Workspace:
         asyncio.run(put())
 
 
-def write_config(path: Path, database: Path, extra: str = "") -> Path:
+def write_config(path: Path, database: Path | str, extra: str = "") -> Path:
+    """A config file naming `database`: a SQLite file's path, or a PostgreSQL URL."""
     path.write_text(f"[storage]\ndatabase = {json.dumps(str(database))}\n{extra}", "utf-8")
     return path
 

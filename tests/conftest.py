@@ -118,7 +118,7 @@ def unused_port() -> int:
 def config_for(path: Path, settings: Settings) -> Path:
     """A TOML file naming the same database and upstream as `settings`."""
     upstream = f"[upstream]\nbase_url = {json.dumps(settings.upstream.base_url)}\n"
-    return write_config(path, Path(settings.storage.database), upstream)
+    return write_config(path, settings.storage.database, upstream)
 
 
 @pytest.fixture

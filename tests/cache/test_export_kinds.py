@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 
 from gateway.config import Settings
 from gateway.storage.types import ReplayMode
@@ -33,9 +34,15 @@ async def answered(gw: Harness, run_id: str) -> dict[str, bytes]:
     return bodies
 
 
+@pytest.mark.parametrize("into", ["sqlite", "postgresql"])
 async def test_every_kind_travels_byte_for_byte_and_replays_offline(
-    start: Start, make_settings: Callable[..., Settings], tmp_path: Path
+    start: Start,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    into: str,
 ) -> None:
+    """Exported from SQLite, imported into a fresh SQLite file or PostgreSQL database."""
     online = await start()
     client = online.sdk()
     runs = [(await client.task_run.create(input=q, processor="lite")).run_id for q in "ab"]
@@ -59,7 +66,10 @@ async def test_every_kind_travels_byte_for_byte_and_replays_offline(
     for secret in (TEAM_KEY, online.keys["app"], "Parallel/Python", "x-stainless", "pgw_"):
         assert secret.encode() not in export.read_bytes() + decoded
 
-    fresh = make_settings(storage={"database": str(tmp_path / "fresh" / "gw.db")})
+    target = str(tmp_path / "fresh" / "gw.db")
+    if into == "postgresql":
+        target = request.getfixturevalue("postgres_url")
+    fresh = make_settings(storage={"database": target})
     config = config_for(tmp_path / "fresh.toml", fresh)
     imported = await run_cli(config, "cache", "import", "--create", str(export))
     new = f"Imported {len(lines)} new entries; 0 already cached; 0 lines rejected.\n"

@@ -139,10 +139,16 @@ async def test_execute_and_create_retrieve_result_recorded_online_replay_offline
     assert "\ngateway_upstream_requests_total{" not in exposition
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_replay_mode_answers_a_finished_recording_and_records_a_new_create(
-    start: Start, make_settings: Callable[..., Settings]
+    start: Start,
+    make_settings: Callable[..., Settings],
+    request: pytest.FixtureRequest,
+    backend: str,
 ) -> None:
-    gw = await with_keys(start, make_settings(), {"ci": ReplayMode.REPLAY})
+    database = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    settings = make_settings(storage={"database": database}) if database else make_settings()
+    gw = await with_keys(start, settings, {"ci": ReplayMode.REPLAY})
     first = await gw.request("POST", "/v1/tasks/runs", app="ci", data=create_body())
     assert (first.status, first.headers["Cache-Status"]) == (202, RECORDED)
     run_id = orjson.loads(first.body)["run_id"]
