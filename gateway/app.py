@@ -155,11 +155,12 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
     async def flush_then_refresh() -> None:
         await flush.flush()
         await budgets.refresh()
+        tally.settle()  # the budgets read what was flushed: it no longer counts apart
 
     chore = Periodic("billing.flush", app[SETTINGS].billing.flush_interval, flush_then_refresh)
     chore.start()
     yield
-    await chore.stop()
+    await chore.stop(let_finish=True)  # a flush under way is finished, not cut off
     await flush.last_flush()
 
 

@@ -46,7 +46,8 @@ class Budgets:
         self._clock = clock
         self._caps: dict[str, Budget] = {}
         self._stored: dict[str, tuple[date, float]] = {}  # app: (period start, spend stored)
-        self._held: dict[str, float] = {}  # the estimated cost of calls in flight, per app
+        # Per app: how many billable calls are in flight, and their estimated cost.
+        self._held: dict[str, tuple[int, float]] = {}
 
     def today(self) -> date:
         return datetime.fromtimestamp(self._clock(), UTC).date()
@@ -67,16 +68,23 @@ class Budgets:
         return app in self._caps
 
     def spent(self, app: str, start: date) -> float:
-        """`app`'s estimated spend since `start`: stored, unflushed, and in flight."""
+        """`app`'s estimated spend since `start`: stored, unflushed (being flushed included),
+        and in flight."""
         stored_start, stored = self._stored.get(app, (start, 0.0))
         if stored_start != start:
             stored = 0.0  # read in an earlier period: the new one starts at nothing
+        prices = self._prices
         unflushed = sum(
-            (price_of(self._prices, kind, processor) or 0.0) * n
+            (price_of(prices, kind, processor) or 0.0) * n
             for (owner, kind, processor), n in self._tally.calls.items()
             if owner == app
         )
-        return stored + unflushed + self._held.get(app, 0.0)
+        flushing = sum(
+            (price_of(prices, c.kind, c.processor) or 0.0) * c.calls
+            for c in self._tally.flushing
+            if c.app == app
+        )
+        return stored + unflushed + flushing + self._held.get(app, (0, 0.0))[1]
 
     @contextmanager
     def hold(self, app: str, kind: str, asked: bytes | None) -> Iterator[None]:
@@ -98,12 +106,13 @@ class Budgets:
                 f"(estimated; spent {spent:.4f} USD, this call {cost:.4f} USD). The budget "
                 f"resets at {resets}T00:00:00Z."
             )
-        self._held[app] = self._held.get(app, 0.0) + cost
+        calls, held = self._held.get(app, (0, 0.0))
+        self._held[app] = (calls + 1, held + cost)
         try:
             yield
         finally:
-            left = self._held[app] - cost
-            if left > 1e-12:
-                self._held[app] = left
+            calls, held = self._held[app]
+            if calls > 1:
+                self._held[app] = (calls - 1, held - cost)
             else:
-                del self._held[app]
+                del self._held[app]  # the last in flight: no rounding left behind

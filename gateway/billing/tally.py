@@ -17,11 +17,14 @@ class Tally:
     stamped with a day. The two dicts stay the same objects, so a reference kept to them (the
     hit path's) stays good."""
 
-    __slots__ = ("calls", "saved")
+    __slots__ = ("calls", "flushing", "saved")
 
     def __init__(self) -> None:
         self.calls: defaultdict[Key, int] = defaultdict(int)
         self.saved: defaultdict[Key, int] = defaultdict(int)
+        # The counts a flush has taken and not yet settled: being written, or written and not
+        # yet in what the budgets read back. Budgets count them meanwhile.
+        self.flushing: list[CallCount] = []
 
     def count_calls(self, app: str, kind: str, made: Made) -> None:
         """Calls `app` made upstream that Parallel bills."""
@@ -38,13 +41,19 @@ class Tally:
         calls, saved = dict(self.calls), dict(self.saved)
         self.calls.clear()
         self.saved.clear()
-        return [
+        self.flushing = [
             CallCount(key[0], day, key[1], key[2], calls.get(key, 0), saved.get(key, 0))
             for key in calls.keys() | saved.keys()
         ]
+        return self.flushing
+
+    def settle(self) -> None:
+        """The counts `take` handed over are stored, and the budgets have read them back."""
+        self.flushing = []
 
     def give_back(self, counts: Sequence[CallCount]) -> None:
         """Counts `take` handed over that could not be stored: kept for the next flush."""
+        self.flushing = []
         for c in counts:
             key = (c.app, c.kind, c.processor)
             if c.calls:

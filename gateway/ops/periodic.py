@@ -24,26 +24,36 @@ class Periodic:
         self._task: asyncio.Task[None] | None = None
         self._failures = Throttle(LOG_INTERVAL)
         self._woken = asyncio.Event()
+        self._busy = False  # the chore is running
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, *, let_finish: bool = False) -> None:
+        """Stop. With `let_finish`, a chore running now ends first rather than being cut off
+        midway (a write of counts taken from memory, which a cancel would lose)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if let_finish and self._busy:
+            self._stopping = True  # the loop ends after this round
+            await task
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def wake(self) -> None:
         """Run the chore now rather than at the end of the interval (a change was announced)."""
         self._woken.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), self._interval)
             self._woken.clear()
+            self._busy = True
             try:
                 await self._chore()
             except Exception:
@@ -51,3 +61,5 @@ class Periodic:
                 count = self._failures.count(self.name)
                 if count is not None:
                     log.exception("periodic.failed", chore=self.name, count=count)
+            finally:
+                self._busy = False

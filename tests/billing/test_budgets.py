@@ -104,6 +104,47 @@ async def test_the_cap_counts_stored_unflushed_and_in_flight_calls_and_the_next_
             pass
 
 
+async def capped_budgets(tmp_path: Path, tally: Tally) -> tuple[Budgets, Clock]:
+    """An app `capped` at 0.1 USD a day, nothing spent, on a SQLite store."""
+    clock = Clock(datetime(2026, 3, 31, 12, 0, tzinfo=UTC))
+    async with opened_storage(StorageSettings(database=str(tmp_path / "gw.db"))) as storage:
+        await create_key(storage.app_keys, "capped", budget=Budget(0.1, "day"))
+        budgets = Budgets(tally, storage.billing_calls, storage.app_keys, PRICES, clock)
+        await budgets.refresh()
+    return budgets, clock
+
+
+async def test_overlapping_calls_of_unknown_cost_are_each_let_go(tmp_path: Path) -> None:
+    """Two calls priced at nothing (a processor with no price) in flight at once: the first to
+    end must not take the second's hold with it (the second ended in a KeyError: a 500)."""
+    budgets, _ = await capped_budgets(tmp_path, Tally())
+    unknown = b'{"input": "q", "processor": "mega"}'
+    with budgets.hold("capped", TASK_RUN, unknown):
+        with budgets.hold("capped", TASK_RUN, unknown):
+            pass
+        with budgets.hold("capped", TASK_RUN, CORE):
+            pass
+    assert budgets.spent("capped", date(2026, 3, 31)) == 0.0
+
+
+async def test_counts_being_flushed_still_count_against_the_cap(tmp_path: Path) -> None:
+    """Between a flush taking the counts and the budgets re-reading the store, the counts are
+    in neither: they must still count, or an app at its cap is let through meanwhile."""
+    tally = Tally()
+    budgets, _ = await capped_budgets(tmp_path, tally)
+    tally.count_calls("capped", TASK_RUN, {"core": 4})  # 0.1: the whole cap
+    with pytest.raises(BudgetExceededError), budgets.hold("capped", TASK_RUN, CORE):
+        pass
+    batch = tally.take("2026-03-31")  # a flush has taken them, and writes them
+    with pytest.raises(BudgetExceededError), budgets.hold("capped", TASK_RUN, CORE):
+        pass
+    tally.give_back(batch)  # the write failed: they are counted as unflushed again
+    assert budgets.spent("capped", date(2026, 3, 31)) == pytest.approx(0.1)
+    tally.take("2026-03-31")
+    tally.settle()  # stored, and the budgets re-read: the flush is done with them
+    assert budgets.spent("capped", date(2026, 3, 31)) == 0.0
+
+
 async def test_a_call_past_the_cap_gets_402_and_nothing_goes_upstream(
     start: Start, make_settings: Callable[..., Settings]
 ) -> None:
