@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamTimeoutError
@@ -238,6 +243,41 @@ async def test_a_reloaded_connect_timeout_limits_the_next_connect(unaccepting: s
     cause = caught.value.__cause__
     assert cause is not None
     assert error_name(cause) == "ConnectionTimeoutError"
+
+
+async def test_an_https_upstream_is_reached_only_with_a_certificate_it_trusts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Parallel is https: the handshake checks the certificate against the system's CAs
+    (which SSL_CERT_FILE names here), and a certificate it does not trust sends nothing."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=GOOD)
+
+    app = web.Application()
+    app.router.add_get(PATH, answer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=context)
+    base_url = f"https://127.0.0.1:{server.port}"
+    untrusted = wire.WirePool(base_url, connect_timeout=5)
+    trusted = None
+    try:
+        with pytest.raises(wire.ConnectFailed) as caught:
+            await get(untrusted)
+        assert cause_of(caught.value) == "could not be reached: the TLS handshake failed"
+        assert before_sending(caught.value)
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        trusted = wire.WirePool(base_url, connect_timeout=5)
+        assert await get(trusted) == GOOD
+    finally:
+        for pool in (untrusted, trusted):
+            if pool is not None:
+                pool.close()
+        await server.close()
 
 
 async def test_an_app_that_leaves_closes_the_connection(
