@@ -133,7 +133,8 @@ def kind_of(record: Record) -> ExportKind[Any]:
 def _input_members(entry: StoredInput) -> dict[str, Any]:
     # JSON strings cannot hold raw newlines, so in a valid body they are only whitespace between
     # tokens: dropping them keeps the value identical and the line a line.
-    return {"input": orjson.Fragment(entry.body.replace(b"\n", b"").replace(b"\r", b""))}
+    body = input_without_header_values(entry.body)  # one stored before they were scrubbed
+    return {"input": orjson.Fragment(body.replace(b"\n", b"").replace(b"\r", b""))}
 
 
 def _read_input(line: Line) -> StoredInput:

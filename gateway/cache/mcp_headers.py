@@ -48,14 +48,19 @@ def header_values(body: dict[str, object]) -> list[object]:
 
 def input_without_header_values(raw: bytes) -> bytes:
     """`raw`, a run input (a JSON object) as upstream wrote it, with each MCP header value
-    replaced by the placeholder; `raw` itself where it holds none.
+    replaced by the placeholder; `raw` itself where it holds none (or is no JSON object).
 
     Each value's JSON text is replaced where it stands, so every other byte stays as upstream
     wrote it; where that does not give exactly the scrubbed input (a value escaped otherwise,
     or text that also spans two tokens), the input is written anew from the scrubbed object."""
     if MCP_SERVERS not in raw:
         return raw
-    body = orjson.loads(raw)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # not an input at all: nothing of it is served as one
+        return raw
+    if not isinstance(body, dict):
+        return raw
     values = header_values(body)
     if not values:
         return raw

@@ -174,14 +174,17 @@ class RunInputCache:
             self.health.failed(e, "read", run_id=run_id)
             stored, unreadable = None, e.kind in UNREADABLE
         if stored is not None:
-            self.memory.put(run_id, stored.body)
-            return Lookup(200, stored.body, {})
+            # Stored before MCP header values were scrubbed, an input may still hold them.
+            body = input_without_header_values(stored.body)
+            self.memory.put(run_id, body)
+            return Lookup(200, body, {})
         if self._cold_runs is None or unreadable:
             return await self._fetch_and_store(run_id, unreadable)
         claim = await self._cold_runs.claim(run_id)
         if isinstance(claim, StoredInput):  # another replica fetched it meanwhile
-            self.memory.put(run_id, claim.body)
-            return Lookup(200, claim.body, {})
+            body = input_without_header_values(claim.body)
+            self.memory.put(run_id, body)
+            return Lookup(200, body, {})
         try:
             return await self._fetch_and_store(run_id, unreadable)
         finally:

@@ -26,6 +26,7 @@ from ..cache.admin import (
     warm,
 )
 from ..cache.export_format import KINDS
+from ..cache.mcp_headers import input_without_header_values
 from ..cache.policy import is_valid_run_id
 from ..config import Settings
 from ..ops.log import configure_logging
@@ -204,7 +205,7 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     if entry is None:
         _fail(f"Run {args.run_id} is not in the cache.")
         return 1
-    sys.stdout.buffer.write(entry.body + b"\n")
+    sys.stdout.buffer.write(input_without_header_values(entry.body) + b"\n")
     return 0
 
 

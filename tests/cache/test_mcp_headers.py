@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
 
@@ -11,8 +13,12 @@ from gateway.cache.mcp_headers import (
     input_without_header_values,
     stream_names_mcp_servers,
 )
+from gateway.config import Settings
 from gateway.storage.types import StoredInput
+from tests.conftest import StartGateway, run_cli
+from tests.storage_support import opened_storage
 
+RUN = "trun_" + "4d" * 16
 SERVER = b'{"type":"url","name":"docs","url":"https://mcp.example","headers":%s}'
 
 
@@ -76,3 +82,23 @@ def test_an_imported_input_is_stored_scrubbed() -> None:
 def test_a_stream_that_names_mcp_servers_is_told_apart() -> None:
     assert stream_names_mcp_servers(b'data: {"input":{"mcp_servers":[]}}\n\n')
     assert not stream_names_mcp_servers(b'data: {"input":{"processor":"lite"}}\n\n')
+
+
+async def test_an_input_stored_before_the_scrubbing_leaves_the_gateway_scrubbed(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings]
+) -> None:
+    """A database written by an older gateway may hold tokens: the gateway answers, exports
+    and prints such an input scrubbed (`cache purge` removes it from the file)."""
+    settings = make_settings()
+    raw = run_input(b'{"authorization":"Bearer tok-1"}')
+    async with opened_storage(settings.storage) as storage:
+        await storage.run_inputs.put(StoredInput(RUN, raw, "2026-11-01T00:00:00.000000Z"))
+    gateway = await start_gateway(settings)
+    scrubbed = run_input(b'{"authorization":"<header value>"}')
+    answers = [await gateway.get(f"/v1/tasks/runs/{RUN}/input") for _ in "12"]
+    assert [(a.status, a.body) for a in answers] == [(200, scrubbed)] * 2
+    exported = await run_cli(gateway.config, "cache", "export")
+    printed = await run_cli(gateway.config, "cache", "get", RUN)
+    assert (exported.code, printed.code, printed.out) == (0, 0, scrubbed + b"\n")
+    assert scrubbed in exported.out
+    assert b"tok-1" not in exported.out
