@@ -274,7 +274,7 @@ async def _share_with_replicas(app: web.Application) -> AsyncIterator[None]:
         now = time.time()
         since = now - max(STALE_INTERVALS * interval, STALE_MIN)
         others = await usage.exchange(replica, keyring.usage(replica, started), now, since)
-        keyring.absorb_peers(peers.absorb(others))
+        keyring.absorb_peers(peers.absorb(others, keyring.rate_limited()))
 
     chore = Periodic("limits.share", interval, exchange)
     chore.start()

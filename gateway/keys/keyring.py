@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import UTC, datetime
 
 from ..errors import AuthenticationError, ForbiddenError, RateLimitedError, TooManyOpenError
@@ -116,6 +116,10 @@ class KeyRing:
             Usage(replica, a, taken.get(a, 0), open_calls.get(a, 0), since.get(a, started))
             for a in apps
         ]
+
+    def rate_limited(self) -> Container[str]:
+        """The apps with a rate limit here."""
+        return self._buckets.keys()
 
     def absorb_peers(self, totals: PeerTotals) -> None:
         """Count what the other replicas did: their new calls against the buckets, their open

@@ -13,7 +13,7 @@ admit in one interval, which is at most (replicas - 1) x (burst + rate x interva
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 from ..storage.types import Usage
@@ -22,6 +22,8 @@ from ..storage.types import Usage
 # seconds) is taken for gone: its open calls no longer count.
 STALE_INTERVALS = 8
 STALE_MIN = 2.0
+# How many rows gone from view are remembered (replica ids are new with each process).
+REMEMBERED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +39,38 @@ class Peers:
 
     started: float
     _seen: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Rows seen once and gone since (stale, or their limit taken away), oldest first.
+    _gone: dict[tuple[str, str], None] = field(default_factory=dict)
 
-    def absorb(self, rows: Iterable[Usage]) -> PeerTotals:
-        """The totals new since the last call. A row seen for the first time is charged all
-        it counts if its counting began after this one started (it all happened in this one's
-        time), else nothing of its past; one no longer in `rows` is forgotten."""
+    def absorb(self, rows: Iterable[Usage], limited: Container[str]) -> PeerTotals:
+        """The totals new since the last call, for the apps this replica rate-limits
+        (`limited`); open calls for every app. A row seen for the first time is charged all it
+        counts if its counting began after this one started (it all happened in this one's
+        time), else nothing of its past. A row seen before that comes back after a gap is
+        charged only from its return. A row of an app not limited here is left unseen until it
+        is: its calls would be charged to no bucket."""
         taken: dict[str, int] = {}
         open_calls: dict[str, int] = {}
         seen: dict[tuple[str, str], int] = {}
         for usage in rows:
+            if usage.open > 0:
+                open_calls[usage.app] = open_calls.get(usage.app, 0) + usage.open
+            if usage.app not in limited:
+                continue
             key = (usage.replica, usage.app)
             before = self._seen.get(key)
             if before is None:
-                before = 0 if usage.started >= self.started else usage.taken
+                if key in self._gone:  # back after a gap: charged from its return
+                    del self._gone[key]
+                    before = usage.taken
+                else:
+                    before = 0 if usage.started >= self.started else usage.taken
             if usage.taken > before:
                 taken[usage.app] = taken.get(usage.app, 0) + usage.taken - before
             seen[key] = usage.taken
-            if usage.open > 0:
-                open_calls[usage.app] = open_calls.get(usage.app, 0) + usage.open
+        for key in self._seen.keys() - seen.keys():
+            self._gone[key] = None
+        while len(self._gone) > REMEMBERED:
+            del self._gone[next(iter(self._gone))]
         self._seen = seen
         return PeerTotals(taken, open_calls)
