@@ -143,6 +143,11 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await app[STORAGE].close()
 
 
+# How long a shutdown waits for a billing flush under way; past it the flush is cut off, and
+# what it was writing may be lost (a database that slow would lose the last flush too).
+FLUSH_FINISH_WAIT = 10.0
+
+
 async def _billing(app: web.Application) -> AsyncIterator[None]:
     """Billing counts go to the store every flush_interval seconds, and once more at the end,
     after the last request (before the database closes); then budgets and spend are re-read."""
@@ -160,7 +165,9 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
     chore = Periodic("billing.flush", app[SETTINGS].billing.flush_interval, flush_then_refresh)
     chore.start()
     yield
-    await chore.stop(let_finish=True)  # a flush under way is finished, not cut off
+    # A flush under way is let finish (cut off, its batch is lost), for FLUSH_FINISH_WAIT at most.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(chore.stop(let_finish=True), FLUSH_FINISH_WAIT)
     await flush.last_flush()
 
 

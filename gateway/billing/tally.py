@@ -41,11 +41,13 @@ class Tally:
         calls, saved = dict(self.calls), dict(self.saved)
         self.calls.clear()
         self.saved.clear()
-        self.flushing = [
+        taken = [
             CallCount(key[0], day, key[1], key[2], calls.get(key, 0), saved.get(key, 0))
             for key in calls.keys() | saved.keys()
         ]
-        return self.flushing
+        # An earlier batch stays until settled: stored, but the budgets may not have read it.
+        self.flushing = [*self.flushing, *taken]
+        return taken
 
     def settle(self) -> None:
         """The counts `take` handed over are stored, and the budgets have read them back."""
@@ -53,7 +55,7 @@ class Tally:
 
     def give_back(self, counts: Sequence[CallCount]) -> None:
         """Counts `take` handed over that could not be stored: kept for the next flush."""
-        self.flushing = []
+        self.flushing = [c for c in self.flushing if not any(c is back for back in counts)]
         for c in counts:
             key = (c.app, c.kind, c.processor)
             if c.calls:

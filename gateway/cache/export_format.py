@@ -38,7 +38,7 @@ from ..storage.protocols import Storage
 from ..storage.types import AnswerKind, Recording, StoredAnswer, StoredInput
 from ..timestamps import rfc3339
 from .final_policy import answer_storability, beta_set
-from .mcp_headers import input_without_header_values
+from .mcp_headers import input_without_header_values, stream_names_mcp_servers
 from .policy import Storability, is_task_run_input, is_valid_run_id
 
 FORMAT_VERSION = 2
@@ -181,8 +181,17 @@ def _check_answer(answer: StoredAnswer, max_body_bytes: int) -> None:
     decision = answer_storability(answer.kind, answer.body, max_body_bytes)
     if decision is Storability.TOO_LARGE:
         raise EntryError(f"{answer.kind.value} is {len(answer.body)} bytes, over {max_body_bytes}")
+    if decision is Storability.MCP_HEADERS:
+        raise EntryError("events name mcp_servers, which may carry MCP tokens: never stored")
     if decision is not Storability.STORE:  # a run still active, a stream cut short, not JSON
         raise EntryError(f"{answer.kind.value} is not a final answer ({decision.value})")
+
+
+async def _scan_answers(storage: Storage, run_ids: Sequence[str]) -> AsyncIterator[StoredAnswer]:
+    async for answer in storage.final_answers.scan(run_ids):
+        if answer.kind is AnswerKind.EVENTS and stream_names_mcp_servers(answer.body):
+            continue  # kept by an older gateway: it may carry MCP tokens, never exported
+        yield answer
 
 
 async def _count_answers(storage: Storage) -> int:
@@ -251,7 +260,7 @@ KINDS: tuple[ExportKind[Any], ...] = (
         _answer_members,
         _read_answer,
         _check_answer,
-        lambda storage, run_ids, _: storage.final_answers.scan(run_ids),
+        lambda storage, run_ids, _: _scan_answers(storage, run_ids),
         lambda storage, records: storage.final_answers.put_many(records),
         _count_answers,
     ),

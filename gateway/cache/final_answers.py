@@ -16,6 +16,7 @@ from ..storage.protocols import FinalAnswers
 from ..storage.types import AnswerKind, StoredAnswer, StoreError
 from ..timestamps import now_rfc3339
 from .final_policy import answer_key, answer_storability
+from .mcp_headers import stream_names_mcp_servers
 from .policy import Storability
 from .run_inputs import MemoryLRU
 
@@ -83,6 +84,8 @@ class FinalAnswerCache:
             return None
         if stored is None:
             return None
+        if question.kind is AnswerKind.EVENTS and stream_names_mcp_servers(stored.body):
+            return None  # kept by an older gateway: it may carry MCP tokens, so it is asked anew
         self.memory.put(key, stored.body)
         return stored.body
 
@@ -105,7 +108,7 @@ class FinalAnswerCache:
             if len(self._unfinished) > UNFINISHED_MAX:
                 self._unfinished.popitem(last=False)
         if decision is not Storability.STORE:
-            if decision is not Storability.NOT_FINAL:
+            if decision not in (Storability.NOT_FINAL, Storability.MCP_HEADERS):  # expected
                 log.warning(
                     "cache.not_stored",
                     run_id=question.run_id,

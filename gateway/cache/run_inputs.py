@@ -228,4 +228,8 @@ class RunInputCache:
             log.warning(
                 "cache.not_stored", run_id=run_id, reason=decision.value, size=len(response.body)
             )
-        return Lookup(response.status, response.body, dict(response.headers), fetched=True)
+        # Relayed unstored (too large, not a run input): its MCP tokens are never shown either.
+        body = response.body
+        if response.status == 200:
+            body = input_without_header_values(body)
+        return Lookup(response.status, body, dict(response.headers), fetched=True)

@@ -28,6 +28,7 @@ class Periodic:
         self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self, *, let_finish: bool = False) -> None:

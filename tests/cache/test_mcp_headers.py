@@ -14,8 +14,9 @@ from gateway.cache.mcp_headers import (
     stream_names_mcp_servers,
 )
 from gateway.config import Settings
-from gateway.storage.types import StoredInput
+from gateway.storage.types import AnswerKind, StoredAnswer, StoredInput
 from tests.conftest import StartGateway, run_cli
+from tests.fake_upstream import FakeUpstream
 from tests.storage_support import opened_storage
 
 RUN = "trun_" + "4d" * 16
@@ -102,3 +103,36 @@ async def test_an_input_stored_before_the_scrubbing_leaves_the_gateway_scrubbed(
     assert (exported.code, printed.code, printed.out) == (0, 0, scrubbed + b"\n")
     assert scrubbed in exported.out
     assert b"tok-1" not in exported.out
+
+
+async def test_an_input_relayed_unstored_is_scrubbed_too(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], upstream: FakeUpstream
+) -> None:
+    """Over cache.max_body_bytes an input is relayed, not stored: still never with a token."""
+    raw = run_input(b'{"authorization":"Bearer tok-1"}')
+    upstream.add(RUN, raw)
+    gateway = await start_gateway(make_settings(cache={"max_body_bytes": len(raw) - 1}))
+    answers = [await gateway.get(f"/v1/tasks/runs/{RUN}/input") for _ in "12"]
+    scrubbed = run_input(b'{"authorization":"<header value>"}')
+    assert [(a.status, a.body) for a in answers] == [(200, scrubbed)] * 2
+    assert upstream.count(RUN) == 2  # not stored
+
+
+async def test_a_stream_stored_by_an_older_gateway_naming_mcp_servers_is_never_served(
+    start_gateway: StartGateway, make_settings: Callable[..., Settings], upstream: FakeUpstream
+) -> None:
+    """An older gateway may have stored a finished run's events with the run's input in them:
+    such a stream is asked of upstream anew, and never exported."""
+    settings = make_settings()
+    stream = b'event: task_run.state\ndata: {"input":{"mcp_servers":[{"headers":{"a":"tok"}}]}}\n\n'
+    async with opened_storage(settings.storage) as storage:
+        old = StoredAnswer(AnswerKind.EVENTS, RUN, "", stream, "2026-11-01T00:00:00.000000Z")
+        await storage.final_answers.put(old)
+        await storage.run_inputs.put(StoredInput(RUN, run_input(b"{}"), old.stored_at))
+    gateway = await start_gateway(settings)
+    reply = await gateway.get(f"/v1/tasks/runs/{RUN}/events")
+    assert (reply.status, reply.body != stream) == (404, True)  # asked of upstream: unknown there
+    assert upstream.requests[-1].raw_path == f"/v1/tasks/runs/{RUN}/events"
+    exported = await run_cli(gateway.config, "cache", "export")
+    assert exported.code == 0
+    assert [orjson.loads(line)["kind"] for line in exported.out.splitlines()] == ["input"]
