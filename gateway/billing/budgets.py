@@ -79,11 +79,7 @@ class Budgets:
             for (owner, kind, processor), n in self._tally.calls.items()
             if owner == app
         )
-        flushing = sum(
-            (price_of(prices, c.kind, c.processor) or 0.0) * c.calls
-            for c in self._tally.flushing
-            if c.app == app
-        )
+        flushing = spend_of([c for c in self._tally.flushing if c.app == app], prices)
         return stored + unflushed + flushing + self._held.get(app, (0, 0.0))[1]
 
     @contextmanager

@@ -38,7 +38,7 @@ from ..storage.protocols import Storage
 from ..storage.types import AnswerKind, Recording, StoredAnswer, StoredInput
 from ..timestamps import rfc3339
 from .final_policy import answer_storability, beta_set
-from .mcp_headers import input_without_header_values, stream_names_mcp_servers
+from .mcp_headers import input_without_header_values, kept_stream_holds_tokens
 from .policy import Storability, is_task_run_input, is_valid_run_id
 
 FORMAT_VERSION = 2
@@ -189,9 +189,8 @@ def _check_answer(answer: StoredAnswer, max_body_bytes: int) -> None:
 
 async def _scan_answers(storage: Storage, run_ids: Sequence[str]) -> AsyncIterator[StoredAnswer]:
     async for answer in storage.final_answers.scan(run_ids):
-        if answer.kind is AnswerKind.EVENTS and stream_names_mcp_servers(answer.body):
-            continue  # kept by an older gateway: it may carry MCP tokens, never exported
-        yield answer
+        if not kept_stream_holds_tokens(answer):
+            yield answer
 
 
 async def _count_answers(storage: Storage) -> int:

@@ -16,7 +16,7 @@ from ..storage.protocols import FinalAnswers
 from ..storage.types import AnswerKind, StoredAnswer, StoreError
 from ..timestamps import now_rfc3339
 from .final_policy import answer_key, answer_storability
-from .mcp_headers import stream_names_mcp_servers
+from .mcp_headers import kept_stream_holds_tokens
 from .policy import Storability
 from .run_inputs import MemoryLRU
 
@@ -84,8 +84,8 @@ class FinalAnswerCache:
             return None
         if stored is None:
             return None
-        if question.kind is AnswerKind.EVENTS and stream_names_mcp_servers(stored.body):
-            return None  # kept by an older gateway: it may carry MCP tokens, so it is asked anew
+        if kept_stream_holds_tokens(stored):
+            return None  # it may carry MCP tokens: asked of upstream anew
         self.memory.put(key, stored.body)
         return stored.body
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import orjson
 
+from ..storage.types import AnswerKind, StoredAnswer
+
 # What a header value of an MCP server becomes. One placeholder for every value, so a rotated
 # token changes neither a create's match nor a stored input.
 PLACEHOLDER = "<header value>"
@@ -24,8 +26,8 @@ def scrub_mcp_headers(body: dict[str, object]) -> dict[str, object]:
     if not isinstance(servers, list):
         return body
     scrubbed = [
-        {**server, "headers": dict.fromkeys(server["headers"], PLACEHOLDER)}
-        if isinstance(server, dict) and isinstance(server.get("headers"), dict)
+        {**server, "headers": dict.fromkeys(headers, PLACEHOLDER)}
+        if (headers := _headers(server)) is not None
         else server
         for server in servers
     ]
@@ -40,10 +42,17 @@ def header_values(body: dict[str, object]) -> list[object]:
     return [
         value
         for server in servers
-        if isinstance(server, dict) and isinstance(server.get("headers"), dict)
-        for value in server["headers"].values()
+        if (headers := _headers(server)) is not None
+        for value in headers.values()
         if value != PLACEHOLDER
     ]
+
+
+def _headers(server: object) -> dict[str, object] | None:
+    """An `mcp_servers` entry's headers, if it is an object that has them."""
+    if isinstance(server, dict) and isinstance(headers := server.get("headers"), dict):
+        return headers
+    return None
 
 
 def input_without_header_values(raw: bytes) -> bytes:
@@ -75,6 +84,12 @@ def input_without_header_values(raw: bytes) -> bytes:
     except orjson.JSONDecodeError:
         pass
     return orjson.dumps(scrubbed)
+
+
+def kept_stream_holds_tokens(answer: StoredAnswer) -> bool:
+    """Whether a stored answer is an event stream naming `mcp_servers`, as an older gateway
+    kept them: never served or exported."""
+    return answer.kind is AnswerKind.EVENTS and stream_names_mcp_servers(answer.body)
 
 
 def stream_names_mcp_servers(body: bytes) -> bool:

@@ -174,22 +174,23 @@ class RunInputCache:
             self.health.failed(e, "read", run_id=run_id)
             stored, unreadable = None, e.kind in UNREADABLE
         if stored is not None:
-            # Stored before MCP header values were scrubbed, an input may still hold them.
-            body = input_without_header_values(stored.body)
-            self.memory.put(run_id, body)
-            return Lookup(200, body, {})
+            return self._from_store(stored)
         if self._cold_runs is None or unreadable:
             return await self._fetch_and_store(run_id, unreadable)
         claim = await self._cold_runs.claim(run_id)
         if isinstance(claim, StoredInput):  # another replica fetched it meanwhile
-            body = input_without_header_values(claim.body)
-            self.memory.put(run_id, body)
-            return Lookup(200, body, {})
+            return self._from_store(claim)
         try:
             return await self._fetch_and_store(run_id, unreadable)
         finally:
             if claim is not None:
                 claim.let_go()  # after the answer: waiting replicas look at the store
+
+    def _from_store(self, stored: StoredInput) -> Lookup:
+        # Stored before MCP header values were scrubbed, an input may still hold them.
+        body = input_without_header_values(stored.body)
+        self.memory.put(stored.run_id, body)
+        return Lookup(200, body, {})
 
     async def _fetch_and_store(self, run_id: str, unreadable: bool) -> Lookup:
         response = await self._fetch(run_id)
